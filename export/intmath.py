@@ -1,0 +1,182 @@
+"""The integer-math primitives of the pipeline, in numpy; the C twin is
+``firmware_templates/kernels/kws_intmath.h`` with the same function names and rounding.
+
+Every function here takes Python ints or numpy integer arrays (any shape, broadcast) and
+returns int64 arrays (or ints for int inputs) holding exactly what the C function returns.
+Rounding rules are stated per function; none of them is numpy's round-half-to-even.
+
+Sources: TFLite / gemmlowp fixed-point (SaturatingRoundingDoublingHighMul,
+RoundingDivideByPOT, MultiplyByQuantizedMultiplier, QuantizeMultiplier); CMSIS-Core
+__SSAT / __QADD / __CLZ semantics.
+
+Rule for C: never left-shift a negative value (undefined in C99); multiply by a power of
+two instead. Right shifts of negative values are arithmetic (gcc and arm-none-eabi-gcc).
+
+Export-time helpers that have no C twin (they run once, when the bundle is made) are at
+the end of this module, under "Python only".
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT8_MIN, INT8_MAX = -128, 127
+INT16_MIN, INT16_MAX = -32768, 32767
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _i64(x):
+    return np.asarray(x, dtype=np.int64)
+
+
+def _out(res, *args):
+    """Return a Python int when every argument was a Python int, else the array."""
+    if all(isinstance(a, (int, np.integer)) for a in args):
+        return int(res)
+    return res
+
+
+def saturate_int8(x):
+    """Clamp to [-128, 127] (CMSIS __SSAT(x, 8)). x: int32. Returns int8-range values."""
+    return _out(np.clip(_i64(x), INT8_MIN, INT8_MAX), x)
+
+
+def saturate_int16(x):
+    """Clamp to [-32768, 32767] (CMSIS __SSAT(x, 16)). x: int32. Returns int16-range values."""
+    return _out(np.clip(_i64(x), INT16_MIN, INT16_MAX), x)
+
+
+def saturate_int32(x):
+    """Clamp an int64 to [INT32_MIN, INT32_MAX]. x: int64."""
+    return _out(np.clip(_i64(x), INT32_MIN, INT32_MAX), x)
+
+
+def sat_add_int32(a, b):
+    """Saturating int32 add (CMSIS __QADD): clamp(a + b) to int32. a, b: int32."""
+    return _out(np.clip(_i64(a) + _i64(b), INT32_MIN, INT32_MAX), a, b)
+
+
+def round_shift_right(x, n):
+    """Arithmetic right shift by n with round half up: (x + 2^(n-1)) >> n; x for n = 0.
+
+    Args:
+        x: int64 values with |x| < 2^62.
+        n: shift, 0..62 (scalar or array).
+    Returns:
+        int64 floor((x + 2^(n-1)) / 2^n), i.e. x / 2^n rounded to nearest, ties toward +inf.
+    """
+    x, n = _i64(x), _i64(n)
+    half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
+    return _out(np.right_shift(x + half, n), x if np.ndim(x) else int(x), n if np.ndim(n) else int(n))
+
+
+def saturating_rounding_doubling_high_mul(a, b):
+    """gemmlowp/TFLite SaturatingRoundingDoublingHighMul: the high 32 bits of 2*a*b, rounded
+    half away from zero; the single overflow case a = b = INT32_MIN gives INT32_MAX.
+
+    Args: a, b: int32. Returns: int32.
+    Exact definition: ab = a*b; nudge = 2^30 if ab >= 0 else 1 - 2^30;
+    result = trunc((ab + nudge) / 2^31) (C division, toward zero).
+    """
+    a, b = _i64(a), _i64(b)
+    ab = a * b
+    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    res = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
+    res = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, res)
+    return _out(res, a if np.ndim(a) else int(a), b if np.ndim(b) else int(b))
+
+
+def rounding_divide_by_pot(x, exponent):
+    """gemmlowp/TFLite RoundingDivideByPOT: x / 2^exponent rounded half away from zero.
+
+    Args: x: int32; exponent: 0..31. Returns: int32.
+    Exact definition: mask = 2^e - 1; r = x & mask; threshold = (mask >> 1) + (x < 0);
+    result = (x >> e) + (r > threshold).
+    """
+    x, e = _i64(x), _i64(exponent)
+    mask = np.left_shift(np.int64(1), e) - 1
+    rem = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    res = (x >> e) + (rem > threshold)
+    return _out(res, x if np.ndim(x) else int(x), e if np.ndim(e) else int(e))
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift):
+    """TFLite MultiplyByQuantizedMultiplier (double rounding), the requantize step of int8
+    kernels: x * multiplier * 2^shift / 2^31.
+
+    Args:
+        x: int32 accumulator.
+        multiplier: Q31 multiplier in [2^30, 2^31 - 1] (or 0).
+        shift: -31..30; positive = left shift.
+    Returns:
+        int32: RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^left, m), right)
+        with left = max(shift, 0), right = max(-shift, 0). Where TFLite's x * 2^left would
+        overflow int32 (undefined in C), it is saturated to int32 first.
+    """
+    x, m, s = _i64(x), _i64(multiplier), _i64(shift)
+    left = np.maximum(s, 0)
+    right = np.maximum(-s, 0)
+    xs = np.clip(x * np.left_shift(np.int64(1), left), INT32_MIN, INT32_MAX)
+    res = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xs, m), right)
+    return _out(res, *(v if np.ndim(v) else int(v) for v in (x, m, s)))
+
+
+def requantize_single_round(x, multiplier, shift):
+    """Single-rounding requantize: round_shift_right(x * multiplier, 31 - shift), saturated
+    to int32 (CMSIS-NN's single-rounding arm_nn_requantize; ties toward +inf).
+
+    Args: x: int32; multiplier: Q31 in [0, 2^31 - 1]; shift: -31..30.
+    Returns: int32.
+    """
+    x, m, s = _i64(x), _i64(multiplier), _i64(shift)
+    res = np.clip(round_shift_right(x * m, 31 - s), INT32_MIN, INT32_MAX)
+    return _out(res, *(v if np.ndim(v) else int(v) for v in (x, m, s)))
+
+
+def clz32(x):
+    """Count leading zeros of a uint32 (CMSIS __CLZ); clz32(0) = 32.
+
+    Args: x: values in [0, 2^32). Returns: 0..32.
+    """
+    x = _i64(x)
+    _, e = np.frexp(x.astype(np.float64))
+    res = np.where(x == 0, 32, 32 - e)
+    return _out(res, x if np.ndim(x) else int(x))
+
+
+# ---------------------------------------------------------------------------------------
+# Python only: export-time helpers (no C twin; they run when the bundle is made).
+# ---------------------------------------------------------------------------------------
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite QuantizeMultiplier: real = multiplier * 2^shift / 2^31 with multiplier a Q31
+    value in [2^30, 2^31 - 1] (std::round, half away from zero).
+
+    Args: real: a non-negative finite float.
+    Returns: (multiplier, shift); (0, 0) for real = 0; shifts below -31 flush to (0, 0).
+    Raises: ValueError for negative or non-finite input.
+    """
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"multiplier must be finite and >= 0, got {real}")
+    if real == 0.0:
+        return 0, 0
+    frac, shift = math.frexp(real)
+    q = int(math.floor(frac * (1 << 31) + 0.5))
+    if q == 1 << 31:
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        raise ValueError(f"multiplier {real} is too large for a Q31 multiplier and shift <= 30")
+    return q, shift
+
+
+def round_half_away(x) -> np.ndarray:
+    """Round floats half away from zero (C's round()) to int64; use instead of np.round."""
+    x = np.asarray(x, dtype=np.float64)
+    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)

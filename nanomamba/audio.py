@@ -1,0 +1,145 @@
+"""The one audio loader of the toolchain (no torch import: the simulator uses it too).
+
+Every stage reads clips through :func:`load_audio`, so the float model, the simulator, the
+generated C and the firmware all see the same samples.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from .config import CLIP_SAMPLES, SAMPLE_RATE
+from .errors import AudioError, AudioWarning
+
+#: Sample rates the loader resamples from (Hz); anything else is refused.
+MIN_RATE, MAX_RATE = 8_000, 192_000
+#: File suffixes :func:`load_audio` reads.
+AUDIO_SUFFIXES = (".wav", ".f32", ".flac")
+
+
+def float_to_int16(x: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] -> int16 PCM: x * 32768 rounded half away from zero,
+    saturated to [-32768, 32767] (the inverse of ``int16 / 32768``; exact on such values).
+
+    Args:
+        x: float array, any shape.
+    Returns:
+        int16 array, same shape.
+    """
+    y = np.asarray(x, dtype=np.float64) * 32768.0
+    y = np.sign(y) * np.floor(np.abs(y) + 0.5)
+    return np.clip(y, -32768, 32767).astype(np.int16)
+
+
+def _fit_length(x: np.ndarray, path: Path, n: int) -> np.ndarray:
+    if len(x) < n:
+        warnings.warn(f"{path}: {len(x)} samples, zero-padded to {n} (1 s)", AudioWarning,
+                      stacklevel=3)
+        x = np.concatenate([x, np.zeros(n - len(x), dtype=x.dtype)])
+    elif len(x) > n:
+        warnings.warn(f"{path}: {len(x)} samples, trimmed to the first {n} (1 s)", AudioWarning,
+                      stacklevel=3)
+        x = x[:n]
+    return x
+
+
+def _read_wav(path: Path, want_int16: bool) -> tuple[np.ndarray, int, str]:
+    import soundfile as sf
+    try:
+        info = sf.info(str(path))
+        exact_int16 = want_int16 and info.subtype == "PCM_16"
+        data, rate = sf.read(str(path), dtype="int16" if exact_int16 else "float32",
+                             always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, ValueError, TypeError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AudioError(f"{path}: not a readable audio file ({msg[:120]})") from None
+    return data, rate, info.subtype
+
+
+def load_audio(path: str | os.PathLike, *, dtype: str = "float32",
+               n_samples: int = CLIP_SAMPLES) -> np.ndarray:
+    """Read one clip as the model's input: 16 kHz mono, exactly ``n_samples`` samples.
+
+    Accepts WAV (16-bit PCM, 32-bit float, 8-bit unsigned and other libsndfile subtypes),
+    FLAC, and raw little-endian float32 ``.f32`` (assumed 16 kHz mono). Other rates in
+    [8, 192] kHz are resampled (scipy.signal.resample_poly) with an :class:`AudioWarning`;
+    stereo is downmixed (mean of channels) with a warning; short clips are zero-padded at
+    the end and long ones trimmed to the first ``n_samples``, with a warning.
+
+    Args:
+        path: the clip.
+        dtype: "float32" -> samples in [-1, 1] (int16 PCM divided by 32768);
+            "int16" -> int16 PCM (exact for 16-bit WAV, else :func:`float_to_int16`).
+        n_samples: window length in samples (16,000 = 1 s at 16 kHz).
+    Returns:
+        1-D array of ``n_samples`` float32 or int16 samples.
+    Raises:
+        AudioError: missing file, unknown format, empty or corrupt file, non-finite
+            samples, a sample rate outside [8, 192] kHz.
+    """
+    path = Path(path)
+    if dtype not in ("float32", "int16"):
+        raise ValueError(f"dtype must be 'float32' or 'int16', not {dtype!r}")
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, expected an audio clip")
+    suffix = path.suffix.lower()
+    if suffix == ".f32":
+        raw = path.read_bytes()
+        if len(raw) == 0:
+            raise AudioError(f"{path}: empty file")
+        if len(raw) % 4:
+            raise AudioError(f"{path}: size {len(raw)} bytes is not a whole number of float32 samples")
+        data = np.frombuffer(raw, dtype="<f4").astype(np.float32)[:, None]
+        rate = SAMPLE_RATE
+    elif suffix in (".wav", ".flac"):
+        data, rate, _ = _read_wav(path, dtype == "int16")
+    else:
+        raise AudioError(f"{path}: unsupported audio format '{suffix or '(none)'}' "
+                         f"(expected one of {', '.join(AUDIO_SUFFIXES)})")
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: empty file (no samples)")
+    if data.dtype != np.int16 and not np.isfinite(data).all():
+        raise AudioError(f"{path}: contains NaN or Inf samples")
+    if data.shape[1] > 1:
+        warnings.warn(f"{path}: {data.shape[1]} channels, downmixed to mono", AudioWarning,
+                      stacklevel=2)
+        data = data.astype(np.float32)
+        if np.issubdtype(np.asarray(data).dtype, np.integer):
+            data = data / 32768.0
+        data = data.mean(axis=1, keepdims=True)
+    x = data[:, 0]
+    if rate != SAMPLE_RATE:
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise AudioError(f"{path}: sample rate {rate} Hz is not supported "
+                             f"(need {MIN_RATE}-{MAX_RATE} Hz; the model runs at {SAMPLE_RATE} Hz)")
+        from scipy.signal import resample_poly
+        g = gcd(rate, SAMPLE_RATE)
+        warnings.warn(f"{path}: resampled from {rate} Hz to {SAMPLE_RATE} Hz", AudioWarning,
+                      stacklevel=2)
+        xf = x.astype(np.float64) / (32768.0 if x.dtype == np.int16 else 1.0)
+        x = resample_poly(xf, SAMPLE_RATE // g, rate // g).astype(np.float32)
+    x = _fit_length(x, path, n_samples)
+    if dtype == "int16":
+        return x if x.dtype == np.int16 else float_to_int16(x)
+    if x.dtype == np.int16:
+        return x.astype(np.float32) / np.float32(32768.0)
+    return x.astype(np.float32)
+
+
+def list_clips(folder: str | os.PathLike) -> list[Path]:
+    """Audio files (by :data:`AUDIO_SUFFIXES`) under ``folder``, recursively, sorted.
+
+    Raises:
+        AudioError: the folder does not exist or is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AudioError(f"{folder}: no such folder")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())

@@ -1,0 +1,83 @@
+"""Every bad checkpoint gives a one-line CheckpointError naming the file and the problem."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from nanomamba import CheckpointError, TINY, load_checkpoint
+from nanomamba.checkpoint import published_state_dict
+from nanomamba.model import NanoMamba
+
+
+def _state():
+    torch.manual_seed(0)
+    return published_state_dict(NanoMamba(TINY))
+
+
+def _err(path) -> str:
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_missing_file(tmp_path):
+    assert "no such file" in _err(tmp_path / "absent.pt")
+
+
+def test_not_a_checkpoint(tmp_path):
+    p = tmp_path / "junk.pt"
+    p.write_bytes(b"this is not a torch file at all")
+    assert "not a PyTorch checkpoint" in _err(p)
+
+
+def test_wrong_container(tmp_path):
+    p = tmp_path / "list.pt"
+    torch.save([1, 2, 3], p)
+    assert "not a checkpoint" in _err(p)
+
+
+def test_pickle_needing_code_execution(tmp_path):
+    p = tmp_path / "evil.pt"
+    torch.save({"model_state_dict": _state(), "args": argparse.Namespace(lr=1)}, p)
+    assert "needs code execution" in _err(p)
+
+
+def test_shape_mismatch_names_key_and_shapes(tmp_path):
+    state = _state()
+    state["blocks.0.conv1d.bias"] = torch.zeros(23)
+    p = tmp_path / "bad_shape.pt"
+    torch.save({"model_state_dict": state}, p)
+    msg = _err(p)
+    assert "blocks.0.conv1d.bias" in msg and "(23,)" in msg and "(24,)" in msg
+
+
+def test_missing_key(tmp_path):
+    state = _state()
+    del state["blocks.1.sa_ssm.D"]
+    p = tmp_path / "missing_key.pt"
+    torch.save(state, p)
+    assert "missing key 'blocks.1.sa_ssm.D'" in _err(p)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights(tmp_path, bad):
+    state = _state()
+    state["classifier.weight"][0, 0] = bad
+    p = tmp_path / "nan.pt"
+    torch.save({"model_state_dict": state}, p)
+    assert "classifier.weight" in _err(p) and "NaN/Inf" in _err(p)
+
+
+def test_plain_state_dict_loads(tmp_path):
+    p = tmp_path / "plain.pt"
+    torch.save(_state(), p)
+    assert load_checkpoint(p).cfg == TINY
+
+
+def test_directory_instead_of_file(tmp_path):
+    assert "is a directory" in _err(tmp_path)
