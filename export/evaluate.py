@@ -383,7 +383,7 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
         if r == "float":
             route_fns["float"] = float_route(model)
         else:
-            route_fns["int8"] = int8_route(_quantize(model, calib, cache_dir, espeak, progress))
+            route_fns["int8"] = int8_route(quantize_for_route(model, calib))
     babble = BabbleBank(cache_dir=cache_dir, executable=espeak) if "babble" in noises else None
     res = evaluate_grid(route_fns, audio, labels, noises=noises, snrs=snrs, seed=seed,
                         noise_files=files, babble=babble, source=f"{Path(checkpoint).name} on {desc}",
@@ -403,11 +403,20 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
     return res
 
 
-def _quantize(model, calib, cache_dir, espeak, progress):
-    """Hook for the int8 route: quantize ``model`` with calibration clips (see int8_route)."""
+def quantize_for_route(model, calib: np.ndarray | None = None):
+    """Quantize ``model`` for the int8 route (``export.quantize.quantize``).
+
+    Args:
+        model: the float model.
+        calib: int16 (N, 16000) calibration clips (default: the quantizer's own default).
+    Returns:
+        the quantized bundle.
+    Raises:
+        EvaluateError: the quantizer is not part of this build.
+    """
     try:
         from export.quantize import quantize
     except ImportError:
         raise EvaluateError("route 'int8': export/quantize.py is not part of this build "
                             "(use --route float)") from None
-    raise EvaluateError("route 'int8': not wired to export.quantize yet")  # pragma: no cover
+    return quantize(model) if calib is None else quantize(model, calib)

@@ -108,3 +108,20 @@ def test_cli_evaluate_bad_dataset(upstream_ckpt, tmp_path):
     (tmp_path / "yes").mkdir()
     res = CliRunner().invoke(main, ["evaluate", str(upstream_ckpt("tiny")), "--data", str(tmp_path)])
     assert res.exit_code == 1 and "missing label folder(s)" in res.output
+
+
+def test_int8_route_or_clear_error(upstream_ckpt, speech_commands_test):
+    """With the simulator in the build, int8 tracks float; without it, a one-line error."""
+    model = load_checkpoint(upstream_ckpt("tiny"))
+    try:
+        import export.quantize  # noqa: F401
+        import export.simulator  # noqa: F401
+    except ImportError:
+        with pytest.raises(E.EvaluateError, match="not part of this build"):
+            E.int8_route(E.quantize_for_route(model))
+        return
+    clips = SpeechCommands(speech_commands_test).load(limit_per_class=2)
+    routes = {"float": E.float_route(model, threads=1), "int8": E.int8_route(E.quantize_for_route(model))}
+    res = E.evaluate_grid(routes, clips.audio, clips.labels, noises=("white",), snrs=(10,),
+                          progress=False)
+    assert res.agreement["int8~float"]["clean"] >= 90.0
