@@ -442,6 +442,25 @@ def load_training_data(data: str, *, per_class: int, data_seed: int, cache_dir: 
             f"label folders at {data} (90/10 split, seed {data_seed})")
 
 
+def _canonical_command(ctx) -> str:
+    """The full ``kws-train`` command line of this run, every option spelled out (machine
+    specific ones, --cache/--workers/--espeak/--quiet/--force, left out)."""
+    import shlex
+    parts = ["kws-train", shlex.quote(str(ctx.params["out"]))]
+    for p in ctx.command.params:
+        if p.name in ("out", "cache", "workers", "espeak", "quiet", "force", "threads"):
+            continue
+        v = ctx.params[p.name]
+        if v is None:
+            continue
+        flag = p.opts[0]
+        if isinstance(v, tuple):
+            parts += [flag, *(f"{x:g}" for x in v)]
+        else:
+            parts += [flag, shlex.quote(f"{v:g}" if isinstance(v, float) else str(v))]
+    return " ".join(parts)
+
+
 def _cli():
     import click
 
@@ -490,7 +509,7 @@ def _cli():
                 progress=not quiet)
             click.echo(f"data: {desc}: {len(xa)} training, {len(xv)} validation clips "
                        f"({time.time() - t0:.0f} s)")
-            command = "kws-train " + " ".join(sys.argv[1:])
+            command = _canonical_command(click.get_current_context())
             tc = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                              noise_p=noise_p, snr_low=snr[0], snr_high=snr[1], reverb_p=reverb_p,
                              eq_p=eq_p, threads=threads,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -48,11 +46,13 @@ def test_missing_espeak_is_one_line(monkeypatch, tmp_path):
 
 
 def test_missing_espeak_cli(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "nanomamba.train", str(tmp_path / "m.pt"),
-                          "--espeak", str(tmp_path / "no-espeak"), "--cache", str(tmp_path / "c"),
-                          "--quiet"], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 1
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    from click.testing import CliRunner
+
+    from nanomamba.train import _cli
+    res = CliRunner().invoke(_cli(), [str(tmp_path / "m.pt"), "--espeak", str(tmp_path / "no-espeak"),
+                                      "--cache", str(tmp_path / "c"), "--quiet"])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert lines == [lines[0]] and lines[0].startswith("error: espeak-ng not found")
     assert "apt-get install espeak-ng" in lines[0]
 
