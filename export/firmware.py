@@ -821,7 +821,7 @@ def qemu_command(board: Board, elf: Path, mode: str = "run",
     display; ``monitor``: a Unix socket for the QEMU monitor (else none).
     """
     cmd = [qemu_system_arm(), "-machine", board.qemu_machine, "-display", "none",
-           "-chardev", "stdio,id=kws"]
+           "-chardev", "stdio,id=kws,signal=off"]
     if board.output == "semihosting":
         cmd += ["-serial", "null", "-semihosting-config",
                 f"enable=on,target=native,chardev=kws,arg=kws,arg={mode}"]
@@ -924,7 +924,8 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
         cmd = qemu_command(board, elf.resolve(), mode, monitor=mon)
         cmd[0] = qemu
         t_start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
         lines_q: queue.Queue = queue.Queue()
         err_chunks: list[str] = []
