@@ -59,17 +59,20 @@ def model_variant(dest: Path, kws_run_body: str) -> Path:
     return dest
 
 
-def host_reference(clips: list[np.ndarray], workdir: Path) -> list[tuple[int, list[int]]]:
-    """(label, logits) of the stand-in compiled for the host (strict flags + UBSan)."""
+def host_reference(clips: list[np.ndarray], workdir: Path, model: Path | None = None,
+                   stream: bool = True) -> list[tuple[int, list[int]]]:
+    """(label, logits) of the stand-in (or a variant folder ``model``) compiled for the
+    host (strict flags + UBSan); ``stream`` also checks the streaming API agrees."""
     from export.hostc import compile_host
-    exe = compile_host([standin_model_dir() / "standin_model.c",
+    model = model or standin_model_dir()
+    exe = compile_host([model / "standin_model.c",
                         Path(__file__).parent / "c" / "standin_host.c"],
                        workdir / "standin_host",
-                       include_dirs=[standin_model_dir(), template_root() / "kernels",
-                                     stub_root()])
+                       include_dirs=[model, template_root() / "kernels", stub_root()])
     data = workdir / "clips.bin"
     data.write_bytes(b"".join(np.asarray(c, dtype="<i2").tobytes() for c in clips))
-    out = subprocess.run([str(exe), str(data)], capture_output=True, text=True, check=True)
+    args = [str(exe), str(data)] + ([] if stream else ["--no-stream"])
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
     rows = []
     for line in out.stdout.splitlines():
         label, logits = line.split()

@@ -144,6 +144,43 @@ def test_counts_scale_exactly_with_work(tmp_path):
     assert list(steps) == [100 * per_iter, 100 * per_iter, 100 * per_iter, 700 * per_iter]
 
 
+@needs_qemu
+def test_dsp_intrinsics_match_portable_c(tmp_path):
+    """cmsis_compiler.h's ACLE path (M4, M55) gives the portable C results (host)."""
+    model = model_variant(tmp_path / "dsp", """
+    uint32_t h = 2166136261u;
+    int32_t i;
+    int k;
+    (void)audio;
+    for (i = -70000; i < 70000; i += 37) {
+        const uint32_t u = (uint32_t)i * 2654435761u;
+        const int32_t s = (int32_t)(u >> 1) - 1073741824;
+        h = (h ^ (uint32_t)__SSAT(s, 8)) * 16777619u;
+        h = (h ^ (uint32_t)__SSAT(i, 16)) * 16777619u;
+        h = (h ^ (uint32_t)__USAT(i, 8)) * 16777619u;
+        h = (h ^ (uint32_t)__CLZ(u >> (uint32_t)(i & 31))) * 16777619u;
+        h = (h ^ (uint32_t)__QADD(s, s)) * 16777619u;
+        h = (h ^ (uint32_t)__QSUB(-s, s)) * 16777619u;
+        h = (h ^ (uint32_t)__SMLAD(u, h, s)) * 16777619u;
+        h = (h ^ (uint32_t)__SMUAD(u, ~u)) * 16777619u;
+        h = (h ^ __SXTB16(u)) * 16777619u;
+    }
+    for (k = 0; k < KWS_N_CLASSES; k++) {
+        logits[k] = (int8_t)(int32_t)((h >> (uint32_t)(2 * k)) & 0x7Fu);
+    }
+    return 0;""")
+    src = (model / "standin_model.c").read_text()
+    (model / "standin_model.c").write_text(src.replace('#include "kws_intmath.h"',
+                                                       '#include "kws_intmath.h"\n'
+                                                       '#include "cmsis_compiler.h"'))
+    clip = write_f32(tmp_path / "z.f32", np.zeros(16000, np.int16))
+    ref = host_reference([np.zeros(16000, np.int16)], tmp_path, model=model, stream=False)
+    for board in ("mps2-an386", "mps3-an547"):
+        out = build_firmware(model, board, tmp_path / board).out
+        got = run_firmware(out, [clip]).clips[0]
+        assert got.logits == ref[0][1], board
+
+
 def test_counter_arithmetic():
     c = Counter(clock_hz=25_000_000, shift=8, handler=5, overhead=26)
     assert c.ticks_per_insn == pytest.approx(6.4)
