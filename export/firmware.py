@@ -45,7 +45,7 @@ import numpy as np
 
 from cmsis_stub import stub_root
 from export import __version__
-from export.boards import Board, BoardError, load_board, uart_context
+from export.boards import BOARDS_DIR, Board, BoardError, load_board, parse_board, uart_context
 from export.hostc import STRICT_CFLAGS, ToolError
 from firmware_templates import template_root
 from nanomamba.errors import KwsError
@@ -430,12 +430,18 @@ def _atomic_folder(out: Path, force: bool, fill: Callable[[Path], None]) -> None
         raise
 
 
-def _run_tool(cmd: list[str], cwd: Path, what: str) -> None:
+def _run_tool(cmd: list[str], cwd: Path, what: str,
+              paths: Sequence[tuple[str, str]] = ()) -> None:
+    """Run a tool; on failure raise FirmwareError with its first error line, with the
+    build's relative source paths (``paths``: (prefix, replacement)) mapped back."""
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
         lines = lines or proc.stderr.strip().splitlines() or ["(no message)"]
-        raise FirmwareError(f"{what} failed: {lines[0].strip()}")
+        msg = lines[0].strip()
+        for prefix, repl in paths:
+            msg = msg.replace(prefix, repl)
+        raise FirmwareError(f"{what} failed: {msg}")
 
 
 def compile_flags(board: Board, opt: str = DEFAULT_OPT) -> list[str]:
@@ -512,7 +518,10 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
         prefix = [f"-ffile-prefix-map={tmp}=.", f"-ffile-prefix-map={obj}=."]
         rel = [str(p.relative_to(tmp)) for p in c_files]
         _run_tool([gcc, *cflags, *prefix, *includes, "-c", *[f"../{r}" for r in rel]],
-                  obj, f"compiling for {board.name} ({board.core})")
+                  obj, f"compiling for {board.name} ({board.core})",
+                  paths=[("../src/model/", f"{model.folder}/"),
+                         ("../src/app/", f"{out}/src/app/"),
+                         ("../src/include/", f"{out}/src/include/")])
         objs = [f"obj/{Path(r).stem}.o" for r in rel]
         lflags = link_flags(board)
         _run_tool([gcc, *lflags, "-Tsrc/app/kws_linker.ld", f"-Wl,-Map={MAP}",
@@ -526,6 +535,8 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
             "tool": f"kws-export {__version__}",
             "command": command,
             "board": board.name,
+            "board_file": (None if board.path is None or board.path.parent == BOARDS_DIR
+                           else str(board.path)),
             "board_kind": board.kind,
             "core": board.core,
             "model": {
@@ -552,6 +563,14 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
 
     _atomic_folder(out, force, fill)
     return BuildResult(out, out / ELF, out / BIN, out / HEX, result["manifest"])
+
+
+def manifest_board(manifest: dict) -> Board:
+    """The board a build was made for (its own .toml when built from a board file)."""
+    path = manifest.get("board_file")
+    if path and Path(path).is_file():
+        return parse_board(Path(path))
+    return load_board(manifest["board"])
 
 
 def read_manifest(build_dir: Path) -> dict:
@@ -1102,7 +1121,7 @@ def _emulated_board(build_dir: Path, board_name: str | None) -> tuple[dict, Boar
         load_board(board_name)                       # unknown names: the usual error
         raise BoardError(f"{build_dir}: built for {built_for}, not {board_name} "
                          f"(rebuild with --board {board_name})")
-    board = load_board(built_for)
+    board = manifest_board(manifest)
     if not board.emulated:
         raise BoardError(f"{build_dir}: board {board.name} is not emulated (QEMU runs "
                          f"mps2-an386, mps2-an500, mps2-an505, mps3-an547); flash it with "
@@ -1364,8 +1383,9 @@ def flash_plan(build_dir: Path, board_name: str) -> FlashPlan:
             outside the board's flash.
     """
     build_dir = Path(build_dir)
-    board = load_board(board_name)
     manifest = read_manifest(build_dir)
+    board = (manifest_board(manifest) if board_name == manifest["board"]
+             else load_board(board_name))
     if manifest["board"] != board.name:
         raise BoardError(f"{build_dir}: built for {manifest['board']}, not {board.name} "
                          f"(rebuild with --board {board.name})")
