@@ -13,6 +13,8 @@ project's default model uses them, see docs/DATA.md):
   street and, with ``noise_dir``, recorded files) at an SNR of U(``snr_low``, ``snr_high``) dB;
 - ``reverb_p``: convolve with a synthetic room impulse response (direct path plus
   exponentially decaying noise, RT60 U(0.1, 0.7) s), wet/dry mixed;
+- ``speed_p``: speed perturbation, resampling by U(0.85, 1.15) (tempo, pitch and formants
+  move together, like a different vocal tract), centred and cropped/zero-padded to 1 s;
 - ``eq_p``: a random microphone-like response (high-pass U(50, 400) Hz, low-pass
   U(2.5, 8) kHz, spectral tilt U(-6, +6) dB per octave... applied as an FFT gain).
 
@@ -97,6 +99,7 @@ class TrainConfig:
     snr_high: float = 20.0
     reverb_p: float = 0.0
     eq_p: float = 0.0
+    speed_p: float = 0.0
     seed: int = 0
     threads: int = 2
     noise_dir: str | None = None
@@ -165,6 +168,13 @@ class fast_scan:
         return False
 
 
+def recipe_json(tc: TrainConfig) -> str:
+    """The hyper-parameters stored in a checkpoint's ``recipe`` (JSON, sorted keys; the
+    machine-specific cache/espeak paths and the free-form ``extra`` left out)."""
+    d = {k: v for k, v in asdict(tc).items() if k not in ("cache_dir", "espeak", "extra")}
+    return json.dumps(d, sort_keys=True)
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 class Augmenter:
@@ -227,6 +237,15 @@ class Augmenter:
                 y = torch.fft.irfft(torch.fft.rfft(x[sel]) * gain, n)
                 x = x.clone()
                 x[sel] = y * rms(x[sel])[:, None] / rms(y)[:, None]
+        if tc.speed_p > 0:
+            sel = torch.nonzero(coin(tc.speed_p)).flatten().tolist()
+            if sel:
+                x = x.clone()
+                rates = 0.85 + 0.3 * torch.rand(len(sel), generator=g)
+                for i, r in zip(sel, rates.tolist()):
+                    m = max(8, int(round(n / r)))      # r > 1: faster and higher
+                    y = F.interpolate(x[i][None, None], size=m, mode="linear", align_corners=False)[0, 0]
+                    x[i] = y[:n] if m >= n else F.pad(y, ((n - m) // 2, n - m - (n - m) // 2))
         # time shift, zero fill
         max_shift = int(tc.shift_ms * SAMPLE_RATE / 1000)
         if max_shift > 0:
@@ -394,7 +413,7 @@ def train(train_audio: np.ndarray, train_labels: np.ndarray, val_audio: np.ndarr
                     "state": {k: v.clone() for k, v in model.state_dict().items()}}
             if out is not None:
                 save_checkpoint(model, out, epoch=epoch, val_acc=val_acc,
-                                extra={"recipe": json.dumps(asdict(tc), sort_keys=True), **tc.extra})
+                                extra={"recipe": recipe_json(tc), **tc.extra})
         log(f"epoch {epoch:3d}: loss {rec['loss']:.4f}  train {rec['train_acc']:5.1f} %  "
             f"val {val_acc:5.2f} %{'  *' if improved else ''}  ({rec['seconds']:.0f} s)")
     model.load_state_dict(best["state"])
@@ -482,6 +501,8 @@ def _cli():
                   help="SNR range (dB) of the background noise.")
     @click.option("--reverb-p", type=float, default=0.0, show_default=True)
     @click.option("--eq-p", type=float, default=0.0, show_default=True)
+    @click.option("--speed-p", type=float, default=0.0, show_default=True,
+                  help="Probability of speed perturbation (x0.85-1.15).")
     @click.option("--noise-dir", type=click.Path(path_type=Path), default=None,
                   help="Recorded noise (e.g. Speech Commands' _background_noise_).")
     @click.option("--cache", "cache", type=click.Path(path_type=Path),
@@ -493,7 +514,7 @@ def _cli():
     @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     def main(out, model, data, per_class, data_seed, epochs, batch_size, lr, seed, noise_p, snr,
-             reverb_p, eq_p, noise_dir, cache, workers, threads, espeak, force, quiet):
+             reverb_p, eq_p, speed_p, noise_dir, cache, workers, threads, espeak, force, quiet):
         """Train a NanoMamba keyword spotter (CPU) and write OUT in the published checkpoint
         format (best validation epoch)."""
         try:
@@ -512,7 +533,7 @@ def _cli():
             command = _canonical_command(click.get_current_context())
             tc = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                              noise_p=noise_p, snr_low=snr[0], snr_high=snr[1], reverb_p=reverb_p,
-                             eq_p=eq_p, threads=threads,
+                             eq_p=eq_p, speed_p=speed_p, threads=threads,
                              noise_dir=str(noise_dir) if noise_dir else None,
                              cache_dir=str(cache), espeak=espeak,
                              extra={"train_command": command, "data": desc})
