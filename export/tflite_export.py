@@ -481,8 +481,42 @@ def tensor_scales(flat: bytes) -> dict[str, tuple[float, int, str]]:
     return out
 
 
-def write_tflite(path: Path, flat: bytes, force: bool) -> None:
-    """Write the flatbuffer atomically; refuse to overwrite without ``force``."""
-    from export.onnx_export import check_outputs_free, write_bytes_atomic
-    check_outputs_free([path], force)
-    write_bytes_atomic(Path(path), flat)
+def export_tflite(source: str | os.PathLike, out: str | os.PathLike, *,
+                  calib: str | os.PathLike | None = None, calib_count: int = 240,
+                  force: bool = False) -> dict:
+    """Write the 16x8 .tflite (with float islands) of one model, checked in TFLM.
+
+    Quantization: the converter calibrates on representative inputs. With a bundle these
+    will be the bundle's ranges (hook); with a (dev-only) checkpoint they are the float
+    front-end outputs of ``calib`` clips (required).
+
+    Args:
+        source: bundle or (dev-only) .pt checkpoint.
+        out: output .tflite path (refused if it exists, unless ``force``).
+        calib: folder of calibration clips; calib_count: clips taken from it.
+        force: overwrite ``out``.
+    Returns:
+        dict with ``bytes``, ``ops`` (:func:`op_summary`), ``arena_bytes`` (minimum TFLM
+        arena), ``calibration`` (what the scales come from), ``model_hash``.
+    Raises:
+        TfliteExportError, OnnxExportError, CheckpointError, AudioError, OutputExistsError.
+    """
+    from export.fileio import atomic_write_bytes, check_output
+    from export.onnx_export import clip_features, load_source, pick_clips
+    check_output(out, force)
+    src = load_source(source)
+    if src.qspec is None and calib is None:
+        raise TfliteExportError(f"{src.path}: a checkpoint carries no quantization; give "
+                                f"--calib CLIPS (a folder of calibration clips)")
+    _tf()
+    _tflm()
+    clips = pick_clips(calib, calib_count)
+    f, s = clip_features(src, clips)
+    flat = convert(src.cfg, src.params, f, s)
+    model = tflm_load(flat)          # proves TFLM allocates it; minimum arena
+    model.run(f[:1], s[:1])          # and invokes it
+    atomic_write_bytes(out, flat, force=force)
+    return {"path": str(out), "bytes": len(flat), "ops": op_summary(flat),
+            "arena_bytes": model.arena_size, "model_hash": src.model_hash,
+            "calibration": f"stand-in: converter min/max on {len(clips)} clips of {calib} "
+                           f"(not the bundle)"}
