@@ -189,7 +189,8 @@ def _run_tflm(m, feats, progress: bool) -> np.ndarray:
     if not progress:
         return m.run(f, s)
     from tqdm import tqdm
-    outs = [m.run(f[i:i + 1], s[i:i + 1]) for i in tqdm(range(len(f)), desc="tflm", leave=False)]
+    outs = [m.run(f[i:i + 1], s[i:i + 1])
+            for i in tqdm(range(len(f)), desc="tflm", leave=False, disable=None)]
     return np.concatenate(outs)
 
 
@@ -198,17 +199,18 @@ def print_compare(result: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
     console = console or Console()
-    table = Table("route", "top-1 agreement", "logits SQNR", "max |diff|", "accuracy",
-                  "time", "note",
+    table = Table("route", "top-1 agreement", "logits SQNR", "max |diff|", "accuracy", "time",
                   title=f"{result['clips']} clips, reference: {result['reference']} float")
     for r in result["routes"].values():
         if r.logits is None:
-            table.add_row(r.name, "-", "-", "-", "-", "-", r.note)
+            table.add_row(r.name, "-", "-", "-", "-", "-")
             continue
         m = r.metrics
         table.add_row(r.name, f"{m['agreement']:.2f} %",
                       "ref" if r.name == result["reference"] else f"{m['sqnr_db']:.1f} dB",
                       f"{m['max_abs']:.2e}",
                       "-" if m["accuracy"] is None else f"{m['accuracy']:.2f} %",
-                      f"{r.seconds:.1f} s", r.note)
+                      f"{r.seconds:.1f} s")
     console.print(table)
+    for r in result["routes"].values():
+        console.print(f"  {r.name}: {r.note}", highlight=False)
