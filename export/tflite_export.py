@@ -148,7 +148,8 @@ def build_tf_network(cfg: NanoMambaConfig, params: dict):
 
 
 def convert(cfg: NanoMambaConfig, params: dict, calib_features: np.ndarray,
-            calib_snr: np.ndarray, float_ops: tuple[str, ...] = FLOAT_OPS) -> bytes:
+            calib_snr: np.ndarray, float_ops: tuple[str, ...] = FLOAT_OPS,
+            islands: bool = True) -> bytes:
     """Convert the network to a 16x8 .tflite for TFLite Micro, with float islands.
 
     Args:
@@ -158,6 +159,8 @@ def convert(cfg: NanoMambaConfig, params: dict, calib_features: np.ndarray,
             max|x|/32767, zero_point 0; int8 weights symmetric per output channel)
             comes from them.
         float_ops: TFLite op names to run in float32 (see module docstring).
+        islands: apply :func:`float_islands` (False: the converter's plain 16x8 model,
+            which TFLM refuses at EXP).
     Returns:
         the flatbuffer bytes (inputs/outputs int16).
     Raises:
@@ -183,7 +186,7 @@ def convert(cfg: NanoMambaConfig, params: dict, calib_features: np.ndarray,
     except Exception as err:    # the converter raises many untyped errors
         msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise TfliteExportError(f"TFLite converter failed: {msg}") from None
-    return float_islands(flat, float_ops)
+    return float_islands(flat, float_ops) if islands else flat
 
 
 @contextlib.contextmanager
@@ -418,14 +421,18 @@ def _capture_fd2():
             buf.write(tmp.read().decode(errors="replace"))
 
 
-def min_arena_size(flat: bytes, hi: int = DEFAULT_ARENA, step: int = 256) -> int:
-    """Smallest tensor arena (bytes, multiple of ``step``) with which TFLM allocates the
-    model, found by bisection over real interpreter constructions (the Python
-    interpreter's arena also holds the per-node structures TFLM keeps, as on a device).
+def min_arena_size(flat: bytes, hi: int = DEFAULT_ARENA, step: int = 16) -> int:
+    """Smallest tensor arena (bytes) with which TFLM allocates the model.
+
+    Loads the model once with ``hi`` bytes and reads the recording allocator's total
+    (head + tail, what ``print_allocations`` reports), then confirms that size by loading
+    again, growing by ``step`` until it allocates. The Python interpreter's arena holds
+    what TFLM keeps on a device too: tensors, per-node structures, persistent buffers.
 
     Raises:
         TfliteExportError: the model does not allocate even with ``hi`` bytes.
     """
+    import re
     runtime = _tflm()
 
     def ok(size: int) -> bool:
@@ -436,18 +443,17 @@ def min_arena_size(flat: bytes, hi: int = DEFAULT_ARENA, step: int = 256) -> int
         except RuntimeError:
             return False
 
-    if not ok(hi):
+    try:
+        with _capture_fd2() as err:
+            it = runtime.Interpreter.from_bytes(bytes(flat), arena_size=hi)
+            it.print_allocations()
+    except RuntimeError:
         tflm_load(flat, hi)       # raises with TFLM's message
-    lo = 0
-    while hi - lo > step:
-        mid = (lo + hi) // 2 // step * step
-        if mid <= lo:
-            break
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    m = re.search(r"Arena allocation total (\d+) bytes", err.getvalue())
+    size = -(-int(m.group(1)) // step) * step if m else hi
+    while size < hi and not ok(size):
+        size += step
+    return min(size, hi)
 
 
 def op_summary(flat: bytes) -> dict[str, dict[str, int]]:
