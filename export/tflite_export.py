@@ -456,6 +456,18 @@ def min_arena_size(flat: bytes, hi: int = DEFAULT_ARENA, step: int = 16) -> int:
     return min(size, hi)
 
 
+def stamp(flat: bytes, text: str) -> bytes:
+    """Set the flatbuffer's ``description`` (schema.fbs Model.description) to ``text``
+    (tool version, source, model hash: provenance without timestamps)."""
+    import flatbuffers
+    fb = _tflm().schema_fb
+    model = fb.ModelT.InitFromPackedBuf(bytearray(flat), 0)
+    model.description = text.encode()
+    builder = flatbuffers.Builder(len(flat) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def op_summary(flat: bytes) -> dict[str, dict[str, int]]:
     """Operator counts of a flatbuffer: op name -> {input dtype: count}."""
     fb = _tflm().schema_fb
@@ -518,7 +530,10 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike, *,
     _tflm()
     clips = pick_clips(calib, calib_count)
     f, s = clip_features(src, clips)
-    flat = convert(src.cfg, src.params, f, s)
+    from export import __version__
+    flat = stamp(convert(src.cfg, src.params, f, s),
+                 f"nanomamba-kws {__version__}; source {src.path} ({src.kind}); "
+                 f"model {src.model_hash}; 16x8 + float islands {','.join(FLOAT_OPS)}")
     model = tflm_load(flat)          # proves TFLM allocates it; minimum arena
     model.run(f[:1], s[:1])          # and invokes it
     atomic_write_bytes(out, flat, force=force)
