@@ -82,4 +82,129 @@ static inline int32_t requantize_single_round(int32_t x, int32_t multiplier, int
 /* clz32: leading zero bits of a uint32; clz32(0) = 32 (__CLZ). */
 static inline int32_t clz32(uint32_t x) { return (int32_t)__CLZ(x); }
 
+/* ------------------------------------------------------------------------------------
+ * front end primitives (issue 3): integer sqrt, log2, reciprocal, reciprocal square root,
+ * LUT interpolation. Twins of the block of the same name in export/intmath.py; unsigned
+ * 64-bit arguments are used below 2^63 by the front end (Python holds them in int64).
+ * ------------------------------------------------------------------------------------ */
+
+/* clz64: leading zero bits of a uint64; clz64(0) = 64 (__CLZ on each half). */
+static inline int32_t clz64(uint64_t x)
+{
+    const uint32_t hi = (uint32_t)(x >> 32);
+    return (hi != 0u) ? clz32(hi) : 32 + clz32((uint32_t)(x & 0xFFFFFFFFu));
+}
+
+/* isqrt32: floor(sqrt(x)) of a uint32, exact (digit-by-digit, 16 steps at most). */
+static inline uint32_t isqrt32(uint32_t x)
+{
+    uint32_t r = 0u;
+    uint32_t bit = (uint32_t)1 << 30;
+    while (bit > x) { bit >>= 2; }
+    while (bit != 0u) {
+        if (x >= r + bit) { x -= r + bit; r = (r >> 1) + bit; }
+        else { r >>= 1; }
+        bit >>= 2;
+    }
+    return r;
+}
+
+/* isqrt64: floor(sqrt(x)) of a uint64, exact (digit-by-digit, 32 steps at most). */
+static inline uint64_t isqrt64(uint64_t x)
+{
+    uint64_t r = 0u;
+    uint64_t bit = (uint64_t)1 << 62;
+    while (bit > x) { bit >>= 2; }
+    while (bit != 0u) {
+        if (x >= r + bit) { x -= r + bit; r = (r >> 1) + bit; }
+        else { r >>= 1; }
+        bit >>= 2;
+    }
+    return r;
+}
+
+/* sqrt_u64_norm: round(sqrt(p >> 2j)) * 2^j, j = max(0, ceil((bitlen(p) - 32) / 2)):
+ * a 16-significant-bit magnitude from a power p in [0, 2^62); exact round-to-nearest of
+ * sqrt(p) for p < 2^32, relative error <= 2^-15 + 2^-16 above. Returns 0..2^31. */
+static inline uint32_t sqrt_u64_norm(uint64_t p)
+{
+    const int32_t b = 64 - clz64(p);
+    const int32_t j = (b > 32) ? (b - 31) / 2 : 0;
+    const uint32_t pn = (uint32_t)(p >> (2 * j));
+    uint32_t r = isqrt32(pn);
+    if (pn - r * r > r) { r += 1u; }
+    return r << j;
+}
+
+/* log2_u64_q16: log2(x) in Q16 (x in [1, 2^63); x = 0 gives 0) by linear interpolation in
+ * the 129-entry Q24 table of log2(1 + i/128) (intmath.log2_table). b = bitlen(x) - 1;
+ * m = x normalised to Q30 (truncating); i = bits 29..23 of m, f = bits 22..0;
+ * y = T[i] + (((T[i+1] - T[i]) * f) >> 23); result round_shift_right(b * 2^24 + y, 8). */
+static inline int32_t log2_u64_q16(uint64_t x, const int32_t *table)
+{
+    if (x == 0u) { x = 1u; }
+    const int32_t b = 63 - clz64(x);
+    const uint32_t m = (uint32_t)((b >= 30) ? (x >> (b - 30)) : (x << (30 - b)));
+    const int32_t i = (int32_t)((m >> 23) & 127u);
+    const int64_t f = (int64_t)(m & 0x7FFFFFu);
+    const int64_t y = (int64_t)table[i] + ((((int64_t)table[i + 1] - (int64_t)table[i]) * f) >> 23);
+    return (int32_t)round_shift_right((int64_t)b * 16777216 + y, 8);
+}
+
+/* reciprocal_u64: 1/d ~= r * 2^-e with r = floor((2^47 - 1) / dn) in [2^15, 2^16), dn = d
+ * normalised to [2^31, 2^32) (truncating), e = bitlen(d) + 15; d = 0 is treated as 1.
+ * Relative error below 2^-15. One 64/32 division (libgcc on Cortex-M). */
+static inline uint32_t reciprocal_u64(uint64_t d, int32_t *e)
+{
+    if (d == 0u) { d = 1u; }
+    const int32_t b = 64 - clz64(d);
+    const uint32_t dn = (uint32_t)((b <= 32) ? (d << (32 - b)) : (d >> (b - 32)));
+    *e = b + 15;
+    return (uint32_t)((((uint64_t)1 << 47) - 1u) / (uint64_t)dn);
+}
+
+/* rsqrt_u64: 1/sqrt(v) ~= r * 2^-e with r = floor(2^31 / sqrt(vn)) = isqrt64(2^62 / vn) in
+ * (2^21, 2^22], vn = v >> 2j (truncating) or v << -2j in [2^18, 2^20),
+ * j = floor((bitlen(v) - 19) / 2), e = 31 + j; v = 0 is treated as 1. Relative error below
+ * 2^-17. One 64/32 division and one isqrt64. */
+static inline uint32_t rsqrt_u64(uint64_t v, int32_t *e)
+{
+    if (v == 0u) { v = 1u; }
+    const int32_t b = 64 - clz64(v);
+    const int32_t j = (b + 1) / 2 - 10;
+    const uint64_t vn = (j >= 0) ? (v >> (2 * j)) : (v << (-2 * j));
+    *e = 31 + j;
+    return (uint32_t)isqrt64((((uint64_t)1) << 62) / vn);
+}
+
+/* shift_round_sat_u32: x * 2^-sh rounded to nearest (ties toward +inf) and saturated to
+ * [0, 2^32 - 1]; x in [0, 2^62), sh in -64..64 (sh >= 63 gives 0; sh < 0 shifts left). */
+static inline uint32_t shift_round_sat_u32(uint64_t x, int32_t sh)
+{
+    if (sh >= 63) { return 0u; }
+    if (sh >= 0) {
+        const int64_t y = round_shift_right((int64_t)x, sh);
+        return (y > (int64_t)UINT32_MAX) ? UINT32_MAX : (uint32_t)y;
+    }
+    if (x == 0u) { return 0u; }
+    const int32_t k = -sh;
+    if (k >= 32 || x > (uint64_t)(UINT32_MAX >> k)) { return UINT32_MAX; }
+    return (uint32_t)(x << k);
+}
+
+/* lut_lerp_i16: linear interpolation in n int16 values at step 2^frac_bits (CMSIS-NN int16
+ * LUT scheme): x <= 0 -> table[0]; x >= (n-1) * 2^frac_bits -> table[n-1]; else
+ * table[i] + round_shift_right((table[i+1] - table[i]) * f, frac_bits), i = x >> frac_bits,
+ * f = x & (2^frac_bits - 1). (n - 1) * 2^frac_bits must fit an int32. */
+static inline int32_t lut_lerp_i16(const int16_t *table, int32_t n, int32_t x, int32_t frac_bits)
+{
+    const int32_t top = (n - 1) * ((int32_t)1 << frac_bits);
+    if (x >= top) { return table[n - 1]; }
+    if (x < 0) { x = 0; }
+    const int32_t i = x >> frac_bits;
+    const int64_t f = (int64_t)(x & (((int32_t)1 << frac_bits) - 1));
+    return (int32_t)table[i]
+        + (int32_t)round_shift_right(((int64_t)table[i + 1] - (int64_t)table[i]) * f, frac_bits);
+}
+
 #endif /* KWS_INTMATH_H */
