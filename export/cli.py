@@ -51,3 +51,98 @@ def info(checkpoint: Path, audio: tuple[Path, ...]) -> None:
     """Describe a checkpoint: config, parameters, MACs; classify clips with --audio."""
     from export.report import print_info
     print_info(checkpoint, list(audio))
+
+
+# ---------------------------------------------------------------------------------------
+# Firmware (issue 8): boards, build, run, bench, flash. Logic in export/firmware.py;
+# printing in export/firmware_report.py.
+# ---------------------------------------------------------------------------------------
+
+@main.command()
+@handle_errors
+def boards() -> None:
+    """List the boards firmware can be built for (QEMU, pyOCD, build-only)."""
+    from export.firmware_report import print_boards
+    print_boards()
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--board", "-b", "board", required=True,
+              help="Board id (kws-export boards) or a board .toml file.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Output folder (ELF, BIN, HEX, map, firmware.json, src/).")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option("--opt", type=click.Choice(["O2", "Os"]), default="O2", show_default=True,
+              help="Optimisation level.")
+@click.option("--demo-clip", type=click.Path(path_type=Path), default=None,
+              help="Clip built into real-board firmware (default: a synthetic demo clip).")
+@handle_errors
+def build(source: Path, board: str, out: Path, force: bool, opt: str,
+          demo_clip: Path | None) -> None:
+    """Build firmware for a board from SOURCE (a folder of model C sources exposing
+    kws_model.h; checkpoints and bundles once the C generator exists)."""
+    from export.firmware import build_firmware
+    from export.firmware_report import print_build
+    cmd = "kws-export " + " ".join(sys.argv[1:])
+    print_build(build_firmware(source, board, out, force=force, opt=opt,
+                               demo_clip=demo_clip, command=cmd))
+
+
+@main.command()
+@click.argument("build_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.argument("clips", metavar="CLIP|FOLDER...", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--board", "-b", default=None, help="Board (default: the one DIR was built for).")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds without firmware output before it counts as hung.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write every clip's result to this JSON file.")
+@handle_errors
+def run(build_dir: Path, clips: tuple[Path, ...], board: str | None, timeout: float,
+        json_out: Path | None) -> None:
+    """Run firmware on QEMU: label, confidence, int8 logits and exact instruction count
+    per clip, all clips in one emulator boot; accuracy for labelled folders."""
+    from export.firmware import run_firmware
+    from export.firmware_report import print_run, write_run_json
+    result = run_firmware(build_dir, list(clips), board=board, timeout=timeout, progress=True)
+    print_run(result)
+    if json_out is not None:
+        write_run_json(result, json_out)
+
+
+@main.command()
+@click.argument("build_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--clip", type=click.Path(path_type=Path), default=None,
+              help="Input clip (default: the built-in demo clip).")
+@click.option("--float-build", type=click.Path(path_type=Path), default=None,
+              help="Build folder of the same model's float32 C, same board (extra column).")
+@click.option("--macs", type=int, default=None,
+              help="MACs per inference for the MAC/2 bound (default: from kws_model.h).")
+@click.option("--timeout", type=float, default=60.0, show_default=True)
+@handle_errors
+def bench(build_dir: Path, clip: Path | None, float_build: Path | None, macs: int | None,
+          timeout: float) -> None:
+    """Deterministic benchmark on QEMU: instructions (front end, network), flash, RAM
+    (data + bss + peak stack)."""
+    from export.firmware import bench_firmware
+    from export.firmware_report import print_bench
+    print_bench(bench_firmware(build_dir, clip=clip, float_build=float_build, macs=macs,
+                               timeout=timeout))
+
+
+@main.command()
+@click.argument("build_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--board", "-b", required=True, help="The real board to program.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be written where.")
+@click.option("--probe", default=None, help="Debug probe unique id (default: the first).")
+@handle_errors
+def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None:
+    """Program a real board with DIR's firmware through pyOCD."""
+    from export.firmware import FlashError, flash_firmware
+    plan = flash_firmware(build_dir, board, dry_run=dry_run, probe=probe)
+    if dry_run:
+        click.echo(plan.describe())
+        if plan.blocker:
+            raise FlashError(plan.blocker)
+    else:
+        click.echo(plan.describe().replace("would write", "wrote", 1))
