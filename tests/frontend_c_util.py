@@ -74,3 +74,89 @@ def load(out_dir: Path, name: str, n_clips: int, n_mels: int = 40) -> np.ndarray
     if got != want:
         raise AssertionError(f"{name}: C wrote {got} bytes, expected {want}")
     return np.memmap(path, dtype=dtype, mode="r", shape=(n_clips, *shape))
+
+
+def _i16(x) -> np.ndarray:
+    return np.clip(np.round(np.asarray(x, dtype=np.float64)), -32768, 32767).astype(np.int16)
+
+
+def generated_inputs(speech: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """The deterministic stress corpus of the bit-exactness test: >= 500 int16 clips
+    (16,000 samples) with their names. Includes all-zero, +32767 / -32768 / +-1 DC,
+    full-scale square waves, single impulses (both extremes, at frame and window edges),
+    white noise at -90..0 dBFS (0 dBFS clips), uniform random int16, tones, chirps,
+    LSB-level noise, silent-then-loud (noise estimate exactly 0), sign-of-cosine inputs that
+    maximise one FFT bin, steps, spikes, bursts, brown noise; plus (if given) real speech
+    clips at unit gain, -60 dB, +18 dB (clipped) and with a silent start.
+    """
+    n = ff.CLIP
+    rng = np.random.default_rng(20240603)
+    t = np.arange(n)
+    clips: list[np.ndarray] = []
+    names: list[str] = []
+
+    def add(name, x):
+        clips.append(_i16(x))
+        names.append(name)
+
+    add("zeros", np.zeros(n))
+    for v in (32767, -32768, 1, -1, 16384):
+        add(f"dc{v}", np.full(n, v))
+    for period in (2, 4, 8, 10, 32, 100, 160, 320, 512, 1000, 4000, 16000):
+        for phase in (0, max(period // 3, 1)):
+            add(f"square{period}_{phase}", np.where(((t + phase) // max(period // 2, 1)) % 2 == 0, 32767, -32768))
+    for pos in (0, 1, 2, 159, 160, 255, 256, 257, 511, 512, 8000, 15743, 15744, 15838, 15839, 15998, 15999):
+        for amp in (32767, -32768, 1, -1):
+            x = np.zeros(n)
+            x[pos] = amp
+            add(f"impulse{pos}_{amp}", x)
+    for db, count in ((-60, 40), (0, 40), (-90, 10), (-40, 10), (-20, 10), (-80, 10)):
+        for i in range(count):
+            add(f"white{db}dB_{i}", rng.normal(0, 32768 * 10 ** (db / 20), n))
+    for i in range(60):
+        add(f"uniform_{i}", rng.integers(-32768, 32768, n))
+    for i, f in enumerate([31.25, 62.5, 2015.625, 4000.0, 6259.4, 7968.75, 8000.0, 100.0, 440.0, 1000.0]):
+        for amp in (32767, 1000, 10, 1):
+            add(f"tone{f}_{amp}", amp * np.sin(2 * np.pi * f * t / 16000 + 0.3 * i))
+    for amp in (32767, 300):
+        add(f"chirp_up_{amp}", amp * np.sin(2 * np.pi * (8000 / 2) * (t / n) * t / 16000))
+        add(f"chirp_down_{amp}", amp * np.cos(2 * np.pi * (8000 * t / 16000 - 4000 * (t / n) * t / 16000)))
+    for i in range(10):
+        add(f"lsb_{i}", rng.integers(-1, 2, n))
+        x = np.zeros(n)
+        x[rng.integers(0, n)] = rng.choice([-1, 1])
+        add(f"one_lsb_{i}", x)
+    for i in range(10):
+        x = rng.normal(0, 32768 * 10 ** (-(i * 6) / 20), n)
+        x[: 800 + 40 * i] = 0
+        add(f"silent_start_{i}", x)
+        y = rng.normal(0, 20000, n)
+        y[4000 + 1000 * i:] = 0
+        add(f"silent_end_{i}", y)
+    for k in (1, 2, 37, 128, 200, 255, 256):
+        sign = np.cos(2 * np.pi * k * (t % 512) / 512) >= 0
+        add(f"signcos{k}", np.where(sign, 32767, -32768))
+    for i in range(40):
+        edges = np.sort(rng.integers(0, n, 6))
+        levels = rng.integers(-32768, 32768, 7)
+        add(f"steps_{i}", levels[np.searchsorted(edges, t, side="right")])
+        x = np.zeros(n)
+        idx = rng.integers(0, n, 20)
+        x[idx] = rng.integers(-32768, 32768, 20)
+        add(f"spikes_{i}", x)
+        x = np.zeros(n)
+        a = rng.integers(0, n - 2000)
+        x[a:a + 1500] = rng.normal(0, 32768 * 10 ** (rng.uniform(-80, 0) / 20), 1500)
+        add(f"burst_{i}", x)
+    for i in range(30):
+        w = np.cumsum(rng.normal(0, 200, n))
+        add(f"brown_{i}", w - w.mean())
+    if speech is not None:
+        for i, s in enumerate(np.asarray(speech)[:20].astype(np.float64)):
+            add(f"speech{i}", s)
+            add(f"speech{i}_-60dB", s * 1e-3)
+            add(f"speech{i}_+18dB", s * 8)
+            z = s.copy()
+            z[:1200] = 0
+            add(f"speech{i}_silent_start", z)
+    return np.stack(clips), names

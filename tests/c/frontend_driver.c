@@ -31,24 +31,40 @@ static FILE *open_out(const char *name)
 
 #ifdef KWS_FRONTEND_TAPS
 #define MAX_TAPS 64
+#define TAP_BUF 65536
 static const char *tap_names[MAX_TAPS];
 static FILE *tap_files[MAX_TAPS];
+static unsigned char tap_buf[MAX_TAPS][TAP_BUF];
+static uint32_t tap_fill[MAX_TAPS];
 static int n_taps;
+
+static void tap_flush(int i)
+{
+    if (tap_fill[i] > 0u) { fwrite(tap_buf[i], 1, tap_fill[i], tap_files[i]); tap_fill[i] = 0u; }
+}
 
 void kws_frontend_tap(const char *name, int32_t frame, const void *data, uint32_t nbytes)
 {
-    int i;
+    static int last;
+    int i = last;
     (void)frame;
-    for (i = 0; i < n_taps; i++) {
-        if (tap_names[i] == name || strcmp(tap_names[i], name) == 0) { break; }
+    if (i >= n_taps || tap_names[i] != name) {
+        for (i = 0; i < n_taps && tap_names[i] != name; i++) { }
+        if (i == n_taps) {
+            for (i = 0; i < n_taps && strcmp(tap_names[i], name) != 0; i++) { }
+        }
+        if (i == n_taps) {
+            if (n_taps == MAX_TAPS) { fprintf(stderr, "too many taps\n"); exit(3); }
+            tap_names[i] = name;
+            tap_files[i] = open_out(name);
+            n_taps++;
+        }
+        last = i;
     }
-    if (i == n_taps) {
-        if (n_taps == MAX_TAPS) { fprintf(stderr, "too many taps\n"); exit(3); }
-        tap_names[i] = name;
-        tap_files[i] = open_out(name);
-        n_taps++;
-    }
-    fwrite(data, 1, nbytes, tap_files[i]);
+    if (tap_fill[i] + nbytes > TAP_BUF) { tap_flush(i); }
+    if (nbytes > TAP_BUF) { fwrite(data, 1, nbytes, tap_files[i]); return; }
+    memcpy(&tap_buf[i][tap_fill[i]], data, nbytes);
+    tap_fill[i] += nbytes;
 }
 #endif
 
@@ -134,7 +150,7 @@ int main(int argc, char **argv)
     if (f_feat != NULL) { fclose(f_feat); }
     if (f_snr != NULL) { fclose(f_snr); }
 #ifdef KWS_FRONTEND_TAPS
-    for (int i = 0; i < n_taps; i++) { fclose(tap_files[i]); }
+    for (int i = 0; i < n_taps; i++) { tap_flush(i); fclose(tap_files[i]); }
 #endif
     printf("%ld clips\n", n);
     return 0;
