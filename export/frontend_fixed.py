@@ -40,11 +40,12 @@ NOISE_FRAMES = 5             #: frames averaged for the per-bin noise
 # --- number formats (docs/FRONTEND.md has the table) ---------------------------------------
 FFT_L1_BITS = 29       #: block shift keeps sum |fft_in| < 2^29 -> no FFT value reaches 2^30
 TWIDDLE_FRAC = 30      #: twiddles Q30
+WINDOW_FRAC = 16       #: Hann window Q16 (uint16; 1.0 saturates to 65535): x * w fits int32
 MEL_W_FRAC = 15        #: mel weights Q15 (uint16, weight 1.0 = 32768)
-MAG_FLOAT_SHIFT = 30   #: |X| (float units, input / 32768) = mag * 2^(block_shift - 30)
-MEL_FLOAT_SHIFT = MAG_FLOAT_SHIFT + MEL_W_FRAC  #: mel (float) = mel_int * 2^(shift - 45)
+MAG_FLOAT_SHIFT = 15 + WINDOW_FRAC  #: |X| (float units, input / 32768) = mag * 2^(block_shift - 31)
+MEL_FLOAT_SHIFT = MAG_FLOAT_SHIFT + MEL_W_FRAC  #: mel (float) = mel_int * 2^(shift - 46)
 LOG_FRAC = 16          #: log2 values Q16
-MAX_BLOCK_SHIFT = 15   #: log_eps has one entry per block shift 0..15 (9 is the proven max)
+MAX_BLOCK_SHIFT = 15   #: log_eps has one entry per block shift 0..15 (10 is the proven max)
 SNR_FRAC = 12          #: per-bin SNR Q12, saturated at 2^32 - 1 (SNR ~1e6)
 LOG_BITS = 10          #: log-mel code width in a cell (signed)
 SNR_BITS = 6           #: snr_mel code width in a cell (unsigned)
@@ -121,8 +122,8 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         constants, the per-model scalars (``noise_mult``, ``noise_shift``, ``snr_eps``,
         ``norm_eps``) and ``outputs`` = {"features": {dtype, scale, zero_point},
         "snr_mel": {...}} (static scales: features int16 scale 2^-11, snr_mel int8 scale
-        2^-6, zero points 0). ``arrays`` holds integer numpy arrays: ``window_q15`` (512,)
-        int16, ``twiddle_cos_q30``/``twiddle_sin_q30`` (257,) int32 (cos/sin(2 pi k / 512)),
+        2^-6, zero points 0). ``arrays`` holds integer numpy arrays: ``window_q16`` (512,)
+        uint16 (periodic Hann, Q16), ``twiddle_cos_q30``/``twiddle_sin_q30`` (257,) int32 (cos/sin(2 pi k / 512)),
         ``bitrev`` (256,) uint8, ``mel_start``/``mel_count`` (n_mels,) int16,
         ``mel_weights_q15`` (nnz,) uint16, ``log2_table_q24`` (129,) int32,
         ``tanh_table_q15`` (257,) int16, ``log_eps`` (16,) int32 (1e-8 in mel units per
@@ -146,9 +147,9 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
 
     n = np.arange(N_FFT)
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)
-    window = np.minimum(im.round_half_away(hann * 32768), 32767).astype(np.int16)
+    window = np.minimum(im.round_half_away(hann * 2 ** WINDOW_FRAC), 2 ** 16 - 1).astype(np.uint16)
     s_max = 32768 * int(window.astype(np.int64).sum())
-    assert s_max.bit_length() - FFT_L1_BITS <= 9  # proven max block shift (docs/FRONTEND.md)
+    assert s_max.bit_length() - FFT_L1_BITS <= 10  # proven max block shift (docs/FRONTEND.md)
 
     k = np.arange(N_BINS)
     cos_t = im.round_half_away(np.cos(2 * np.pi * k / N_FFT) * 2 ** TWIDDLE_FRAC).astype(np.int32)
@@ -171,9 +172,10 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
     log_eps = np.array([_rha(LOG_EPS * 2.0 ** (MEL_FLOAT_SHIFT - s))
                         for s in range(MAX_BLOCK_SHIFT + 1)], dtype=np.int32)
 
-    # Noise denominator D = noise_mult * sum_{t<5} mag_t 2^s_t + snr_eps, units 2^-(30 + G).
+    # Noise denominator D = noise_mult * sum_{t<5} mag_t 2^s_t + snr_eps, units 2^-(31 + G);
+    # noise_mult in [2^18, 2^19] keeps D < 2^61 (docs/FRONTEND.md).
     if ns > 0:
-        g = 19 - math.floor(math.log2(ns / NOISE_FRAMES))
+        g = 18 - math.floor(math.log2(ns / NOISE_FRAMES))
         g = min(max(g, -3), 32)
     else:
         g = 20
@@ -186,8 +188,8 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         "clip_samples": CLIP, "n_fft": N_FFT, "hop": HOP, "n_frames": N_FRAMES,
         "n_bins": N_BINS, "n_mels": n_mels, "noise_frames": NOISE_FRAMES,
         "mel_nnz": int(len(w_q)),
-        "fft_l1_bits": FFT_L1_BITS, "twiddle_frac": TWIDDLE_FRAC, "mel_weight_frac": MEL_W_FRAC,
-        "log_frac": LOG_FRAC, "snr_frac": SNR_FRAC, "log_bits": LOG_BITS, "snr_bits": SNR_BITS,
+        "fft_l1_bits": FFT_L1_BITS, "window_frac": WINDOW_FRAC, "twiddle_frac": TWIDDLE_FRAC, "mel_weight_frac": MEL_W_FRAC,
+        "mel_float_shift": MEL_FLOAT_SHIFT, "log_frac": LOG_FRAC, "snr_frac": SNR_FRAC, "log_bits": LOG_BITS, "snr_bits": SNR_BITS,
         "tanh_in_frac": TANH_IN_FRAC, "tanh_lut_frac": TANH_LUT_FRAC,
         "feature_frac": FEATURE_FRAC,
         "noise_scale_abs": ns, "noise_mult": noise_mult, "noise_shift": g,
@@ -198,7 +200,7 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         },
     }
     arrays = {
-        "window_q15": window,
+        "window_q16": window,
         "twiddle_cos_q30": cos_t,
         "twiddle_sin_q30": sin_t,
         "bitrev": bitrev,
@@ -260,10 +262,10 @@ def fe_frame_window(frames: np.ndarray, window: np.ndarray):
 
     Args:
         frames: (..., 512) int16 samples of a reflect-padded frame.
-        window: (512,) int16 Q15 periodic Hann.
+        window: (512,) uint16 Q16 periodic Hann.
     Returns:
-        windowed (..., 512) int64 = x * w (exact, |.| < 2^30, Q15 of the input LSB);
-        block_shift (...,) int64 s = max(0, bitlen(sum |windowed|) - 29) in 0..9;
+        windowed (..., 512) int64 = x * w (exact, |.| < 2^31, Q16 of the input LSB);
+        block_shift (...,) int64 s = max(0, bitlen(sum |windowed|) - 29) in 0..10;
         fft_in (..., 512) int64 = round_shift_right(windowed, s), sum |fft_in| < 2^29 + 256.
     """
     v = frames.astype(np.int64) * window.astype(np.int64)
@@ -358,7 +360,7 @@ def fe_rfft_split(zr: np.ndarray, zi: np.ndarray, cos_t: np.ndarray, sin_t: np.n
 
 def fe_magnitude(xr: np.ndarray, xi: np.ndarray):
     """power = X_re^2 + X_im^2 (< 2^61) and mag = sqrt_u64_norm(power) (uint32, same units
-    as X: 2^(block_shift - 15) input LSB). Returns (power, mag) int64 arrays."""
+    as X: 2^(block_shift - 16) input LSB). Returns (power, mag) int64 arrays."""
     p = xr * xr + xi * xi
     return p, im.sqrt_u64_norm(p)
 
@@ -366,7 +368,7 @@ def fe_magnitude(xr: np.ndarray, xi: np.ndarray):
 def fe_mel_log(mag: np.ndarray, block_shift: np.ndarray, mel: MelSparse,
                log2_table: np.ndarray, log_eps: np.ndarray):
     """Mel projection and log: mel = sum_k w_q15 * mag (uint64 < 2^51), then
-    log_mel = log2_u64_q16(mel + log_eps[s]) + (s - 45) * 2^16, i.e. Q16 log2 of
+    log_mel = log2_u64_q16(mel + log_eps[s]) + (s - 46) * 2^16, i.e. Q16 log2 of
     (mel_fb @ |X| + 1e-8) in float units (input / 32768).
 
     Args: mag (..., 257); block_shift (...,); mel: the sparse Q15 weights; tables.
@@ -381,9 +383,9 @@ def fe_mel_log(mag: np.ndarray, block_shift: np.ndarray, mel: MelSparse,
 def fe_noise_reciprocal(mag5: np.ndarray, shift5: np.ndarray, noise_mult: int, noise_shift: int,
                         snr_eps: int):
     """Per-bin noise reciprocal from the first 5 frames, computed once per window:
-    noise = sum_{t<5} mag_t * 2^s_t (units 2^-30 float), D = noise_mult * noise + snr_eps
-    (units 2^-(30+G): noise_mult = round(|noise_scale| / 5 * 2^G), snr_eps = round(1e-8 *
-    2^(30+G))), (recip, recip_exp) = reciprocal_u64(D).
+    noise = sum_{t<5} mag_t * 2^s_t (units 2^-31 float), D = noise_mult * noise + snr_eps
+    (units 2^-(31+G): noise_mult = round(|noise_scale| / 5 * 2^G), snr_eps = round(1e-8 *
+    2^(31+G))), (recip, recip_exp) = reciprocal_u64(D).
 
     Args: mag5 (B, 5, 257); shift5 (B, 5); scalars from params meta.
     Returns: noise, denom (B, 257) int64, recip (B, 257) int64 (uint16 values),
@@ -487,7 +489,7 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     out: dict[str, np.ndarray] = {}
     padded = np.pad(audio, ((0, 0), (PAD, PAD)), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP]
-    v, s, u = fe_frame_window(frames, arr["window_q15"])
+    v, s, u = fe_frame_window(frames, arr["window_q16"])
     f = b * N_FRAMES
     zr, zi = fe_fft256_q30(u.reshape(f, N_FFT), arr["twiddle_cos_q30"], arr["twiddle_sin_q30"],
                            arr["bitrev"])

@@ -32,8 +32,8 @@ static int32_t fe_sample(const kws_frontend_state_t *st, const int16_t *hop, int
 }
 
 /* fe_frame_window (twin: frontend_fixed.fe_frame_window). Frame t (samples 160 t - 256 ..
- * 160 t + 255, reflect-padded) times the Q15 Hann window: v = x * w, exact int32
- * (|v| < 2^30). Block shift s = max(0, bitlen(sum |v|) - 29), 0..9. Writes
+ * 160 t + 255, reflect-padded) times the Q16 Hann window: v = x * w, exact int32
+ * (|v| <= 32768 * 65535 < 2^31). Block shift s = max(0, bitlen(sum |v|) - 29), 0..10. Writes
  * fft_in = round_shift_right(v, s) into buf as 256 complex points (re, im) =
  * (fft_in[2m], fft_in[2m+1]) in bit-reversed order. Returns s. */
 static int32_t fe_frame_window(const kws_frontend_state_t *st, const int16_t *hop, int32_t t,
@@ -43,11 +43,15 @@ static int32_t fe_frame_window(const kws_frontend_state_t *st, const int16_t *ho
     const int32_t first = KWS_FE_HOP * t - KWS_FE_N_FFT / 2;
     const int32_t last_base = KWS_FE_CLIP_SAMPLES - KWS_FE_HIST;
     const int32_t base = (first < last_base) ? first : last_base;
+    /* Frames 1..98 need no reflection: samples 0..415 of the frame are the history, the
+     * rest the hop (fast path); frames 0, 99, 100 go through fe_sample. */
+    const int32_t interior = (first == base) && (first >= 0) && (first + KWS_FE_N_FFT <= KWS_FE_CLIP_SAMPLES);
     uint64_t l1 = 0u;
     for (int32_t n = 0; n < KWS_FE_N_FFT; n++) {
-        const int32_t x = fe_sample(st, hop, base, first + n);
-        const int32_t v = x * (int32_t)p->window_q15[n];
-        l1 += (uint64_t)((v < 0) ? -(int64_t)v : (int64_t)v);
+        const int32_t x = interior ? ((n < KWS_FE_HIST) ? (int32_t)st->hist[n] : (int32_t)hop[n - KWS_FE_HIST])
+                                   : fe_sample(st, hop, base, first + n);
+        const int32_t v = x * (int32_t)p->window_q16[n];
+        l1 += (uint32_t)((v < 0) ? -v : v);
         buf[n] = v;
 #ifdef KWS_FRONTEND_TAPS
         const int16_t x16 = (int16_t)x;
@@ -61,10 +65,11 @@ static int32_t fe_frame_window(const kws_frontend_state_t *st, const int16_t *ho
     const uint8_t s8 = (uint8_t)s;
     FE_TAP("block_shift", t, &s8, 1);
 #endif
-    for (int32_t n = 0; n < KWS_FE_N_FFT; n++) {
-        buf[n] = (int32_t)round_shift_right((int64_t)buf[n], s);
-        FE_TAP("fft_in", t, &buf[n], sizeof buf[n]);
+    if (s > 0) {      /* round_shift_right(v, s) in int32: |v| + 2^(s-1) < 2^31 */
+        const int32_t half = (int32_t)1 << (s - 1);
+        for (int32_t n = 0; n < KWS_FE_N_FFT; n++) { buf[n] = (buf[n] + half) >> s; }
     }
+    FE_TAP("fft_in", t, buf, KWS_FE_N_FFT * sizeof(int32_t));
     for (int32_t m = 0; m < KWS_FE_HALF; m++) {      /* bit reversal is an involution */
         const int32_t r = (int32_t)p->bitrev[m];
         if (m < r) {
@@ -87,9 +92,33 @@ static void fe_fft256_q30(const kws_frontend_params_t *p, int32_t *buf)
     for (int32_t len = 2; len <= KWS_FE_HALF; len *= 2) {
         const int32_t h = len / 2;
         const int32_t step = KWS_FE_N_FFT / len;
-        for (int32_t j = 0; j < h; j++) {
-            const int64_t c = p->twiddle_cos_q30[j * step];
-            const int64_t sn = p->twiddle_sin_q30[j * step];
+        /* j = 0: W = 1, t = b exactly (round_shift_right(b 2^30, 30) = b). */
+        for (int32_t g = 0; g < KWS_FE_HALF; g += len) {
+            int32_t *a = buf + 2 * g;
+            int32_t *b = buf + 2 * (g + h);
+            const int32_t ar = a[0], ai = a[1], br = b[0], bi = b[1];
+            a[0] = ar + br;
+            a[1] = ai + bi;
+            b[0] = ar - br;
+            b[1] = ai - bi;
+        }
+        for (int32_t j = 1; j < h; j++) {
+            const int32_t k = j * step;
+            if (k == KWS_FE_HALF / 2) {
+                /* W = -i (c = 0, s = 2^30): t = (b_im, -b_re) exactly. */
+                for (int32_t g = j; g < KWS_FE_HALF; g += len) {
+                    int32_t *a = buf + 2 * g;
+                    int32_t *b = buf + 2 * (g + h);
+                    const int32_t ar = a[0], ai = a[1], br = b[0], bi = b[1];
+                    a[0] = ar + bi;
+                    a[1] = ai - br;
+                    b[0] = ar - bi;
+                    b[1] = ai + br;
+                }
+                continue;
+            }
+            const int64_t c = p->twiddle_cos_q30[k];
+            const int64_t sn = p->twiddle_sin_q30[k];
             for (int32_t g = j; g < KWS_FE_HALF; g += len) {
                 int32_t *a = buf + 2 * g;
                 int32_t *b = buf + 2 * (g + h);
@@ -204,7 +233,7 @@ static void fe_log_code(kws_frontend_state_t *st, int32_t t, int32_t m, int32_t 
 }
 
 /* fe_mel_log (twin: frontend_fixed.fe_mel_log). mel = sum_k w_q15 * mag over the band's
- * bins (uint64 < 2^51), log_mel = log2_u64_q16(mel + log_eps[s]) + (s - 45) 2^16
+ * bins (uint64 < 2^51), log_mel = log2_u64_q16(mel + log_eps[s]) + (s - 46) 2^16
  * = Q16 log2(mel_fb @ |X| + 1e-8) in float units; then fe_log_code. */
 static void fe_mel_log(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t s)
 {
@@ -225,7 +254,7 @@ static void fe_mel_log(kws_frontend_state_t *st, int32_t t, const uint32_t *mag,
 }
 
 /* fe_noise_reciprocal (twin: frontend_fixed.fe_noise_reciprocal). Once per window, at
- * frame 4: noise_k = sum_{t<5} mag_t,k 2^s_t (units 2^-30), D = noise_mult * noise +
+ * frame 4: noise_k = sum_{t<5} mag_t,k 2^s_t (units 2^-31), D = noise_mult * noise +
  * snr_eps, (recip, recip_exp) = reciprocal_u64(D). mag4: frame 4's |X|; frames 0..3 come
  * from the buffer in the cell store. */
 static void fe_noise_reciprocal(kws_frontend_state_t *st, const uint32_t *mag4)
@@ -378,13 +407,19 @@ int32_t kws_frontend_reset(kws_frontend_state_t *st, const kws_frontend_params_t
 {
     memset(st, 0, sizeof *st);
     st->p = p;
-    if (p->n_mels != KWS_FE_N_MELS) { return KWS_FE_ERR_PARAMS; }
+    /* The FFT relies on the exact trivial twiddles W^0 = 1 and W^128 = -i. */
+    if (p->n_mels != KWS_FE_N_MELS || p->twiddle_cos_q30[0] != ((int32_t)1 << KWS_FE_TWIDDLE_FRAC)
+        || p->twiddle_sin_q30[0] != 0 || p->twiddle_cos_q30[KWS_FE_HALF / 2] != 0
+        || p->twiddle_sin_q30[KWS_FE_HALF / 2] != ((int32_t)1 << KWS_FE_TWIDDLE_FRAC)) {
+        st->p = 0;
+        return KWS_FE_ERR_PARAMS;
+    }
     return KWS_FE_OK;
 }
 
 int32_t kws_frontend_push_hop(kws_frontend_state_t *st, int32_t *scratch, const int16_t *hop)
 {
-    if (st->finished != 0 || st->n_hops >= KWS_FE_N_HOPS || st->p->n_mels != KWS_FE_N_MELS) {
+    if (st->p == 0 || st->finished != 0 || st->n_hops >= KWS_FE_N_HOPS) {
         return KWS_FE_ERR_ORDER;
     }
     const int32_t h = st->n_hops;
@@ -397,7 +432,7 @@ int32_t kws_frontend_push_hop(kws_frontend_state_t *st, int32_t *scratch, const 
 
 int32_t kws_frontend_finish(kws_frontend_state_t *st, int32_t *scratch)
 {
-    if (st->finished != 0 || st->n_hops != KWS_FE_N_HOPS) { return KWS_FE_ERR_ORDER; }
+    if (st->p == 0 || st->finished != 0 || st->n_hops != KWS_FE_N_HOPS) { return KWS_FE_ERR_ORDER; }
     fe_process_frame(st, scratch, 0, KWS_FE_N_FRAMES - 2);
     fe_process_frame(st, scratch, 0, KWS_FE_N_FRAMES - 1);
     fe_instance_norm(st);

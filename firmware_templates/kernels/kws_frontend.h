@@ -42,7 +42,7 @@
 /* Number formats (export/frontend_fixed.py has the same constants). */
 #define KWS_FE_FFT_L1_BITS 29      /* block shift keeps sum |fft_in| < 2^29 */
 #define KWS_FE_TWIDDLE_FRAC 30     /* twiddles Q30 */
-#define KWS_FE_MEL_FLOAT_SHIFT 45  /* mel (float) = mel_int * 2^(block_shift - 45) */
+#define KWS_FE_MEL_FLOAT_SHIFT 46  /* mel (float) = mel_int * 2^(block_shift - 46) */
 #define KWS_FE_LOG_FRAC 16         /* log2 Q16 */
 #define KWS_FE_SNR_FRAC 12         /* per-bin SNR Q12 */
 #define KWS_FE_LOG_BITS 10         /* signed log-mel code bits in a cell */
@@ -57,11 +57,11 @@
 
 #define KWS_FE_OK 0
 #define KWS_FE_ERR_ORDER (-1)      /* call out of order: a 101st hop, finish before 100 hops, ... */
-#define KWS_FE_ERR_PARAMS (-2)     /* params do not match this kernel build (n_mels) */
+#define KWS_FE_ERR_PARAMS (-2)     /* params do not fit this kernel build (n_mels, twiddles) */
 
 /* Per-model constants (export/frontend_fixed.py: make_frontend_params). */
 typedef struct {
-    const int16_t *window_q15;        /* [512] periodic Hann, Q15 */
+    const uint16_t *window_q16;       /* [512] periodic Hann, Q16 (1.0 -> 65535) */
     const int32_t *twiddle_cos_q30;   /* [257] cos(2 pi k / 512), Q30 */
     const int32_t *twiddle_sin_q30;   /* [257] sin(2 pi k / 512), Q30 */
     const uint8_t *bitrev;            /* [256] 8-bit bit reversal */
@@ -74,7 +74,7 @@ typedef struct {
     int32_t n_mels;
     int32_t noise_mult;               /* round(|noise_scale| / 5 * 2^noise_shift) */
     int32_t noise_shift;              /* G */
-    int64_t snr_eps;                  /* round(1e-8 * 2^(30 + G)) */
+    int64_t snr_eps;                  /* round(1e-8 * 2^(31 + G)) */
     int64_t norm_eps;                 /* round(101^2 * 1e-5 / ln(2)^2 * 2^32) */
 } kws_frontend_params_t;
 
@@ -109,7 +109,8 @@ typedef struct {
     int16_t finished;
 } kws_frontend_state_t;
 
-/* Start a window. p must outlive the state. Returns KWS_FE_OK or KWS_FE_ERR_PARAMS. */
+/* Start a window. p must outlive the state. Returns KWS_FE_OK or KWS_FE_ERR_PARAMS (then
+ * every later call returns KWS_FE_ERR_ORDER until a successful reset). */
 int32_t kws_frontend_reset(kws_frontend_state_t *st, const kws_frontend_params_t *p);
 
 /* Feed the next 160 samples (int16 PCM, 16 kHz) of the window; computes frame h-1 for

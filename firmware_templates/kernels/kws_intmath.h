@@ -95,16 +95,34 @@ static inline int32_t clz64(uint64_t x)
     return (hi != 0u) ? clz32(hi) : 32 + clz32((uint32_t)(x & 0xFFFFFFFFu));
 }
 
-/* isqrt32: floor(sqrt(x)) of a uint32, exact (digit-by-digit, 16 steps at most). */
+/* isqrt32: floor(sqrt(x)) of a uint32, exact. Integer Newton r <- (r + x / r) / 2 from
+ * an over-estimate (a 96-entry table of ceil(sqrt((i + 1) 2^25)) on the top 7 bits of x
+ * normalised by an even shift), which decreases to floor(sqrt(x)) and stops there
+ * (typically 3 divisions). */
 static inline uint32_t isqrt32(uint32_t x)
 {
-    uint32_t r = 0u;
-    uint32_t bit = (uint32_t)1 << 30;
-    while (bit > x) { bit >>= 2; }
-    while (bit != 0u) {
-        if (x >= r + bit) { x -= r + bit; r = (r >> 1) + bit; }
-        else { r >>= 1; }
-        bit >>= 2;
+    static const uint32_t seed[96] = {
+        33277u, 33777u, 34270u, 34756u, 35236u, 35709u, 36175u, 36636u,
+        37091u, 37541u, 37985u, 38424u, 38859u, 39288u, 39713u, 40133u,
+        40549u, 40960u, 41368u, 41772u, 42171u, 42567u, 42960u, 43348u,
+        43734u, 44116u, 44494u, 44870u, 45242u, 45612u, 45978u, 46341u,
+        46702u, 47060u, 47415u, 47768u, 48118u, 48465u, 48810u, 49152u,
+        49493u, 49830u, 50166u, 50499u, 50831u, 51160u, 51486u, 51811u,
+        52134u, 52455u, 52774u, 53091u, 53406u, 53719u, 54030u, 54340u,
+        54648u, 54954u, 55259u, 55561u, 55862u, 56162u, 56460u, 56756u,
+        57051u, 57344u, 57636u, 57927u, 58216u, 58503u, 58789u, 59074u,
+        59357u, 59639u, 59920u, 60199u, 60477u, 60754u, 61030u, 61304u,
+        61577u, 61849u, 62119u, 62389u, 62657u, 62924u, 63191u, 63455u,
+        63719u, 63982u, 64244u, 64504u, 64764u, 65022u, 65280u, 65536u,
+    };
+    if (x < 2u) { return x; }
+    const int32_t s = clz32(x) / 2;
+    const uint32_t xn = x << (2 * s);
+    uint32_t r = (seed[(xn >> 25) - 32u] + (((uint32_t)1 << s) - 1u)) >> s;
+    uint32_t y = (r + x / r) >> 1;
+    while (y < r) {
+        r = y;
+        y = (r + x / r) >> 1;
     }
     return r;
 }
