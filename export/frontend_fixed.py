@@ -329,33 +329,47 @@ def fe_rfft_split(zr: np.ndarray, zi: np.ndarray, cos_t: np.ndarray, sin_t: np.n
     X_im = round_shift_right(E_im 2^30 - c O_re - s O_im, 31).
 
     Args: zr, zi (F, 256) int64; twiddles (257,) Q30.
-    Returns: (xr, xi) (F, 257) int64 (xi[:, 0] = xi[:, 256] = 0) and the CMSIS-style packed
-        spectrum (F, 512) [X0.re, X256.re, X1.re, X1.im, ..., X255.re, X255.im].
+    Returns: (xr, xi) (F, 257) int64 (xi[:, 0] = xi[:, 256] = 0); :func:`pack_spectrum`
+        gives the packed form the C keeps.
     """
     zr_t, zi_t = zr.T, zi.T                     # (256, F)
-    rev = np.concatenate([[0], np.arange(HALF - 1, 0, -1), [0]])  # (256 - k) mod 256
-    fwd = np.concatenate([np.arange(HALF), [0]])                   # k mod 256
-    zk_r, zk_i, zn_r, zn_i = zr_t[fwd], zi_t[fwd], zr_t[rev], zi_t[rev]
-    er = zk_r + zn_r
-    ei = zk_i - zn_i
-    orr = zk_r - zn_r
-    oi = zk_i + zn_i
+    f = zr_t.shape[1]
+    zk_r = np.concatenate([zr_t, zr_t[:1]])     # Z_k, k = 0..256
+    zk_i = np.concatenate([zi_t, zi_t[:1]])
+    zn_r = np.concatenate([zr_t[:1], zr_t[:0:-1], zr_t[:1]])   # Z_{(256 - k) mod 256}
+    zn_i = np.concatenate([zi_t[:1], zi_t[:0:-1], zi_t[:1]])
     c = cos_t.astype(np.int64)[:, None]
     s = sin_t.astype(np.int64)[:, None]
     half = np.int64(1 << TWIDDLE_FRAC)           # rounding half of the shift by 31
-    er <<= TWIDDLE_FRAC                           # * 2^30 (numpy shifts are multiplies)
+    er = zk_r + zn_r
+    er <<= TWIDDLE_FRAC                          # * 2^30 (numpy shifts are multiplies)
+    oi = zk_i + zn_i
+    orr = zk_r - zn_r
+    ei = zk_i - zn_i
     ei <<= TWIDDLE_FRAC
-    xr = er + c * oi - s * orr + half
+    tmp = np.empty((N_BINS, f), np.int64)
+    xr = er
+    xr += np.multiply(c, oi, out=tmp)
+    xr -= np.multiply(s, orr, out=tmp)
+    xr += half
     xr >>= TWIDDLE_FRAC + 1
-    xi = ei - c * orr - s * oi + half
+    xi = ei
+    xi -= np.multiply(c, orr, out=tmp)
+    xi -= np.multiply(s, oi, out=tmp)
+    xi += half
     xi >>= TWIDDLE_FRAC + 1
-    xr, xi = xr.T, xi.T                           # (F, 257)
-    packed = np.empty((zr.shape[0], N_FFT), dtype=np.int64)
+    return xr.T, xi.T
+
+
+def pack_spectrum(xr: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """(F, 257) re/im -> the CMSIS-style packed (F, 512) [X0.re, X256.re, X1.re, X1.im, ...,
+    X255.re, X255.im] that kws_frontend.c keeps in its scratch."""
+    packed = np.empty((xr.shape[0], N_FFT), dtype=np.int64)
     packed[:, 0] = xr[:, 0]
     packed[:, 1] = xr[:, HALF]
     packed[:, 2::2] = xr[:, 1:HALF]
     packed[:, 3::2] = xi[:, 1:HALF]
-    return xr, xi, packed
+    return packed
 
 
 def fe_magnitude(xr: np.ndarray, xi: np.ndarray):
@@ -493,7 +507,7 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     f = b * N_FRAMES
     zr, zi = fe_fft256_q30(u.reshape(f, N_FFT), arr["twiddle_cos_q30"], arr["twiddle_sin_q30"],
                            arr["bitrev"])
-    xr, xi, packed = fe_rfft_split(zr, zi, arr["twiddle_cos_q30"], arr["twiddle_sin_q30"])
+    xr, xi = fe_rfft_split(zr, zi, arr["twiddle_cos_q30"], arr["twiddle_sin_q30"])
     power, mag = fe_magnitude(xr, xi)
     mag = mag.reshape(b, N_FRAMES, N_BINS)
     sparse = MelSparse(params)
@@ -510,7 +524,7 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     if keep:
         local = {
             "frames": frames, "windowed": v, "block_shift": s, "fft_in": u,
-            "spectrum": packed.reshape(b, N_FRAMES, N_FFT),
+            "spectrum": pack_spectrum(xr, xi).reshape(b, N_FRAMES, N_FFT),
             "power": power.reshape(b, N_FRAMES, N_BINS), "mag": mag, "mel": mel,
             "log_mel": log_mel, "noise": noise, "noise_denom": denom, "recip": recip,
             "recip_exp": rexp, "snr": snr, "snr_sum": ssum, "tanh_in": z, "tanh": th,
