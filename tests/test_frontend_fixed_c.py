@@ -139,3 +139,37 @@ def test_api_order_errors(synth_params, taps_exe, tmp_path):
     np.zeros((1, ff.CLIP), np.int16).tofile(inp)
     proc = subprocess.run([str(taps_exe), "errors", str(inp), str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
+STATE_BYTES_MAX = 9_900   # sizeof(kws_frontend_state_t) with 40 mel bands on Cortex-M (docs/FRONTEND.md)
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus"])
+def test_cross_compiles_warning_free_and_state_size(synth_params, tmp_path, cpu):
+    """kws_frontend.c and the rendered params build with -Werror for Cortex-M4 and M0+
+    (soft-float ABI); the state is <= 9,900 bytes there (deterministic, read from the ELF)."""
+    import shutil
+    import subprocess
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+    from cmsis_stub import stub_root
+    from elftools.elf.elffile import ELFFile
+    from firmware_templates import template_root
+    for fname, text in ff.render_frontend_params_c(synth_params, fc.PROVENANCE).items():
+        (tmp_path / fname).write_text(text)
+    (tmp_path / "size.c").write_text('#include "kws_frontend.h"\n'
+                                     "const uint32_t kws_fe_state_bytes = (uint32_t)sizeof(kws_frontend_state_t);\n")
+    kernels = template_root() / "kernels"
+    for src in (kernels / "kws_frontend.c", tmp_path / "frontend_params.c", tmp_path / "size.c"):
+        proc = subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-O2",
+                               f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=soft", f"-I{kernels}",
+                               f"-I{stub_root()}", f"-I{tmp_path}", "-c", str(src),
+                               "-o", str(tmp_path / (src.stem + ".o"))], capture_output=True, text=True)
+        assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+    with open(tmp_path / "size.o", "rb") as f:
+        elf = ELFFile(f)
+        sym = elf.get_section_by_name(".symtab").get_symbol_by_name("kws_fe_state_bytes")[0]
+        data = elf.get_section(sym["st_shndx"]).data()
+        size = int.from_bytes(data[sym["st_value"]: sym["st_value"] + 4], "little")
+    assert size <= STATE_BYTES_MAX
