@@ -241,6 +241,7 @@ class MelSparse:
         self.n_mels = len(counts)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
+        """x (..., 257) non-negative int64 -> (..., n_mels) int64 sums of w_q15 * x per band."""
         if len(self.cols) == 0:
             return np.zeros(x.shape[:-1] + (self.n_mels,), np.int64)
         prod = x[..., self.cols] * self.weights

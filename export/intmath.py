@@ -290,8 +290,8 @@ def shift_round_sat_u32(x, sh):
 
     Args:
         x: values in [0, 2^62).
-        sh: -64..64; sh >= 0 is round_shift_right(x, sh) (0 for sh >= 63), sh < 0 an exact
-            left shift that saturates.
+        sh: any int32; sh >= 0 is round_shift_right(x, sh) (0 for sh >= 63), sh < 0 an
+            exact left shift that saturates.
     Returns: uint32.
     """
     x, sh = _i64(x), _i64(sh)

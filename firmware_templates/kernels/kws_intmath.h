@@ -196,7 +196,7 @@ static inline uint32_t rsqrt_u64(uint64_t v, int32_t *e)
 }
 
 /* shift_round_sat_u32: x * 2^-sh rounded to nearest (ties toward +inf) and saturated to
- * [0, 2^32 - 1]; x in [0, 2^62), sh in -64..64 (sh >= 63 gives 0; sh < 0 shifts left). */
+ * [0, 2^32 - 1]; x in [0, 2^62), any sh (sh >= 63 gives 0; sh < 0 shifts left). */
 static inline uint32_t shift_round_sat_u32(uint64_t x, int32_t sh)
 {
     if (sh >= 63) { return 0u; }
