@@ -147,6 +147,91 @@ def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None
     else:
         click.echo(plan.describe().replace("would write", "wrote", 1))
 
+
+# ---- ONNX / TFLite / compare (issue 6) -------------------------------------------------
+
+@main.command("onnx")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Output folder (network.onnx, frontend.onnx, full.onnx, network_qdq.onnx).")
+@click.option("--scan", type=click.Choice(["scan", "unrolled"]), default="scan", show_default=True,
+              help="SSM recurrence as an ONNX Scan or unrolled over the 101 frames.")
+@click.option("--stft", type=click.Choice(["dft", "op"]), default="dft", show_default=True,
+              help="Full model's STFT: DFT as MatMul, or the ONNX STFT operator.")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Calibration clips for the QDQ graph when SOURCE is a checkpoint (stand-in "
+                   "for the bundle's quantization).")
+@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+@click.option("--opset", type=int, default=21, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@handle_errors
+def onnx_cmd(source: Path, out: Path, scan: str, stft: str, calib: Path | None,
+             calib_count: int, opset: int, force: bool) -> None:
+    """ONNX graphs of SOURCE (bundle, or a .pt checkpoint for development)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from export.onnx_export import export_onnx
+    res = export_onnx(source, out, scan=scan, stft=stft, calib=calib, calib_count=calib_count,
+                      opset=opset, force=force)
+    table = Table("file", "nodes (with subgraphs)", "bytes",
+                  title=f"{out} (opset {res['opset']}, model {res['model_hash']})")
+    for name, st in res["files"].items():
+        table.add_row(name, f"{st['nodes']} ({st['nodes_total']})", f"{st['bytes']:,}")
+    Console().print(table)
+    click.echo(f"qdq: {res['qdq']}")
+
+
+@main.command("tflite")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Output .tflite file.")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Calibration clips (representative dataset) when SOURCE is a checkpoint.")
+@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@handle_errors
+def tflite_cmd(source: Path, out: Path, calib: Path | None, calib_count: int, force: bool) -> None:
+    """16x8 TFLite of SOURCE for TFLite Micro, loaded and run in the TFLM interpreter."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from export.tflite_export import export_tflite
+    res = export_tflite(source, out, calib=calib, calib_count=calib_count, force=force)
+    table = Table("op", "by input type", title=f"{out}: {res['bytes']:,} bytes")
+    for op, types in res["ops"].items():
+        table.add_row(op, ", ".join(f"{t} x{n}" for t, n in types.items()))
+    Console().print(table)
+    click.echo(f"TFLM tensor arena (minimum): {res['arena_bytes']:,} bytes; "
+               f"generated C arena: n/a (C generator not on main yet)")
+    click.echo(f"quantization: {res['calibration']}")
+
+
+@main.command("compare")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("eval_dir", type=click.Path(path_type=Path))
+@click.option("--route", "routes", multiple=True,
+              type=click.Choice(["torch", "onnx", "onnx-qdq", "tflm", "simulator", "c"]),
+              help="Routes to run (default: all).")
+@click.option("--onnx-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder written by kws-export onnx (else graphs are built in memory).")
+@click.option("--tflite", type=click.Path(path_type=Path), default=None,
+              help="File written by kws-export tflite (else converted in memory).")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Calibration clips for in-memory quantized routes (checkpoint SOURCE).")
+@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Evaluate at most this many clips (spread over label folders).")
+@handle_errors
+def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir: Path | None,
+                tflite: Path | None, calib: Path | None, calib_count: int,
+                limit: int | None) -> None:
+    """Torch float vs onnxruntime float / QDQ vs TFLM (vs simulator, C): agreement, SQNR."""
+    from export.compare import ROUTES, compare, print_compare
+    res = compare(source, eval_dir, routes=tuple(routes) or ROUTES, onnx_dir=onnx_dir,
+                  tflite=tflite, calib=calib, calib_count=calib_count, limit=limit)
+    print_compare(res)
+
 # --- evaluate (issue 7) ---------------------------------------------------------------------
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
