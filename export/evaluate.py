@@ -46,7 +46,8 @@ def float_route(model, batch_size: int = 256, threads: int | None = None) -> Rou
     """The float PyTorch model as a route.
 
     Args:
-        model: a :class:`nanomamba.NanoMamba` (eval mode is set).
+        model: a :class:`nanomamba.NanoMamba`; it is put in eval mode with the "loop" scan
+            (same values as "chunked" to float rounding, faster at these batch sizes).
         batch_size: clips per forward pass.
         threads: ``torch.set_num_threads`` value (None: leave as is).
     Returns:

@@ -369,7 +369,8 @@ def generate_split(n_per_class: int, *, seed: int = 0, split: str = "train",
     out: list[np.ndarray] = []
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
-        with mp.get_context("fork").Pool(workers) as pool:
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+        with ctx.Pool(workers) as pool:
             for part in pool.imap(_render_many, jobs):
                 out.extend(part)
                 bar.update(len(part))
