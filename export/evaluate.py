@@ -371,6 +371,13 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
                                 f"{', '.join(GENERATED_KINDS)}, recorded or file:<name>)")
         if (kind == "recorded" or kind.startswith("file:")) and noise_dir is None:
             raise EvaluateError(f"--noise {kind} needs --noise-dir (a folder of noise recordings)")
+    if "int8" in routes:                       # fail before any slow work
+        try:
+            import export.quantize  # noqa: F401
+            import export.simulator  # noqa: F401
+        except ImportError as err:
+            raise EvaluateError(f"route 'int8': export/{err.name.split('.')[-1] if err.name else 'simulator'}.py "
+                                f"is not part of this build (use --route float)") from None
     if out is not None:
         from export.fileio import check_output
         check_output(out, force)
