@@ -22,14 +22,17 @@
 #include <arm_acle.h>
 #define KWS_HAVE_DSP 1
 /* SSAT/USAT: saturate to a signed/unsigned n-bit range (n a constant). */
-#define __SSAT(x, n) __ssat((x), (n))
-#define __USAT(x, n) ((int32_t)__usat((x), (n)))
+/* GCC 12's arm_acle.h __ssat/__usat assign the builtin's unsigned result to int32_t inside
+ * the macro (a -Wsign-conversion error under -Wconversion); call the builtins directly. */
+#define __SSAT(x, n) ((int32_t)__builtin_arm_ssat((int32_t)(x), (n)))
+#define __USAT(x, n) ((int32_t)__builtin_arm_usat((int32_t)(x), (n)))
 #define __QADD(a, b) __qadd((a), (b))
 #define __QSUB(a, b) __qsub((a), (b))
 #define __SMLAD(x, y, acc) ((int32_t)__smlad((int16x2_t)(x), (int16x2_t)(y), (acc)))
 #define __SMUAD(x, y) ((int32_t)__smuad((int16x2_t)(x), (int16x2_t)(y)))
 #define __SXTB16(x) ((uint32_t)__sxtb16((x)))
-#define __CLZ(x) ((uint8_t)__clz((x)))
+/* arm_acle.h of GCC 12 has no __clz: CLZ via the builtin (CLZ(0) = 32 like the instruction). */
+#define __CLZ(x) ((uint8_t)(((uint32_t)(x) == 0U) ? 32U : (uint32_t)__builtin_clz((uint32_t)(x))))
 #else
 #define KWS_HAVE_DSP 0
 
