@@ -21,18 +21,23 @@
 #if defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1)
 #include <arm_acle.h>
 #define KWS_HAVE_DSP 1
+/* GCC 12's <arm_acle.h> __ssat/__usat macros trip -Wsign-conversion inside their own
+ * expansion and it has no __clz: the builtins are called directly instead (same
+ * instructions: SSAT, USAT, CLZ). */
 /* SSAT/USAT: saturate to a signed/unsigned n-bit range (n a constant). */
-/* GCC 12's arm_acle.h __ssat/__usat assign the builtin's unsigned result to int32_t inside
- * the macro (a -Wsign-conversion error under -Wconversion); call the builtins directly. */
 #define __SSAT(x, n) ((int32_t)__builtin_arm_ssat((int32_t)(x), (n)))
 #define __USAT(x, n) ((int32_t)__builtin_arm_usat((int32_t)(x), (n)))
 #define __QADD(a, b) __qadd((a), (b))
 #define __QSUB(a, b) __qsub((a), (b))
 #define __SMLAD(x, y, acc) ((int32_t)__smlad((int16x2_t)(x), (int16x2_t)(y), (acc)))
 #define __SMUAD(x, y) ((int32_t)__smuad((int16x2_t)(x), (int16x2_t)(y)))
-#define __SXTB16(x) ((uint32_t)__sxtb16((x)))
-/* arm_acle.h of GCC 12 has no __clz: CLZ via the builtin (CLZ(0) = 32 like the instruction). */
-#define __CLZ(x) ((uint8_t)(((uint32_t)(x) == 0U) ? 32U : (uint32_t)__builtin_clz((uint32_t)(x))))
+#define __SXTB16(x) ((uint32_t)__sxtb16((int8x4_t)(x)))
+/* CLZ: leading zero bits, 32 for 0 (the instruction's result; the test folds away). */
+static inline uint8_t kws_clz(uint32_t x)
+{
+    return (uint8_t)(x == 0U ? 32 : __builtin_clz((unsigned int)x));
+}
+#define __CLZ(x) kws_clz((x))
 #else
 #define KWS_HAVE_DSP 0
 

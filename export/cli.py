@@ -51,3 +51,183 @@ def info(checkpoint: Path, audio: tuple[Path, ...]) -> None:
     """Describe a checkpoint: config, parameters, MACs; classify clips with --audio."""
     from export.report import print_info
     print_info(checkpoint, list(audio))
+
+
+# ---------------------------------------------------------------------------------------
+# Firmware (issue 8): boards, build, run, bench, flash. Logic in export/firmware.py;
+# printing in export/firmware_report.py.
+# ---------------------------------------------------------------------------------------
+
+@main.command()
+@handle_errors
+def boards() -> None:
+    """List the boards firmware can be built for (QEMU, pyOCD, build-only)."""
+    from export.firmware_report import print_boards
+    print_boards()
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--board", "-b", "board", required=True,
+              help="Board id (kws-export boards) or a board .toml file.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Output folder (ELF, BIN, HEX, map, firmware.json, src/).")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option("--opt", type=click.Choice(["O2", "Os"]), default="O2", show_default=True,
+              help="Optimisation level.")
+@click.option("--demo-clip", type=click.Path(path_type=Path), default=None,
+              help="Clip built into real-board firmware (default: a synthetic demo clip).")
+@handle_errors
+def build(source: Path, board: str, out: Path, force: bool, opt: str,
+          demo_clip: Path | None) -> None:
+    """Build firmware for a board from SOURCE (a folder of model C sources exposing
+    kws_model.h; checkpoints and bundles once the C generator exists)."""
+    from export.firmware import build_firmware
+    from export.firmware_report import print_build
+    cmd = "kws-export " + " ".join(sys.argv[1:])
+    print_build(build_firmware(source, board, out, force=force, opt=opt,
+                               demo_clip=demo_clip, command=cmd))
+
+
+@main.command()
+@click.argument("build_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.argument("clips", metavar="CLIP|FOLDER...", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--board", "-b", default=None, help="Board (default: the one DIR was built for).")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds without firmware output before it counts as hung.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write every clip's result to this JSON file.")
+@handle_errors
+def run(build_dir: Path, clips: tuple[Path, ...], board: str | None, timeout: float,
+        json_out: Path | None) -> None:
+    """Run firmware on QEMU: label, confidence, int8 logits and exact instruction count
+    per clip, all clips in one emulator boot; accuracy for labelled folders."""
+    from export.firmware import run_firmware
+    from export.firmware_report import print_run, write_run_json
+    result = run_firmware(build_dir, list(clips), board=board, timeout=timeout, progress=True)
+    print_run(result)
+    if json_out is not None:
+        write_run_json(result, json_out)
+
+
+@main.command()
+@click.argument("build_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--clip", type=click.Path(path_type=Path), default=None,
+              help="Input clip (default: the built-in demo clip).")
+@click.option("--float-build", type=click.Path(path_type=Path), default=None,
+              help="Build folder of the same model's float32 C, same board (extra column).")
+@click.option("--macs", type=int, default=None,
+              help="MACs per inference for the MAC/2 bound (default: from kws_model.h).")
+@click.option("--timeout", type=float, default=60.0, show_default=True)
+@handle_errors
+def bench(build_dir: Path, clip: Path | None, float_build: Path | None, macs: int | None,
+          timeout: float) -> None:
+    """Deterministic benchmark on QEMU: instructions (front end, network), flash, RAM
+    (data + bss + peak stack)."""
+    from export.firmware import bench_firmware
+    from export.firmware_report import print_bench
+    print_bench(bench_firmware(build_dir, clip=clip, float_build=float_build, macs=macs,
+                               timeout=timeout))
+
+
+@main.command()
+@click.argument("build_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--board", "-b", required=True, help="The real board to program.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be written where.")
+@click.option("--probe", default=None, help="Debug probe unique id (default: the first).")
+@handle_errors
+def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None:
+    """Program a real board with DIR's firmware through pyOCD."""
+    from export.firmware import FlashError, flash_firmware
+    plan = flash_firmware(build_dir, board, dry_run=dry_run, probe=probe)
+    if dry_run:
+        click.echo(plan.describe())
+        if plan.blocker:
+            raise FlashError(plan.blocker)
+    else:
+        click.echo(plan.describe().replace("would write", "wrote", 1))
+
+
+# ---- ONNX / TFLite / compare (issue 6) -------------------------------------------------
+
+@main.command("onnx")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Output folder (network.onnx, frontend.onnx, full.onnx, network_qdq.onnx).")
+@click.option("--scan", type=click.Choice(["scan", "unrolled"]), default="scan", show_default=True,
+              help="SSM recurrence as an ONNX Scan or unrolled over the 101 frames.")
+@click.option("--stft", type=click.Choice(["dft", "op"]), default="dft", show_default=True,
+              help="Full model's STFT: DFT as MatMul, or the ONNX STFT operator.")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Calibration clips for the QDQ graph when SOURCE is a checkpoint (stand-in "
+                   "for the bundle's quantization).")
+@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+@click.option("--opset", type=int, default=21, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@handle_errors
+def onnx_cmd(source: Path, out: Path, scan: str, stft: str, calib: Path | None,
+             calib_count: int, opset: int, force: bool) -> None:
+    """ONNX graphs of SOURCE (bundle, or a .pt checkpoint for development)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from export.onnx_export import export_onnx
+    res = export_onnx(source, out, scan=scan, stft=stft, calib=calib, calib_count=calib_count,
+                      opset=opset, force=force)
+    table = Table("file", "nodes (with subgraphs)", "bytes",
+                  title=f"{out} (opset {res['opset']}, model {res['model_hash']})")
+    for name, st in res["files"].items():
+        table.add_row(name, f"{st['nodes']} ({st['nodes_total']})", f"{st['bytes']:,}")
+    Console().print(table)
+    click.echo(f"qdq: {res['qdq']}")
+
+
+@main.command("tflite")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Output .tflite file.")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Calibration clips (representative dataset) when SOURCE is a checkpoint.")
+@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@handle_errors
+def tflite_cmd(source: Path, out: Path, calib: Path | None, calib_count: int, force: bool) -> None:
+    """16x8 TFLite of SOURCE for TFLite Micro, loaded and run in the TFLM interpreter."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from export.tflite_export import export_tflite
+    res = export_tflite(source, out, calib=calib, calib_count=calib_count, force=force)
+    table = Table("op", "by input type", title=f"{out}: {res['bytes']:,} bytes")
+    for op, types in res["ops"].items():
+        table.add_row(op, ", ".join(f"{t} x{n}" for t, n in types.items()))
+    Console().print(table)
+    click.echo(f"TFLM tensor arena (minimum): {res['arena_bytes']:,} bytes; "
+               f"generated C arena: n/a (C generator not on main yet)")
+    click.echo(f"quantization: {res['calibration']}")
+
+
+@main.command("compare")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("eval_dir", type=click.Path(path_type=Path))
+@click.option("--route", "routes", multiple=True,
+              type=click.Choice(["torch", "onnx", "onnx-qdq", "tflm", "simulator", "c"]),
+              help="Routes to run (default: all).")
+@click.option("--onnx-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder written by kws-export onnx (else graphs are built in memory).")
+@click.option("--tflite", type=click.Path(path_type=Path), default=None,
+              help="File written by kws-export tflite (else converted in memory).")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Calibration clips for in-memory quantized routes (checkpoint SOURCE).")
+@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Evaluate at most this many clips (spread over label folders).")
+@handle_errors
+def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir: Path | None,
+                tflite: Path | None, calib: Path | None, calib_count: int,
+                limit: int | None) -> None:
+    """Torch float vs onnxruntime float / QDQ vs TFLM (vs simulator, C): agreement, SQNR."""
+    from export.compare import ROUTES, compare, print_compare
+    res = compare(source, eval_dir, routes=tuple(routes) or ROUTES, onnx_dir=onnx_dir,
+                  tflite=tflite, calib=calib, calib_count=calib_count, limit=limit)
+    print_compare(res)

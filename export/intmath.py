@@ -149,6 +149,183 @@ def clz32(x):
 
 
 # ---------------------------------------------------------------------------------------
+# front end primitives (issue 3: fixed-point audio front end). Integer sqrt, log2,
+# reciprocal, reciprocal square root, LUT interpolation. Unsigned 64-bit arguments are
+# limited to [0, 2^63) so that numpy int64 holds them exactly (the front end stays below
+# 2^62 everywhere). Each has a C twin of the same name in kws_intmath.h.
+# ---------------------------------------------------------------------------------------
+
+UINT32_MAX = 2 ** 32 - 1
+#: log2_u64_q16 interpolates a table of 2^LOG2_LUT_BITS + 1 entries (see log2_table).
+LOG2_LUT_BITS = 7
+
+
+def _ret(res, *args):
+    return _out(res, *(a if np.ndim(a) else int(a) for a in args))
+
+
+def clz64(x):
+    """Leading zero bits of a uint64 (CLZ on each 32-bit half); clz64(0) = 64.
+
+    Args: x: values in [0, 2^63). Returns: 1..64 (0 is impossible in this domain).
+    """
+    x = _i64(x)
+    hi = x >> 32
+    lo = x & 0xFFFFFFFF
+    res = np.where(hi > 0, clz32(hi), 32 + clz32(lo))
+    return _ret(res, x)
+
+
+def _bitlen(x):
+    return 64 - clz64(x)
+
+
+def _isqrt_float(x):
+    """floor(sqrt(x)) for int64 arrays 0 <= x < 2^63, exact (float estimate + correction)."""
+    r = np.floor(np.sqrt(x.astype(np.float64))).astype(np.int64)
+    r = np.minimum(r, 3037000499)  # floor(sqrt(2^63 - 1)): keeps r * r inside int64
+    for _ in range(2):
+        r = np.where(r * r > x, r - 1, r)
+        r1 = np.minimum(r + 1, 3037000499)
+        r = np.where(r1 * r1 <= x, r1, r)
+    return r
+
+
+def isqrt32(x):
+    """floor(sqrt(x)) of a uint32, exact (digit-by-digit in C).
+
+    Args: x: values in [0, 2^32). Returns: 0..65535.
+    """
+    x = _i64(x)
+    return _ret(_isqrt_float(x), x)
+
+
+def isqrt64(x):
+    """floor(sqrt(x)) of a uint64, exact (digit-by-digit in C).
+
+    Args: x: values in [0, 2^63). Returns: 0..3037000499.
+    """
+    x = _i64(x)
+    return _ret(_isqrt_float(x), x)
+
+
+def sqrt_u64_norm(p):
+    """Magnitude square root with 16 significant bits: round(sqrt(p >> 2j)) * 2^j with
+    j = max(0, ceil((bitlen(p) - 32) / 2)), so that p >> 2j fits 32 bits; exact
+    round-to-nearest of sqrt(p) when p < 2^32 (ties cannot occur: sqrt of an integer is
+    never a half-integer); for p >= 2^32 the relative error is <= 2^-15 + 2^-16.
+
+    Args: p: power |X|^2, values in [0, 2^62). Returns: uint32 values in [0, 2^31].
+    """
+    p = _i64(p)
+    j = np.maximum(0, (_bitlen(p) - 31) // 2)
+    pn = p >> (2 * j)
+    r = _isqrt_float(pn)
+    r = r + ((pn - r * r) > r)
+    return _ret(np.left_shift(r, j), p)
+
+
+def log2_u64_q16(x, table):
+    """log2(x) in Q16 by a 128-interval table with linear interpolation.
+
+    Definition: b = bitlen(x) - 1; m = x normalised to Q30 (x << (30 - b) or
+    x >> (b - 30), truncating), so m in [2^30, 2^31); i = (m >> 23) & 127,
+    f = m & (2^23 - 1); y = table[i] + (((table[i+1] - table[i]) * f) >> 23) (Q24);
+    result = round_shift_right(b * 2^24 + y, 8). With :func:`log2_table` the error
+    is below 2^-16 + 1.2e-5 (interpolation) in log2 units.
+
+    Args:
+        x: values in [1, 2^63); x = 0 gives 0 (as x = 1).
+        table: the 129 int32 Q24 entries of :func:`log2_table`.
+    Returns:
+        int32 Q16 log2(x), in [0, 63 * 2^16].
+    """
+    x = np.maximum(_i64(x), 1)
+    t = np.asarray(table, dtype=np.int64)
+    b = _bitlen(x) - 1
+    m = np.where(b >= 30, x >> np.maximum(b - 30, 0), np.left_shift(x, np.maximum(30 - b, 0)))
+    i = (m >> 23) & 127
+    f = m & ((1 << 23) - 1)
+    y = t[i] + (((t[i + 1] - t[i]) * f) >> 23)
+    res = round_shift_right(b * (1 << 24) + y, 8)
+    return _ret(res, x)
+
+
+def reciprocal_u64(d):
+    """Reciprocal with a 16-bit mantissa: 1/d ~= r * 2^-e.
+
+    Definition: b = bitlen(d); dn = d normalised to [2^31, 2^32) (d << (32 - b) or
+    d >> (b - 32), truncating); r = floor((2^47 - 1) / dn); e = b + 15.
+    r is in [2^15, 2^16); relative error of r * 2^-e below 2^-15.
+
+    Args: d: values in [1, 2^63); d = 0 is treated as 1.
+    Returns: (r, e): uint16 mantissa and exponent 16..78.
+    """
+    d = np.maximum(_i64(d), 1)
+    b = _bitlen(d)
+    dn = np.where(b <= 32, np.left_shift(d, np.maximum(32 - b, 0)), d >> np.maximum(b - 32, 0))
+    r = ((1 << 47) - 1) // dn
+    return _ret(r, d), _ret(b + 15, d)
+
+
+def rsqrt_u64(v):
+    """Reciprocal square root with a 22-bit mantissa: 1/sqrt(v) ~= r * 2^-e.
+
+    Definition: b = bitlen(v); j = floor((b - 19) / 2); vn = v >> 2j (truncating) or
+    v << -2j, so vn in [2^18, 2^20); r = floor(2^31 / sqrt(vn)) = isqrt64(floor(2^62 / vn));
+    e = 31 + j. r is in (2^21, 2^22]; relative error below 2^-17.
+
+    Args: v: values in [1, 2^63); v = 0 is treated as 1.
+    Returns: (r, e): uint32 mantissa and exponent 22..53.
+    """
+    v = np.maximum(_i64(v), 1)
+    j = (_bitlen(v) - 19) // 2
+    vn = np.where(j >= 0, v >> np.maximum(2 * j, 0), np.left_shift(v, np.maximum(-2 * j, 0)))
+    r = _isqrt_float((1 << 62) // vn)
+    return _ret(r, v), _ret(31 + j, v)
+
+
+def shift_round_sat_u32(x, sh):
+    """x * 2^-sh rounded to nearest (ties toward +inf), saturated to [0, 2^32 - 1].
+
+    Args:
+        x: values in [0, 2^62).
+        sh: any int32; sh >= 0 is round_shift_right(x, sh) (0 for sh >= 63), sh < 0 an
+            exact left shift that saturates.
+    Returns: uint32.
+    """
+    x, sh = _i64(x), _i64(sh)
+    right = round_shift_right(x, np.clip(sh, 0, 62))
+    k = np.clip(-sh, 0, 63)
+    fits = (k < 32) & (x <= (UINT32_MAX >> np.minimum(k, 31)))
+    left = np.where(x == 0, 0, np.where(fits, np.left_shift(x, np.minimum(k, 31)), UINT32_MAX))
+    res = np.where(sh >= 63, 0, np.where(sh >= 0, np.minimum(right, UINT32_MAX), left))
+    return _ret(res, x, sh)
+
+
+def lut_lerp_i16(table, n, x, frac_bits):
+    """Linear interpolation in a table of n int16 values at step 2^frac_bits:
+    x <= 0 gives table[0], x >= (n - 1) * 2^frac_bits gives table[n - 1], otherwise
+    i = x >> frac_bits, f = x & (2^frac_bits - 1) and
+    table[i] + round_shift_right((table[i+1] - table[i]) * f, frac_bits).
+    (The CMSIS-NN int16 LUT scheme.)
+
+    Args:
+        table: n int16 values; n: 2..65536; x: int32; frac_bits: 0..30.
+    Returns: int32.
+    """
+    t = np.asarray(table, dtype=np.int64)
+    x, fb = _i64(x), int(frac_bits)
+    top = (int(n) - 1) << fb
+    xc = np.clip(x, 0, top - 1)
+    i = xc >> fb
+    f = xc & ((1 << fb) - 1)
+    y = t[i] + round_shift_right((t[i + 1] - t[i]) * f, fb)
+    res = np.where(x >= top, t[int(n) - 1], y)
+    return _ret(res, x)
+
+
+# ---------------------------------------------------------------------------------------
 # network primitives (issue 4: the SA-SSM network kernels of export/simulator.py and
 # firmware_templates/kernels/kws_nn.c). Same names in kws_intmath.h.
 # ---------------------------------------------------------------------------------------
@@ -314,3 +491,19 @@ def round_half_away(x) -> np.ndarray:
     """Round floats half away from zero (C's round()) to int64; use instead of np.round."""
     x = np.asarray(x, dtype=np.float64)
     return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+
+
+def log2_table() -> np.ndarray:
+    """Q24 table of log2(1 + i/128), i = 0..128 (int32, rounded half away from zero), the
+    table of :func:`log2_u64_q16`."""
+    n = 1 << LOG2_LUT_BITS
+    return np.array([int(math.floor(math.log2(1 + i / n) * (1 << 24) + 0.5)) for i in range(n + 1)],
+                    dtype=np.int32)
+
+
+def tanh_table(n_intervals: int = 256, x_max: float = 8.0) -> np.ndarray:
+    """Q15 table of tanh(x) at x = i * x_max / n_intervals, i = 0..n_intervals (int16, rounded
+    half away from zero, saturated to 32767), for :func:`lut_lerp_i16`."""
+    vals = [min(32767, int(math.floor(math.tanh(i * x_max / n_intervals) * 32768 + 0.5)))
+            for i in range(n_intervals + 1)]
+    return np.array(vals, dtype=np.int16)

@@ -41,15 +41,14 @@ from nanomamba.errors import AudioError, AudioWarning, KwsError
 #: int16 for the residual stream and the SSM's wide-range tensors (dt path, delta, h, y),
 #: int8 elsewhere. ``dA`` 8/16/32 selects Q7/Q15/Q30; ``gate`` is fixed Q15.
 DEFAULT_WIDTHS: dict[str, int] = {
-    "patch": 16, "norm": 8, "u": 8, "z": 8, "conv": 8, "u_act": 8,
+    "residual": 32, "norm": 16, "u": 16, "z": 16, "conv": 16, "u_act": 16,
     "dt_raw": 16, "dt_shift": 16, "dt_in": 16, "dt_pre": 16, "delta": 16,
-    "B": 8, "C": 8, "g": 8, "B_gated": 16, "dA": 16, "h": 16, "y_ssm": 16,
-    "z_act": 8, "y_gated": 16, "proj": 16, "out": 16,
-    "final_norm": 8, "pooled": 8, "logits": 8,
+    "B": 16, "C": 16, "g": 16, "B_gated": 16, "dA": 16, "h": 16, "y_ssm": 16,
+    "z_act": 16, "y_gated": 16, "final_norm": 16, "pooled": 16, "logits": 8,
     # weights per layer kind: 8 = int8 in [-127, 127]; 16 = int16 with the largest level
     # that keeps the int32 accumulator exact (up to 32767)
-    "w.patch_proj": 8, "w.in_proj": 8, "w.conv1d": 8, "w.x_proj": 8, "w.snr_proj": 8,
-    "w.dt_proj": 8, "w.out_proj": 8, "w.classifier": 8,
+    "w.patch_proj": 16, "w.in_proj": 16, "w.conv1d": 16, "w.x_proj": 16, "w.snr_proj": 16,
+    "w.dt_proj": 16, "w.out_proj": 16, "w.classifier": 16,
 }
 #: Quantizer options: exp table bits (2^bits entries of 2^-f), range estimator
 #: ("minmax" or "percentile"), the percentile, a headroom factor on every range (and an
@@ -60,8 +59,8 @@ DEFAULT_WIDTHS: dict[str, int] = {
 #: highest logit] (values below every runner-up never decide the top-1; a finer step
 #: leaves fewer ties), or "full" (min..max).
 DEFAULT_OPTIONS: dict = {"exp_table_bits": 8, "range": "minmax", "percentile": 99.999,
-                         "headroom": 1.0, "headroom_wide": 1.0, "weight_rounding": "gptq",
-                         "logits_range": "top2"}
+                         "headroom": 1.0, "headroom_wide": 2.0, "weight_rounding": "gptq",
+                         "logits_range": "runnerup", "headroom_state": 2.0}
 #: int8 tensors quantized asymmetrically (one-sided ranges: SiLU outputs, pooled, logits).
 ASYMMETRIC = ("u_act", "z_act", "pooled", "logits")
 _QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (im.INT32_MIN, im.INT32_MAX)}
@@ -347,8 +346,16 @@ class RangeStats:
         self.samples: dict[str, list] = {}
         self.gram: dict[str, np.ndarray] = {}
         self.count: dict[str, int] = {}
+        self.chan: dict[str, np.ndarray] = {}
         self.sample = sample
         self.rng = np.random.default_rng(seed)
+
+    def update_channel(self, name: str, x: np.ndarray, axis: int) -> None:
+        """Running per-channel max |x| along ``axis`` (for per-channel state scales)."""
+        x = np.abs(np.asarray(x, dtype=np.float64))
+        ax = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+        m = x.max(axis=ax)
+        self.chan[name] = np.maximum(self.chan.get(name, 0.0), m)
 
     def update_gram(self, name: str, x: np.ndarray, conv_kernel: int = 0) -> None:
         """Accumulate X^T X of a layer input (..., K); with ``conv_kernel`` = K > 0, x is a
@@ -411,6 +418,8 @@ def collect_ranges(model, audio_int16, *, batch: int = 64, progress: bool = True
             for k in ("norm", "u_act", "y_gated", "dt_in"):
                 stats.update_gram(p + k, taps[p + k])
             stats.update_gram(p + "u#conv", taps[p + "u"], conv_kernel=model.cfg.d_conv)
+            stats.update_channel(p + "h", taps[p + "h"], axis=2)          # (B, T, E, N)
+            stats.update_channel(p + "du", taps[p + "du"], axis=2)        # (B, T, E)
     return stats
 
 
@@ -488,13 +497,20 @@ class _Builder:
     # ---- tensors ----------------------------------------------------------------------
     def tensor(self, name, dtype, scale, zp, shape, *, per_frame=True, q_format=None,
                float_tap=None):
-        self.tensors[name] = {"dtype": dtype, "scale": float(scale), "zero_point": int(zp),
+        self.tensors[name] = {"dtype": dtype,
+                              "scale": [float(v) for v in scale] if isinstance(scale, list) else float(scale),
+                              "zero_point": int(zp),
                               "shape": list(shape), "per_frame": per_frame,
                               "q_format": q_format, "float_tap": float_tap}
         return self.tensors[name]
 
     def act(self, name, shape, *, per_frame=True, key=None):
         key = key or name.rsplit(".", 1)[-1]
+        if key in ("patch", "proj", "out"):
+            key = "residual"
+            if self.widths["residual"] == 32:       # one shared scale: the adds are exact
+                return self.tensor(name, "int32", self.res_scale, 0, shape, per_frame=per_frame,
+                                   float_tap=name)
         dtype = _DT[self.widths[key]]
         if name not in self.ranges:
             raise QuantizationError(f"no calibration range for tensor '{name}'")
@@ -562,9 +578,12 @@ class _Builder:
             raise QuantizationError(f"{name}: int32 accumulator could overflow "
                                     f"(bound {int(bound.max())}); use a narrower input")
         mults = [_mult(s_x * sw / s_o, name) for sw in s_w]
+        single = self.tensors[out]["dtype"] == "int32"
         self.op(name, "fully_connected", [x], [out],
                 {"rows": int(W.shape[0]), "cols": int(W.shape[1]),
-                 "weight_dtype": np.dtype(wdt).name},
+                 "weight_dtype": np.dtype(wdt).name,
+                 "requantize": "requantize_single_round" if single else
+                 "multiply_by_quantized_multiplier"},
                 {"weight": Wq.astype(wdt), "bias": bq.astype(np.int32),
                  "multiplier": np.array([m for m, _ in mults], dtype=np.int32),
                  "shift": np.array([s for _, s in mults], dtype=np.int32),
@@ -616,6 +635,17 @@ class _Builder:
                 {"channels": D, "eps_q": eps_q, "z_frac_bits": zf, "multiplier": m, "shift": s},
                 {"gamma": gq.astype(np.int16), "beta": bq.astype(np.int32)}, stage=stage)
 
+    def act_from_fn(self, name, x, fn, shape, key=None):
+        """Output tensor of a table activation, its range taken from fn over every value the
+        input can represent (so the table never clips what its input can hold)."""
+        key = key or name.rsplit(".", 1)[-1]
+        dtype = _DT[self.widths[key]]
+        s_x, zp_x, (xmin, xmax) = self.q(x)
+        grid = (np.arange(xmin, xmax + 1, max(1, (xmax - xmin) // 4096)) - zp_x) * s_x
+        vals = fn(np.append(grid, (xmax - zp_x) * s_x))
+        scale, zp = _qparams(float(vals.min()), float(vals.max()), dtype, key in ASYMMETRIC, 1.0)
+        return self.tensor(name, dtype, scale, zp, shape, float_tap=name)
+
     def lut(self, name, x, out, fn, *, desc):
         s_x, zp_x, _ = self.q(x)
         s_o, zp_o, (omin, omax) = self.q(out)
@@ -636,6 +666,11 @@ class _Builder:
         s_a, zp_a, _ = self.q(a)
         s_b, zp_b, _ = self.q(b)
         s_o, _, _ = self.q(out)
+        if all(self.tensors[t]["dtype"] == "int32" for t in (a, b, out)):
+            if not (s_a == s_b == s_o and zp_a == zp_b == 0):
+                raise QuantizationError(f"{name}: int32 adds need one shared symmetric scale")
+            self.op(name, "add", [a, b], [out], {"same_scale": True}, kernel="residual_add")
+            return
         wide = any(self.tensors[t]["dtype"] != "int8" for t in (a, b))
         if wide and (zp_a or zp_b):
             raise QuantizationError(f"{name}: int16 add inputs must be symmetric")
@@ -672,7 +707,7 @@ def _softplus(x):
 
 def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict | None = None,
                  options: dict | None = None, info: dict | None = None,
-                 grams: dict | None = None) -> Bundle:
+                 grams: dict | None = None, channel_ranges: dict | None = None) -> Bundle:
     """Quantize a float model given its activation ranges.
 
     Args:
@@ -685,6 +720,8 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
         options: overrides of :data:`DEFAULT_OPTIONS`.
         info: extra metadata: ``source``, ``name``, ``calibration``.
         grams: layer-input Gram matrices (``RangeStats.gram``) for GPTQ weight rounding.
+        channel_ranges: per-channel max |x| (``RangeStats.chan``) of ``blocks.{i}.h`` and
+            ``blocks.{i}.du`` (per-channel SSM state scales); per-tensor ranges otherwise.
     Returns:
         the :class:`Bundle` (not yet written).
     Raises:
@@ -703,11 +740,17 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
     sd = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
     E, N, D, M = cfg.d_inner, cfg.d_state, cfg.d_model, cfg.n_mels
     bld = _Builder(ranges, W, opt, grams)
+    bld.chan = channel_ranges or {}
 
     for nm in ("features", "snr_mel"):
         spec = frontend["meta"]["outputs"][nm]
         bld.tensor(nm, spec["dtype"], spec["scale"], spec["zero_point"], [M], float_tap=nm)
 
+    # int32 residual stream: one scale for patch, every proj and out, the largest calibrated
+    # magnitude mapped to 2^29 (x headroom_wide): the residual adds are then exact
+    res_amax = max(max(abs(v) for v in ranges[n]) for n in ranges
+                   if n == "patch" or n.endswith(".proj") or n.endswith(".out"))
+    bld.res_scale = res_amax * opt["headroom"] * opt["headroom_wide"] / 2 ** 29
     bld.act("patch", [D])
     bld.fully_connected("patch_proj", "features", "patch", sd["patch_proj.weight"], sd["patch_proj.bias"],
                         kind="patch_proj")
@@ -725,7 +768,7 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
         bld.act(p + "conv", [E])
         bld.conv1d(p + "conv1d", p + "u", p + "conv", sd[k + "conv1d.weight"][:, 0, :],
                    sd[k + "conv1d.bias"])
-        bld.act(p + "u_act", [E])
+        bld.act_from_fn(p + "u_act", p + "conv", _silu, [E])
         bld.lut(p + "silu_u", p + "conv", p + "u_act", _silu, desc="silu")
         xp = sd[k + "sa_ssm.x_proj.weight"]
         bld.act(p + "dt_raw", [1])
@@ -744,7 +787,7 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
         bld.act(p + "dt_pre", [E])
         bld.fully_connected(p + "dt_proj", p + "dt_in", p + "dt_pre", sd[k + "sa_ssm.dt_proj.weight"],
                             sd[k + "sa_ssm.dt_proj.bias"], kind="dt_proj")
-        bld.act(p + "delta", [E])
+        bld.act_from_fn(p + "delta", p + "dt_pre", _softplus, [E])
         bld.lut(p + "softplus", p + "dt_pre", p + "delta", _softplus, desc="softplus")
         alpha = float(sd[k + "sa_ssm.alpha"])
         bld.tensor(p + "gate", "int16", 2.0 ** -15, 0, [N], q_format="Q15", float_tap=p + "gate")
@@ -754,7 +797,7 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
         bld.mul(p + "B_gate", p + "B", p + "gate", p + "B_gated")
         bld.act(p + "y_ssm", [E])
         _build_ssm(bld, p, sd, k, E, N, tb)
-        bld.act(p + "z_act", [E])
+        bld.act_from_fn(p + "z_act", p + "z", _silu, [E])
         bld.lut(p + "silu_z", p + "z", p + "z_act", _silu, desc="silu")
         bld.act(p + "y_gated", [E])
         bld.mul(p + "gate_mul", p + "y_ssm", p + "z_act", p + "y_gated")
@@ -773,8 +816,9 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
            kernel="mean_pool_accumulate", stage="frame",
            state={"sum": {"shape": [D], "dtype": "int32", "init": 0}})
     bld.ops[-1]["finalize_kernel"] = "mean_pool_finalize"
-    if opt["logits_range"] == "top2" and "logits#top2" in ranges:
-        lo2, hi = ranges["logits#top2"][0], ranges["logits"][1]
+    if opt["logits_range"] in ("top2", "runnerup") and "logits#top2" in ranges:
+        lo2, hi2 = ranges["logits#top2"]
+        hi = ranges["logits"][1] if opt["logits_range"] == "top2" else hi2 + 0.05 * (hi2 - lo2)
         bld.ranges = dict(bld.ranges)
         bld.ranges["logits"] = (lo2 - 0.05 * (hi - lo2), hi)
     bld.act("logits", [cfg.n_classes], per_frame=False)
@@ -807,31 +851,52 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
 
 
 def _build_ssm(bld: _Builder, p: str, sd: dict, k: str, E: int, N: int, tb: int) -> None:
-    """The ``sa_ssm`` op of one block (see docs/QUANTIZATION.md, "SA-SSM")."""
+    """The ``sa_ssm`` op of one block (see docs/QUANTIZATION.md, "SA-SSM").
+
+    Scales: h and du per channel e (h[e, :] and du[e] share one scale), B~ per tensor. The
+    increment du[e] B~[n] reaches h's accumulator units (s_h[e] 2^-F) by a left shift of
+    x_shift[e] bits: s_du[e] s_B~ 2^x_shift[e] = s_h[e] 2^-F. For int16 h with Q15 dA the
+    shift is 0 (s_h[e] >= max(h[e]) / 32767 and >= s_du_ideal[e] s_B~ 2^15, so every
+    product fits int32); for int32 h or Q30 dA it is positive and the arithmetic is 64-bit.
+    """
     name = p + "sa_ssm"
     W = bld.widths
     F = _DA_FRAC[W["dA"]]
     hb = W["h"]
     h_dt = _DT[hb]
-    du_dt = "int16" if (F <= 15 and hb <= 16) else "int32"
     s_u, zp_u, (umin, umax) = bld.q(p + "u_act")
     s_d, zp_d, _ = bld.q(p + "delta")
-    s_bg, zp_bg, (_, bgmax) = bld.q(p + "B_gated")
+    s_bg, zp_bg, _ = bld.q(p + "B_gated")
     s_c, zp_c, _ = bld.q(p + "C")
     if zp_d or zp_bg or zp_c:
         raise QuantizationError(f"{name}: delta, B_gated and C must be symmetric")
-    hr = bld.options["headroom"] * bld.options["headroom_wide"]
-    h_amax = max(abs(v) for v in bld.ranges[p + "h"]) * hr
-    du_amax = max(abs(v) for v in bld.ranges[p + "du"]) * hr
+    opt = bld.options
+    hr_h = opt["headroom"] * opt["headroom_state"]
+
+    def chan(key):
+        if p + key in bld.chan:
+            v = np.asarray(bld.chan[p + key], dtype=np.float64)
+        else:
+            v = np.full(E, max(abs(x) for x in bld.ranges[p + key]))
+        return np.maximum(v, max(v.max(), 1e-12) * 1e-6)
+
+    h_e = chan("h") * hr_h
+    s_du_ideal = chan("du") * hr_h / 32767.0
     qh = _QRANGE[h_dt][1]
-    qdu = _QRANGE[du_dt][1]
-    # s_du s_Bg = s_h 2^-F: du B~ lands in h's units (times 2^-F) with no requantize
-    s_h = max(h_amax / qh, du_amax * s_bg * 2.0 ** F / qdu) or 1.0 / qh
-    s_du = s_h * 2.0 ** -F / s_bg
-    bld.tensor(p + "h", h_dt, s_h, 0, [E, N], float_tap=p + "h")
-    bld.tensor(p + "du", du_dt, s_du, 0, [E], float_tap=p + "du")
+    s_h = h_e / qh
+    if hb <= 16 and F <= 15:
+        x_shift = np.zeros(E, dtype=np.int64)
+        s_h = np.maximum(s_h, s_du_ideal * s_bg * 2.0 ** F)
+    else:
+        K = s_du_ideal * s_bg * 2.0 ** F / s_h
+        x_shift = np.maximum(np.ceil(np.log2(K)), 0).astype(np.int64)
+    s_du = s_h * 2.0 ** (x_shift - F) / s_bg
+    bld.tensor(p + "h", h_dt, s_h.tolist(), 0, [E, N], float_tap=p + "h")
+    bld.tensors[p + "h"]["channel_axis"] = 0
+    bld.tensor(p + "du", "int16", s_du.tolist(), 0, [E], float_tap=p + "du")
+    bld.tensors[p + "du"]["channel_axis"] = 0
     bld.tensor(p + "dA", _DT[W["dA"]], 2.0 ** -F, 0, [E, N], q_format=f"Q{F}", float_tap=p + "dA")
-    du_m, du_s = _mult(s_d * s_u / s_du, name + " du")
+    du_ms = [_mult(s_d * s_u / sd_e, name + " du") for sd_e in s_du]
     # exponent per delta LSB, log2 units: c = |A| log2(e) s_delta; K = c 2^(16 + ps + tb)
     c = np.exp(sd[k + "sa_ssm.A_log"]) * LOG2E * s_d
     ps = int(math.floor(math.log2((2 ** 31 - 1) / (c.max() * 2.0 ** (16 + tb)))))
@@ -844,29 +909,37 @@ def _build_ssm(bld: _Builder, p: str, sd: dict, k: str, E: int, N: int, tb: int)
     k_a = im.round_half_away(c * 2.0 ** (16 + ps + tb))
     i = np.arange(1 << tb)
     exp_table = np.minimum(im.round_half_away(2.0 ** F * 2.0 ** (-i / (1 << tb))), 2 ** F - 1)
-    # readout: y = MBQM(sum_n C h' + rsr(d_q (u - zp), jD), m_y, s_y), h' = rsr(h, hrs)
-    hrs = max(hb - 16, 0)
-    s_hr = s_h * 2.0 ** hrs
-    ratio = sd[k + "sa_ssm.D"] * s_u / (s_c * s_hr)
+    # readout: y = MBQM(sum_n C h' + rsr(d_q (u - zp), jD), m_y[e], s_y[e]),
+    # h' = rsr(h, hrs[e]): int32 h is read through its top 16 bits; a channel whose D u term
+    # would not fit the int32 accumulator in units s_C s_h[e] is read coarser
     urange = max(umax - zp_u, zp_u - umin)
+    D = sd[k + "sa_ssm.D"]
+    hrs = np.full(E, max(hb - 16, 0), dtype=np.int64)
+    need = np.abs(D) * s_u / (s_c * s_h * 2.0 ** hrs) * urange
+    hrs += np.maximum(np.ceil(np.log2(np.maximum(need, 1e-30) / 2 ** 28)), 0).astype(np.int64)
+    s_hr = s_h * 2.0 ** hrs
+    ratio = D * s_u / (s_c * s_hr)
     jd = 0
     for j in range(30, -1, -1):
-        if (np.abs(im.round_half_away(ratio * 2.0 ** j)) * urange).max() < 2 ** 31:
+        if (np.abs(im.round_half_away(ratio * 2.0 ** j)) * urange).max() < 2 ** 30:
             jd = j
             break
     d_q = im.round_half_away(ratio * 2.0 ** jd)
-    if (np.abs(d_q) * urange).max() >= 2 ** 31:
+    if (np.abs(d_q) * urange).max() >= 2 ** 30:
         raise QuantizationError(f"{name}: D u term too large for int32")
     s_y, _, _ = bld.q(p + "y_ssm")
-    y_m, y_s = _mult(s_c * s_hr / s_y, name + " y")
+    y_ms = [_mult(s_c * sh / s_y, name + " y") for sh in s_hr]
+    arr = lambda v: np.array(v, dtype=np.int32)
     bld.op(name, "sa_ssm", [p + "u_act", p + "delta", p + "B_gated", p + "C"], [p + "y_ssm"],
            {"d_inner": E, "d_state": N, "p_shift": ps, "exp_frac_bits": tb,
-            "dA_frac_bits": F, "du_multiplier": du_m, "du_shift": du_s, "h_read_shift": hrs,
-            "d_shift": jd, "y_multiplier": y_m, "y_shift": y_s,
+            "dA_frac_bits": F, "d_shift": jd,
             "internal_tensors": [p + "dA", p + "du", p + "h"]},
            {"k_a": k_a.astype(np.int32),
             "exp_table": exp_table.astype(np.int16 if F <= 15 else np.int32),
-            "d_q": d_q.astype(np.int32)},
+            "du_multiplier": arr([m for m, _ in du_ms]), "du_shift": arr([s for _, s in du_ms]),
+            "x_shift": arr(x_shift), "h_read_shift": arr(hrs),
+            "d_q": d_q.astype(np.int32),
+            "y_multiplier": arr([m for m, _ in y_ms]), "y_shift": arr([s for _, s in y_ms])},
            kernel="sa_ssm_step",
            state={"h": {"shape": [E, N], "dtype": h_dt, "init": 0}})
 
@@ -877,18 +950,14 @@ def _build_ssm(bld: _Builder, p: str, sd: dict, k: str, E: int, N: int, tb: int)
 
 def frontend_params(state: dict) -> dict:
     """The fixed-point front end's parameters for a checkpoint:
-    {"impl", "meta", "arrays"} from ``export.frontend_fixed.make_frontend_params`` (or the
-    temporary stand-in while that module does not exist)."""
+    {"impl": "frontend_fixed", "meta", "arrays"} from
+    :func:`export.frontend_fixed.make_frontend_params` (its outputs' dtype/scale/zero_point
+    are ``meta["outputs"]``)."""
+    from export import frontend_fixed as fe
     mel_fb = np.asarray(state["mel_fb"], dtype=np.float32)
     noise_scale = float(np.asarray(state["snr_estimator.noise_scale"]))
-    try:
-        from export import frontend_fixed as fe
-        impl = "frontend_fixed"
-    except ImportError:
-        from export import _frontend_standin as fe
-        impl = "standin"
     params = fe.make_frontend_params(mel_fb, noise_scale)
-    return {"impl": impl, "meta": params["meta"], "arrays": params["arrays"]}
+    return {"impl": "frontend_fixed", "meta": params["meta"], "arrays": params["arrays"]}
 
 
 def _state_numpy(model) -> dict:
@@ -924,7 +993,7 @@ def quantize_model(model, calib_audio, *, widths: dict | None = None, options: d
     cal.setdefault("clips", int(len(calib_audio)))
     cal["range"] = opt["range"]
     return build_bundle(state, model.cfg, ranges, frontend_params(state), widths=widths,
-                        options=opt, grams=stats.gram, info={"source": Path(getattr(model, "source", "")).name or None,
+                        options=opt, grams=stats.gram, channel_ranges=stats.chan, info={"source": Path(getattr(model, "source", "")).name or None,
                                            "name": getattr(model, "meta", {}).get("model_name"),
                                            "calibration": cal})
 
@@ -964,7 +1033,7 @@ def evaluate(bundle: Bundle, model, audio, labels=None, *, batch: int = 100, pro
     for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=not progress, leave=False):
         a = audio[s:s + batch]
         lf, taps = float_taps(model, a)
-        out = sim.run(a)
+        out = sim.run(a, frontend_intermediates=False)
         li = sim.dequantize("logits", out["logits"])
         lf_all.append(lf)
         li_all.append(li)

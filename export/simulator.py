@@ -30,6 +30,7 @@ from typing import Iterable
 
 import numpy as np
 
+from export import frontend_fixed
 from export import intmath as im
 
 _QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (im.INT32_MIN, im.INT32_MAX)}
@@ -50,7 +51,7 @@ def _clamp(x, qmin: int, qmax: int) -> np.ndarray:
 # =======================================================================================
 
 def fully_connected(x, x_zp: int, weight, bias, multiplier, shift, out_zp: int, qmin: int,
-                    qmax: int) -> np.ndarray:
+                    qmax: int, single_round: bool = False) -> np.ndarray:
     """Int8-weight fully connected layer with per-channel requantize (TFLite
     FULLY_CONNECTED int8 / 16x8 semantics).
 
@@ -61,11 +62,23 @@ def fully_connected(x, x_zp: int, weight, bias, multiplier, shift, out_zp: int, 
         multiplier, shift: (O,) Q31 multiplier and shift of channel o, real value
             s_x * s_w[o] / s_out.
         out_zp, qmin, qmax: output zero point and range.
+        single_round: requantize with :func:`intmath.requantize_single_round` (64-bit
+            product, one rounding; used for int32 outputs, whose multipliers exceed 1)
+            instead of TFLite's MultiplyByQuantizedMultiplier.
     Returns:
-        (..., O) int64: clamp(out_zp + MBQM(bias[o] + sum_k W[o,k] (x[k] - x_zp), m[o], s[o])).
+        (..., O) int64: clamp(out_zp + RQ(bias[o] + sum_k W[o,k] (x[k] - x_zp), m[o], s[o])).
     """
     acc = (_i64(x) - x_zp) @ _i64(weight).T + _i64(bias)
-    return _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp, qmin, qmax)
+    rq = im.requantize_single_round if single_round else im.multiply_by_quantized_multiplier
+    return _clamp(rq(acc, multiplier, shift) + out_zp, qmin, qmax)
+
+
+def fully_connected_w16(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax,
+                        single_round=False):
+    """:func:`fully_connected` with int16 weights (the C twin takes int16_t weights; the
+    integers are the same function). Returns (..., O) int64."""
+    return fully_connected(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax,
+                           single_round)
 
 
 def conv1d_depthwise_step(state, x_t, x_zp: int, weight, bias, multiplier, shift, out_zp: int,
@@ -86,6 +99,13 @@ def conv1d_depthwise_step(state, x_t, x_zp: int, weight, bias, multiplier, shift
     acc = np.einsum("...ke,ek->...e", win - x_zp, _i64(weight)) + _i64(bias)
     y = _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp, qmin, qmax)
     return y, win[..., 1:, :]
+
+
+def conv1d_depthwise_step_w16(state, x_t, x_zp, weight, bias, multiplier, shift, out_zp,
+                              qmin, qmax):
+    """:func:`conv1d_depthwise_step` with int16 weights (C twin with int16_t weights)."""
+    return conv1d_depthwise_step(state, x_t, x_zp, weight, bias, multiplier, shift, out_zp,
+                                 qmin, qmax)
 
 
 def _conv1d_depthwise_sequence(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax):
@@ -110,17 +130,22 @@ def layer_norm(x, x_zp: int, eps_q: int, z_frac_bits: int, gamma, beta, multipli
         gamma: (D,) int16 (per-tensor scale s_g); beta: (D,) int32 in units s_g 2^-zf.
         multiplier, shift: per-tensor requantize of s_g 2^-zf / s_out.
     Returns:
-        (..., D) int64. With x' = x - x_zp, S = sum x', Q = sum x'^2 (int64),
-        V = D Q - S^2 + eps_q, f = inv_sqrt_q30(V), s = inv_sqrt_shift(V),
-        z = round_shift_right((D x' - S) f, s - zf) (= (x - mean)/sqrt(var + eps) in Q(zf)),
+        (..., D) int64. Per frame the input is first brought to 16 bits (LayerNorm is scale
+        invariant): k = max(0, bitlen(max |x - x_zp|) - 15), x' = round_shift_right32(x - x_zp,
+        k) (k = 0 for int16 data). Then S = sum x', Q = sum x'^2 (int64),
+        V = D Q - S^2 + max(1, round_shift_right(eps_q, 2k)), f = inv_sqrt_q30(V),
+        s = inv_sqrt_shift(V), z = round_shift_right((D x' - S) f, s - zf)
+        (= (x - mean)/sqrt(var + eps) in Q(zf)),
         out = clamp(out_zp + MBQM(gamma z + beta, multiplier, shift)).
     Source: LayerNorm (Ba et al. 2016) with (x - mean)/sqrt(var) = (D x - S)/sqrt(D Q - S^2).
     """
-    xs = _i64(x) - x_zp
+    x0 = _i64(x) - x_zp
+    k = np.maximum(im.bitlen64(np.abs(x0).max(axis=-1, keepdims=True)) - 15, 0)
+    xs = im.round_shift_right32(x0, k)
     D = xs.shape[-1]
     S = xs.sum(axis=-1, keepdims=True)
     Q = (xs * xs).sum(axis=-1, keepdims=True)
-    V = D * Q - S * S + int(eps_q)
+    V = D * Q - S * S + np.maximum(im.round_shift_right(int(eps_q), 2 * k), 1)
     f = im.inv_sqrt_q30(V)
     s = im.inv_sqrt_shift(V)
     z = im.round_shift_right((D * xs - S) * f, s - z_frac_bits)
@@ -157,6 +182,12 @@ def elementwise_add(a, b, a_zp: int, b_zp: int, left_shift: int, a_multiplier: i
                   qmin, qmax)
 
 
+def residual_add(a, b) -> np.ndarray:
+    """Add of two int32 tensors in one shared scale (the residual stream): sat_add_int32(a, b).
+    Returns int64."""
+    return im.sat_add_int32(_i64(a), _i64(b))
+
+
 def elementwise_mul(a, b, a_zp: int, b_zp: int, multiplier: int, shift: int, out_zp: int, qmin: int,
         qmax: int) -> np.ndarray:
     """Elementwise quantized multiply (TFLite MUL semantics), broadcasting.
@@ -178,7 +209,8 @@ def ssm_discretize(delta, u, u_zp: int, k_a, p_shift: int, exp_frac_bits: int, e
         u: (..., E) SSM input (zero point ``u_zp``).
         k_a: (E, N) int32 K[e,n] = round(|A[e,n]| log2(e) s_delta 2^(16 + p_shift + fb)).
         p_shift: >= 1. exp_frac_bits: fb. exp_table: 2^fb entries, 2^(-i/2^fb) in Q(F).
-        du_multiplier, du_shift: requantize of s_delta s_u / s_du; du_min/du_max its range.
+        du_multiplier, du_shift: (E,) requantize of s_delta s_u / s_du[e] (per channel);
+            du_min/du_max its range (int16).
     Returns:
         dA (..., E, N) int64 in Q(F): exp2_neg_lookup(p, fb, table) with
         p = round_shift_right32(mul_q16(K, delta), p_shift) (= round(K delta / 2^(16+ps)),
@@ -193,36 +225,42 @@ def ssm_discretize(delta, u, u_zp: int, k_a, p_shift: int, exp_frac_bits: int, e
     return dA, du
 
 
-def ssm_update(h, dA, du, B_gated, dA_frac_bits: int, h_min: int, h_max: int) -> np.ndarray:
+def ssm_update(h, dA, du, B_gated, x_shift, dA_frac_bits: int, h_min: int, h_max: int) -> np.ndarray:
     """The SA-SSM state update of one frame: h = dA h + delta B~ u.
 
     Args:
-        h: (..., E, N) previous state (scale s_h); dA: (..., E, N) Q(F); du: (..., E);
-        B_gated: (..., N) (scale s_B~ with s_du s_B~ = s_h 2^-F, so du B~ is in h's units
-        times 2^-F).
+        h: (..., E, N) previous state (per-channel scale s_h[e]); dA: (..., E, N) Q(F);
+        du: (..., E) (scale s_du[e]); B_gated: (..., N) (scale s_B~);
+        x_shift: (E,) with s_du[e] s_B~ 2^x_shift[e] = s_h[e] 2^-F (0 for int16 h, Q15 dA).
     Returns:
-        (..., E, N) int64 clamp(round_shift_right(dA h + du B~, F)) (ties toward +inf;
-        equals round_shift_right32 whenever the sum fits int32, as it does for int16 h and
-        Q15 dA).
+        (..., E, N) int64 clamp(round_shift_right(dA h + du B~ 2^x_shift, F)) (ties toward
+        +inf; with x_shift = 0, int16 h and Q15 dA every term fits int32 and this equals
+        round_shift_right32, the C form).
     """
-    t = _i64(dA) * _i64(h) + _i64(du)[..., :, None] * _i64(B_gated)[..., None, :]
+    x = _i64(du)[..., :, None] * _i64(B_gated)[..., None, :]
+    xs = _i64(x_shift)
+    if xs.any():
+        x = x * np.left_shift(np.int64(1), xs)[:, None]
+    t = _i64(dA) * _i64(h) + x
     return _clamp(im.round_shift_right(t, dA_frac_bits), h_min, h_max)
 
 
-def ssm_readout(h, C, u, u_zp: int, h_read_shift: int, d_q, d_shift: int, multiplier: int,
-                shift: int, qmin: int, qmax: int) -> np.ndarray:
+def ssm_readout(h, C, u, u_zp: int, h_read_shift, d_q, d_shift: int, multiplier, shift,
+                qmin: int, qmax: int) -> np.ndarray:
     """SA-SSM output of one frame: y = sum_n C_n h_n + D u.
 
     Args:
         h: (..., E, N) state; C: (..., N) symmetric; u: (..., E) (zero point u_zp).
-        h_read_shift: h is read as round_shift_right(h, h_read_shift) (0 for int16 h).
-        d_q: (E,) int32 D[e] s_u / (s_C s_h') 2^d_shift; d_shift: 0..30.
-        multiplier, shift: requantize of s_C s_h' / s_y (s_h' = s_h 2^h_read_shift).
+        h_read_shift: (E,) h is read as h' = round_shift_right(h, h_read_shift[e]) (the top
+            16 bits of int32 h; more for channels whose D u term needs coarser units).
+        d_q: (E,) int32 D[e] s_u / (s_C s_h'[e]) 2^d_shift; d_shift: 0..30.
+        multiplier, shift: (E,) requantize of s_C s_h'[e] / s_y.
     Returns:
-        (..., E) int64 clamp(MBQM(sat_add_int32(sum_n C_n h'_n,
-        round_shift_right(d_q (u - u_zp), d_shift)), multiplier, shift)).
+        (..., E) int64 clamp(MBQM(sat_add_int32(saturate_int32(sum_n C_n h'_n) (an int64
+        sum), round_shift_right(d_q (u - u_zp), d_shift)), multiplier[e], shift[e])).
     """
-    hr = im.round_shift_right(_i64(h), h_read_shift) if h_read_shift else _i64(h)
+    hrs = _i64(h_read_shift)
+    hr = im.round_shift_right(_i64(h), hrs[:, None]) if hrs.any() else _i64(h)
     acc = np.einsum("...en,...n->...e", hr, _i64(C))
     dterm = im.round_shift_right(_i64(d_q) * (_i64(u) - u_zp), d_shift)
     acc = im.sat_add_int32(im.saturate_int32(acc), dterm)
@@ -231,7 +269,8 @@ def ssm_readout(h, C, u, u_zp: int, h_read_shift: int, d_q, d_shift: int, multip
 
 def sa_ssm_step(h, u_t, delta_t, B_gated_t, C_t, p: dict):
     """One frame of the SA-SSM (:func:`ssm_discretize`, :func:`ssm_update`,
-    :func:`ssm_readout`), the form the firmware runs.
+    :func:`ssm_readout`), the form the firmware runs (its C twin supports x_shift = 0, i.e.
+    int16 h with Q15 dA, the quantizer's default).
 
     Args:
         h: (..., E, N) state; u_t, delta_t: (..., E); B_gated_t, C_t: (..., N);
@@ -241,7 +280,7 @@ def sa_ssm_step(h, u_t, delta_t, B_gated_t, C_t, p: dict):
     """
     dA, du = ssm_discretize(delta_t, u_t, p["u_zp"], p["k_a"], p["p_shift"], p["exp_frac_bits"],
                             p["exp_table"], p["du_multiplier"], p["du_shift"], p["du_min"], p["du_max"])
-    h = ssm_update(h, dA, du, B_gated_t, p["dA_frac_bits"], p["h_min"], p["h_max"])
+    h = ssm_update(h, dA, du, B_gated_t, p["x_shift"], p["dA_frac_bits"], p["h_min"], p["h_max"])
     y = ssm_readout(h, C_t, u_t, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],
                     p["y_multiplier"], p["y_shift"], p["y_min"], p["y_max"])
     return h, y, dA, du
@@ -265,14 +304,6 @@ def mean_pool_finalize(acc, multiplier: int, shift: int, out_zp: int, qmin: int,
 # the simulator
 # =======================================================================================
 
-def _frontend_module(impl: str):
-    if impl == "standin":
-        from export import _frontend_standin as fe
-    else:
-        from export import frontend_fixed as fe
-    return fe
-
-
 class Simulator:
     """Integer execution of a :class:`export.bundle.Bundle`.
 
@@ -286,7 +317,7 @@ class Simulator:
         self.tensors = bundle.meta["tensors"]
         self.ops = bundle.meta["ops"]
         fe_meta = bundle.meta["frontend"]
-        self._fe = _frontend_module(fe_meta.get("impl", "frontend_fixed"))
+        self._fe = frontend_fixed
         self.fe_params = {"meta": fe_meta["meta"],
                           "arrays": {k: bundle.arrays[f"frontend/{k}"] for k in fe_meta["arrays"]}}
         self._arr = {}
@@ -299,20 +330,29 @@ class Simulator:
         return _QRANGE[self.tensors[name]["dtype"]]
 
     def dequantize(self, name: str, q) -> np.ndarray:
-        """Real values (float64) of tensor ``name``: (q - zero_point) * scale."""
+        """Real values (float64) of tensor ``name``: (q - zero_point) * scale (per-channel
+        scales, a list, apply along the per-frame axis ``channel_axis``)."""
         t = self.tensors[name]
-        return (np.asarray(q, dtype=np.float64) - t["zero_point"]) * t["scale"]
+        scale = np.asarray(t["scale"], dtype=np.float64)
+        if scale.ndim:
+            shape = [1] * len(t["shape"])
+            shape[t.get("channel_axis", 0)] = -1
+            scale = scale.reshape(shape)
+        return (np.asarray(q, dtype=np.float64) - t["zero_point"]) * scale
 
     def _store(self, env: dict, name: str, value) -> None:
         env[name] = np.asarray(value).astype(_NP[self.tensors[name]["dtype"]])
 
     # ---- running -------------------------------------------------------------------
-    def run(self, audio, keep: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    def run(self, audio, keep: Iterable[str] | None = None, *,
+            frontend_intermediates: bool = True) -> dict[str, np.ndarray]:
         """Run the whole integer pipeline.
 
         Args:
             audio: int16 (B, 16000) or (16000,) PCM.
             keep: names to return (None: every tensor).
+            frontend_intermediates: also return the front end's intermediates
+                (``frontend.*``, about 1 MB per clip); False is faster.
         Returns:
             dict name -> integer array (see the module docstring).
         Raises:
@@ -323,7 +363,8 @@ class Simulator:
             audio = audio[None]
         if audio.dtype != np.int16:
             raise ValueError(f"audio must be int16 PCM, got {audio.dtype}")
-        fe_out = self._fe.run_frontend(self.fe_params, audio)
+        fe_out = self._fe.run_frontend(self.fe_params, audio,
+                                       intermediates=frontend_intermediates)
         env = {f"frontend.{k}": v for k, v in fe_out.items()}
         env["features"] = fe_out["features"]
         env["snr_mel"] = fe_out["snr_mel"]
@@ -361,7 +402,8 @@ class Simulator:
         p, out, qmin, qmax, a = self._io(op)
         x = op["inputs"][0]
         y = fully_connected(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
-                            a["shift"], self._zp(out), qmin, qmax)
+                            a["shift"], self._zp(out), qmin, qmax,
+                            p.get("requantize") == "requantize_single_round")
         self._store(env, out, y)
 
     def _op_conv1d_depthwise(self, op, env):
@@ -387,6 +429,9 @@ class Simulator:
     def _op_add(self, op, env):
         p, out, qmin, qmax, a = self._io(op)
         xa, xb = op["inputs"]
+        if p.get("same_scale"):
+            self._store(env, out, residual_add(env[xa], env[xb]))
+            return
         y = elementwise_add(env[xa], env[xb], self._zp(xa), self._zp(xb), p["left_shift"], p["a_multiplier"],
                 p["a_shift"], p["b_multiplier"], p["b_shift"], p["out_multiplier"],
                 p["out_shift"], self._zp(out), qmin, qmax)
@@ -417,10 +462,11 @@ class Simulator:
         h_min, h_max = _QRANGE[t[pre + ".h"]["dtype"]]
         return dict(u_zp=self._zp(op["inputs"][0]), k_a=a["k_a"], p_shift=p["p_shift"],
                     exp_frac_bits=p["exp_frac_bits"], exp_table=a["exp_table"],
-                    du_multiplier=p["du_multiplier"], du_shift=p["du_shift"], du_min=du_min,
-                    du_max=du_max, dA_frac_bits=p["dA_frac_bits"], h_min=h_min, h_max=h_max,
-                    h_read_shift=p["h_read_shift"], d_q=a["d_q"], d_shift=p["d_shift"],
-                    y_multiplier=p["y_multiplier"], y_shift=p["y_shift"], y_min=qmin, y_max=qmax)
+                    du_multiplier=a["du_multiplier"], du_shift=a["du_shift"], du_min=du_min,
+                    du_max=du_max, x_shift=a["x_shift"], dA_frac_bits=p["dA_frac_bits"],
+                    h_min=h_min, h_max=h_max, h_read_shift=a["h_read_shift"], d_q=a["d_q"],
+                    d_shift=p["d_shift"], y_multiplier=a["y_multiplier"], y_shift=a["y_shift"],
+                    y_min=qmin, y_max=qmax)
 
     def _op_sa_ssm(self, op, env):
         u_name, delta_name, bg_name, c_name = op["inputs"]
@@ -439,8 +485,8 @@ class Simulator:
         h = np.zeros((B, E, N), dtype=np.int64)
         bg64 = _i64(bg)
         for t in range(T):                      # the recurrence: the only loop over frames
-            h = ssm_update(h, dA[:, t], du[:, t], bg64[:, t], p["dA_frac_bits"], p["h_min"],
-                           p["h_max"])
+            h = ssm_update(h, dA[:, t], du[:, t], bg64[:, t], p["x_shift"], p["dA_frac_bits"],
+                           p["h_min"], p["h_max"])
             hs[:, t] = h
         y = ssm_readout(hs, C, u, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],
                         p["y_multiplier"], p["y_shift"], p["y_min"], p["y_max"])

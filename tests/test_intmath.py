@@ -162,3 +162,191 @@ def test_python_and_c_name_the_same_functions():
     py_src = Path(im.__file__).read_text().split("# Python only")[0]
     py_names = set(re.findall(r"^def ([a-z]\w*)\(", py_src, re.M))
     assert c_names == py_names
+
+
+# ---------------------------------------------------------------------------------------
+# front end primitives (issue 3): exact big-int definitions, then the C twin.
+# ---------------------------------------------------------------------------------------
+import math
+
+U63 = st.integers(0, 2 ** 63 - 1)
+EDGES63 = [0, 1, 2, 3, 4, 5, 2 ** 16 - 1, 2 ** 16, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32,
+           2 ** 32 + 1, 2 ** 40 + 12345, 2 ** 61 - 1, 2 ** 61, 2 ** 62 - 1, 2 ** 62, 2 ** 63 - 1]
+U63E = st.one_of(U63, st.sampled_from(EDGES63), st.integers(0, 2 ** 20))
+LOG2_T = im.log2_table()
+TANH_T = im.tanh_table()
+
+
+def _round_sqrt(y: int) -> int:
+    return (math.isqrt(4 * y) + 1) // 2  # floor(sqrt(y) + 1/2), exact
+
+
+def ref_sqrt_u64_norm(p: int) -> int:
+    b = p.bit_length()
+    j = max(0, -((32 - b) // 2)) if b > 32 else 0  # ceil((b - 32) / 2)
+    return _round_sqrt(p >> (2 * j)) << j
+
+
+def ref_log2_u64_q16(x: int) -> int:
+    x = max(x, 1)
+    b = x.bit_length() - 1
+    m = x >> (b - 30) if b >= 30 else x << (30 - b)
+    i, f = (m >> 23) & 127, m & ((1 << 23) - 1)
+    t = [int(v) for v in LOG2_T]
+    y = t[i] + (((t[i + 1] - t[i]) * f) >> 23)
+    return (b * (1 << 24) + y + 128) >> 8
+
+
+def ref_reciprocal_u64(d: int) -> tuple[int, int]:
+    d = max(d, 1)
+    b = d.bit_length()
+    dn = d << (32 - b) if b <= 32 else d >> (b - 32)
+    return ((1 << 47) - 1) // dn, b + 15
+
+
+def ref_rsqrt_u64(v: int) -> tuple[int, int]:
+    v = max(v, 1)
+    j = (v.bit_length() - 19) // 2
+    vn = v >> (2 * j) if j >= 0 else v << (-2 * j)
+    return math.isqrt((1 << 62) // vn), 31 + j
+
+
+def ref_shift_round_sat_u32(x: int, sh: int) -> int:
+    y = (2 * x + (1 << sh)) // (1 << (sh + 1)) if sh >= 0 else x << -sh
+    return min(y, 2 ** 32 - 1)
+
+
+def ref_lut_lerp(t, n: int, x: int, fb: int) -> int:
+    t = [int(v) for v in t]
+    if x >= (n - 1) << fb:
+        return t[n - 1]
+    x = max(x, 0)
+    i, f = x >> fb, x & ((1 << fb) - 1)
+    d = (t[i + 1] - t[i]) * f
+    return t[i] + ((d + (1 << (fb - 1))) >> fb if fb else d)
+
+
+@given(U63E)
+def test_clz64_exact(x):
+    assert im.clz64(x) == 64 - x.bit_length()
+
+
+@given(st.one_of(st.integers(0, 2 ** 32 - 1), st.sampled_from([0, 1, 2 ** 32 - 1, 65535 ** 2, 65536 ** 2 - 1])))
+def test_isqrt32_exact(x):
+    assert im.isqrt32(x) == math.isqrt(x)
+
+
+@given(U63E)
+def test_isqrt64_exact(x):
+    assert im.isqrt64(x) == math.isqrt(x)
+
+
+@given(st.one_of(st.integers(0, 2 ** 62 - 1), st.sampled_from([e for e in EDGES63 if e < 2 ** 62])))
+def test_sqrt_u64_norm_exact_and_accurate(p):
+    r = im.sqrt_u64_norm(p)
+    assert r == ref_sqrt_u64_norm(p)
+    assert 0 <= r <= 2 ** 31
+    if p < 2 ** 32:
+        assert r == _round_sqrt(p) and abs(r - math.sqrt(p)) <= 0.5
+    else:
+        assert abs(r / math.sqrt(p) - 1) <= 2 ** -15 + 2 ** -16
+
+
+@given(st.one_of(st.integers(1, 2 ** 63 - 1), st.sampled_from(EDGES63)))
+def test_log2_u64_q16_exact_and_accurate(x):
+    y = im.log2_u64_q16(x, LOG2_T)
+    assert y == ref_log2_u64_q16(x)
+    assert abs(y / 65536 - math.log2(max(x, 1))) <= 2 ** -16 + 1.2e-5
+
+
+@given(st.one_of(st.integers(1, 2 ** 63 - 1), st.sampled_from(EDGES63)))
+def test_reciprocal_u64_exact_and_accurate(d):
+    r, e = im.reciprocal_u64(d)
+    assert (r, e) == ref_reciprocal_u64(d)
+    assert 2 ** 15 <= r < 2 ** 16
+    assert abs(r * 2.0 ** -e * max(d, 1) - 1) < 2 ** -15
+
+
+@given(st.one_of(st.integers(1, 2 ** 63 - 1), st.sampled_from(EDGES63)))
+def test_rsqrt_u64_exact_and_accurate(v):
+    r, e = im.rsqrt_u64(v)
+    assert (r, e) == ref_rsqrt_u64(v)
+    assert 2 ** 21 < r <= 2 ** 22
+    assert abs(r * 2.0 ** -e * math.sqrt(max(v, 1)) - 1) < 2 ** -17
+
+
+@given(st.one_of(st.integers(0, 2 ** 62 - 1), st.integers(0, 2 ** 33)), st.integers(-64, 64))
+def test_shift_round_sat_u32_exact(x, sh):
+    assert im.shift_round_sat_u32(x, sh) == ref_shift_round_sat_u32(x, sh)
+
+
+@given(st.integers(im.INT32_MIN, im.INT32_MAX), st.integers(-10, 2 ** 20))
+def test_lut_lerp_i16_exact(x_any, x_small):
+    for x in (x_any, x_small):
+        assert im.lut_lerp_i16(TANH_T, 257, x, 11) == ref_lut_lerp(TANH_T, 257, x, 11)
+        assert im.lut_lerp_i16(TANH_T, 9, x, 0) == ref_lut_lerp(TANH_T, 9, x, 0)
+
+
+def test_front_end_primitives_vectorised():
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 2 ** 62, 2000)
+    assert im.sqrt_u64_norm(x).tolist() == [ref_sqrt_u64_norm(int(v)) for v in x]
+    assert im.log2_u64_q16(x, LOG2_T).tolist() == [ref_log2_u64_q16(int(v)) for v in x]
+    r, e = im.rsqrt_u64(x)
+    assert list(zip(r.tolist(), e.tolist())) == [ref_rsqrt_u64(int(v)) for v in x]
+    r, e = im.reciprocal_u64(x)
+    assert list(zip(r.tolist(), e.tolist())) == [ref_reciprocal_u64(int(v)) for v in x]
+    sh = rng.integers(-64, 65, 2000)
+    assert im.shift_round_sat_u32(x, sh).tolist() == [ref_shift_round_sat_u32(int(a), int(b)) for a, b in zip(x, sh)]
+
+
+def test_tables():
+    assert LOG2_T[0] == 0 and LOG2_T[-1] == 1 << 24 and len(LOG2_T) == 129
+    assert TANH_T[0] == 0 and TANH_T[-1] == 32767 and np.all(np.diff(TANH_T.astype(int)) >= 0)
+
+
+def _frontend_cases():
+    rng = np.random.default_rng(4)
+    u63 = [int(v) for v in rng.integers(0, 2 ** 63 - 1, 400, dtype=np.int64)]
+    small = [int(v) for v in rng.integers(0, 2 ** 20, 100)]
+    vals = EDGES63 + u63 + small + [int(v) >> int(s) for v, s in zip(u63, rng.integers(0, 63, 400))]
+    cases = []
+    for v in vals:
+        cases += [("clz64", v, 0, 0), ("isqrt64", v, 0, 0), ("reciprocal_u64", v, 0, 0),
+                  ("rsqrt_u64", v, 0, 0), ("log2_u64_q16", v, 0, 0)]
+        if v < 2 ** 62:
+            cases.append(("sqrt_u64_norm", v, 0, 0))
+            for sh in (-64, -40, -33, -32, -31, -5, -1, 0, 1, 7, 31, 45, 61, 62, 63, 64):
+                cases.append(("shift_round_sat_u32", v, sh, 0))
+        if v < 2 ** 32:
+            cases.append(("isqrt32", v, 0, 0))
+    for x in [im.INT32_MIN, -5, 0, 1, 2047, 2048, 2 ** 19 - 1, 2 ** 19, 2 ** 19 + 1, im.INT32_MAX,
+              *[int(v) for v in rng.integers(-1000, 2 ** 19 + 1000, 300)]]:
+        cases += [("lut_lerp_i16", x, 257, 11), ("lut_lerp_i16", x, 9, 0)]
+    return cases
+
+
+def test_c_twin_front_end_primitives(tmp_path):
+    exe = compile_host([_driver()], tmp_path / "intmath_driver",
+                       include_dirs=[template_root() / "kernels", stub_root()])
+    cases = _frontend_cases()
+    lines = [f"set_log2_table {i} {int(v)} 0" for i, v in enumerate(LOG2_T)]
+    lines += [f"set_lut_table {i} {int(v)} 0" for i, v in enumerate(TANH_T)]
+    lines += [f"{n} {a} {b} {c}" for n, a, b, c in cases]
+    proc = subprocess.run([str(exe)], input="\n".join(lines) + "\n", capture_output=True,
+                          text=True, check=True)
+    out = proc.stdout.splitlines()
+    assert len(out) == len(cases)
+    for (name, a, b, c), line in zip(cases, out):
+        got = tuple(int(v) for v in line.split())
+        if name == "lut_lerp_i16":
+            want = (im.lut_lerp_i16(TANH_T, b, a, c),)
+        elif name == "log2_u64_q16":
+            want = (im.log2_u64_q16(a, LOG2_T),)
+        elif name == "shift_round_sat_u32":
+            want = (im.shift_round_sat_u32(a, b),)
+        elif name in ("reciprocal_u64", "rsqrt_u64"):
+            want = tuple(getattr(im, name)(a))
+        else:
+            want = (getattr(im, name)(a),)
+        assert got == want, (name, a, b, c)

@@ -67,6 +67,7 @@ def test_mul_q16_exact(a, b):
     assert im.mul_q16(a, b) == (a * b) // 65536
 
 
+@settings(deadline=None, max_examples=60)
 @given(st.integers(0, im.INT32_MAX), st.integers(1, 10), st.data())
 def test_exp2_neg_lookup_exact(p, fb, data):
     table = data.draw(st.lists(st.integers(0, 2 ** 31 - 1), min_size=1 << fb, max_size=1 << fb))
@@ -85,6 +86,7 @@ def test_exp2_neg_lookup_extremes():
         assert abs(im.exp2_neg_lookup(p, fb, table) / 32768 - 2 ** (-p / 256)) < 2 ** -14 + 2 ** -15
 
 
+@settings(deadline=None, max_examples=60)
 @given(I16E, st.data())
 def test_lut_interp_s16_exact(x, data):
     table = data.draw(st.lists(st.integers(-2 ** 20, 2 ** 20), min_size=513, max_size=513))

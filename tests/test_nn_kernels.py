@@ -54,16 +54,20 @@ def flat(*arrs):
 
 # ---- case builders (one frame each) -----------------------------------------------------
 
-def fc_case(x, x_zp, W, b, m, s, ozp, lo, hi):
-    y = S.fully_connected(x, x_zp, W, b, m, s, ozp, lo, hi)
+def fc_case(x, x_zp, W, b, m, s, ozp, lo, hi, single=False):
+    w16 = np.asarray(W).dtype == np.int16
+    fn = S.fully_connected_w16 if w16 else S.fully_connected
+    y = fn(x, x_zp, W, b, m, s, ozp, lo, hi, single)
     rows, cols = W.shape
-    return (["fully_connected", rows, cols, x_zp, ozp, lo, hi] + flat(x, W, b, m, s), flat(y))
+    return ([fn.__name__, rows, cols, x_zp, ozp, lo, hi, int(single)] + flat(x, W, b, m, s), flat(y))
 
 
 def conv_case(hist, x, x_zp, W, b, m, s, ozp, lo, hi):
-    y, new = S.conv1d_depthwise_step(hist, x, x_zp, W, b, m, s, ozp, lo, hi)
+    w16 = np.asarray(W).dtype == np.int16
+    fn = S.conv1d_depthwise_step_w16 if w16 else S.conv1d_depthwise_step
+    y, new = fn(hist, x, x_zp, W, b, m, s, ozp, lo, hi)
     E, K = W.shape
-    return (["conv1d_depthwise_step", E, K, x_zp, ozp, lo, hi] + flat(hist, x, W, b, m, s),
+    return ([fn.__name__, E, K, x_zp, ozp, lo, hi] + flat(hist, x, W, b, m, s),
             flat(y, new))
 
 
@@ -75,9 +79,11 @@ def ln_case(x, x_zp, eps, zf, g, b, m, s, ozp, lo, hi):
 def ssm_case(h, u, d, bg, c, p):
     h2, y, _, _ = S.sa_ssm_step(h, u, d, bg, c, p)
     E, N = p["k_a"].shape
+    assert not np.any(p["x_shift"])
     toks = ["sa_ssm_step", E, N, p["u_zp"], p["p_shift"], p["exp_frac_bits"], p["dA_frac_bits"],
-            p["du_multiplier"], p["du_shift"], p["d_shift"], p["y_multiplier"], p["y_shift"],
-            p["y_min"], p["y_max"]] + flat(h, u, d, bg, c, p["k_a"], p["exp_table"], p["d_q"])
+            p["d_shift"], p["y_min"], p["y_max"]] + flat(
+                h, u, d, bg, c, p["k_a"], p["exp_table"], p["du_multiplier"], p["du_shift"],
+                p["h_read_shift"], p["d_q"], p["y_multiplier"], p["y_shift"])
     return toks, flat(y, h2)
 
 
@@ -99,19 +105,30 @@ def test_random_fully_connected_conv_lut_add_mul_mean(driver):
         x = rng.integers(lo, hi, cols, endpoint=True)
         if trial % 7 == 0:
             x[:] = lo if trial % 2 else hi                     # saturation edges
-        W = rng.integers(-127, 128, (rows, cols))
+        W = rng.integers(-127, 128, (rows, cols)).astype(np.int8)
         b = rng.integers(-2 ** 20, 2 ** 20, rows)
         m, s = _mults(rng, rows)
         olo, ohi = ((-32768, 32767) if trial % 3 else (-128, 127))
         ozp = 0 if olo == -32768 else int(rng.integers(-128, 128))
         cases.append(fc_case(x, x_zp, W, b, m, s, ozp, olo, ohi))
+        # int16 weights bounded like the quantizer's, int32 output with single rounding
+        qm = max(127, (2 ** 30 - 1) // (max(abs(lo - x_zp), abs(hi - x_zp)) * cols))
+        W16 = rng.integers(-qm, qm + 1, (rows, cols)).astype(np.int16)
+        m3, s3 = _mults(rng, rows, -5, 12)
+        cases.append(fc_case(x, x_zp, W16, b, m3, s3, 0, im.INT32_MIN, im.INT32_MAX, single=True))
         E, K = int(rng.integers(1, 40)), int(rng.integers(2, 5))
         hist = rng.integers(lo, hi, (K - 1, E), endpoint=True)
         xt = rng.integers(lo, hi, E, endpoint=True)
-        Wc = rng.integers(-127, 128, (E, K))
+        Wc = rng.integers(-127, 128, (E, K)).astype(np.int8)
         m2, s2 = _mults(rng, E)
         cases.append(conv_case(hist, xt, x_zp, Wc, rng.integers(-2 ** 20, 2 ** 20, E), m2, s2,
                                ozp, olo, ohi))
+        Wc16 = rng.integers(-3000, 3001, (E, K)).astype(np.int16)
+        cases.append(conv_case(hist, xt, x_zp, Wc16, rng.integers(-2 ** 20, 2 ** 20, E), m2, s2,
+                               ozp, olo, ohi))
+        r32a = rng.integers(im.INT32_MIN, im.INT32_MAX, E, endpoint=True)
+        r32b = rng.integers(im.INT32_MIN, im.INT32_MAX, E, endpoint=True)
+        cases.append((["residual_add", E] + flat(r32a, r32b), flat(S.residual_add(r32a, r32b))))
         n = int(rng.integers(1, 64))
         xs = rng.integers(-128, 128, n)
         tab = rng.integers(-32768, 32768, 256)
@@ -147,19 +164,23 @@ def test_random_layer_norm(driver):
     cases = []
     for trial in range(80):
         D = int(rng.choice([2, 16, 24, 40, 64]))
-        spread = int(rng.choice([0, 1, 30, 3000, 32767]))
-        x = np.clip(rng.integers(-spread, spread + 1, D) + int(rng.integers(-1000, 1000)), -32768, 32767)
+        spread = int(rng.choice([0, 1, 30, 3000, 32767, 2 ** 20, 2 ** 30]))
+        x = np.clip(rng.integers(-spread, spread + 1, D) + int(rng.integers(-1000, 1000)),
+                    im.INT32_MIN, im.INT32_MAX)
         if trial == 0:
             x[:] = -32768
         if trial == 1:
-            x[::2], x[1::2] = -32768, 32767                 # largest variance
+            x[::2], x[1::2] = -32768, 32767                 # largest int16 variance
+        if trial == 2:
+            x[::2], x[1::2] = im.INT32_MIN, im.INT32_MAX     # largest int32 variance
         zf = int(math.floor(math.log2(32767 / math.sqrt(max(D - 1, 1)))))
         g = rng.integers(-32767, 32768, D)
         b = rng.integers(-2 ** 30 + 2 ** 15 * 32767, 2 ** 30 - 2 ** 15 * 32767, D) // 2
         m, s = _mults(rng, 1, -30, 0)
         eps = int(rng.choice([1, 17, 10 ** 6, 10 ** 12]))
         ozp = int(rng.integers(-128, 128))
-        cases.append(ln_case(x, 0, eps, zf, g, b, int(m[0]), int(s[0]), ozp, -128, 127))
+        cases.append(ln_case(x, 0, eps, zf, g.astype(np.int16), b, int(m[0]), int(s[0]), ozp,
+                             -128, 127))
     run_cases(driver, cases)
 
 
@@ -175,17 +196,18 @@ def test_random_sa_ssm_step(driver):
         E, N = int(rng.integers(1, 40)), int(rng.integers(1, 9))
         u_zp = int(rng.integers(-128, 128))
         p = dict(u_zp=u_zp, k_a=rng.integers(0, 2 ** 31, (E, N)), p_shift=int(rng.integers(1, 16)),
-                 exp_frac_bits=8, exp_table=_exp_table(), du_multiplier=int(rng.integers(1 << 30, 1 << 31)),
-                 du_shift=int(rng.integers(-12, 3)), du_min=-32768, du_max=32767, dA_frac_bits=15,
-                 h_min=-32768, h_max=32767, h_read_shift=0,
-                 d_q=rng.integers(-(2 ** 23), 2 ** 23, E), d_shift=int(rng.integers(0, 20)),
-                 y_multiplier=int(rng.integers(1 << 30, 1 << 31)), y_shift=int(rng.integers(-20, 0)),
+                 exp_frac_bits=8, exp_table=_exp_table(),
+                 du_multiplier=rng.integers(1 << 30, 1 << 31, E), du_shift=rng.integers(-12, 3, E),
+                 du_min=-32768, du_max=32767, x_shift=np.zeros(E, np.int64), dA_frac_bits=15,
+                 h_min=-32768, h_max=32767, h_read_shift=rng.integers(0, 3, E),
+                 d_q=rng.integers(-(2 ** 22), 2 ** 22, E), d_shift=int(rng.integers(0, 20)),
+                 y_multiplier=rng.integers(1 << 30, 1 << 31, E), y_shift=rng.integers(-20, 0, E),
                  y_min=-32768, y_max=32767)
         h = rng.integers(-32768, 32768, (E, N))
         u = rng.integers(-128, 128, E)
         d = rng.integers(0, 32768, E)
         bg = rng.integers(-32768, 32768, N)
-        c = rng.integers(-128, 128, N)
+        c = rng.integers(-32768, 32768, N)
         if trial < 4:                                       # saturation edges
             h[:], bg[:], d[:] = (-32768, -32768, 32767) if trial % 2 else (32767, 32767, 32767)
             u[:] = 127 if trial < 2 else -128
@@ -207,7 +229,7 @@ def test_real_bundle_ops_frame_by_frame(driver):
     cases = []
     frames = (0, 1, 2, 3, 40, 100)
     for op in bundle.meta["ops"]:
-        a = sim._arr[op["name"]]
+        a = {k: bundle.arrays[v] for k, v in op["arrays"].items()}
         p = op["params"]
         out = op["outputs"][0]
         lo, hi = sim.qrange(out)
@@ -217,9 +239,10 @@ def test_real_bundle_ops_frame_by_frame(driver):
                 cases.append((["mean_pool", x.shape[1], zp(op["inputs"][0]), x.shape[0], p["multiplier"],
                                p["shift"], zp(out), lo, hi] + flat(x), flat(env[out][b])))
                 continue
+            single = p.get("requantize") == "requantize_single_round"
             if op["stage"] == "clip":
                 cases.append(fc_case(env[op["inputs"][0]][b], zp(op["inputs"][0]), a["weight"], a["bias"],
-                                     a["multiplier"], a["shift"], zp(out), lo, hi))
+                                     a["multiplier"], a["shift"], zp(out), lo, hi, single))
                 assert cases[-1][1] == flat(env[out][b])
                 continue
             for t in frames:
@@ -228,7 +251,7 @@ def test_real_bundle_ops_frame_by_frame(driver):
                 extra = []                    # state outputs the C driver also prints
                 if op["type"] == "fully_connected":
                     toks, got = fc_case(ins[0], zp(op["inputs"][0]), a["weight"], a["bias"],
-                                        a["multiplier"], a["shift"], zp(out), lo, hi)
+                                        a["multiplier"], a["shift"], zp(out), lo, hi, single)
                 elif op["type"] == "conv1d_depthwise":
                     K = a["weight"].shape[1]
                     seq = env[op["inputs"][0]][b]
@@ -244,6 +267,9 @@ def test_real_bundle_ops_frame_by_frame(driver):
                     kern = S.lut_s8 if p["kind"] == "s8" else S.lut_s16
                     got = flat(kern(ins[0], a["table"]))
                     toks = [f"lut_{p['kind']}", len(ins[0])] + flat(ins[0], a["table"])
+                elif op["type"] == "add" and p.get("same_scale"):
+                    got = flat(S.residual_add(ins[0], ins[1]))
+                    toks = ["residual_add", len(ins[0])] + flat(ins[0], ins[1])
                 elif op["type"] == "add":
                     args = [zp(op["inputs"][0]), zp(op["inputs"][1]), p["left_shift"], p["a_multiplier"],
                             p["a_shift"], p["b_multiplier"], p["b_shift"], p["out_multiplier"],
@@ -286,9 +312,10 @@ def test_kws_nn_compiles_for_cortex_m(tmp_path, cpu):
 def test_python_kernels_have_c_twins():
     c_src = (KERNELS / "kws_nn.c").read_text()
     c_names = set(re.findall(r"^void (\w+)\(", c_src, re.M))
-    py_kernels = {"fully_connected", "conv1d_depthwise_step", "layer_norm", "lut_s8", "lut_s16",
-                  "elementwise_add", "elementwise_mul", "sa_ssm_step", "mean_pool_accumulate",
-                  "mean_pool_finalize"}
+    py_kernels = {"fully_connected", "fully_connected_w16", "conv1d_depthwise_step",
+                  "conv1d_depthwise_step_w16", "layer_norm", "lut_s8", "lut_s16",
+                  "elementwise_add", "residual_add", "elementwise_mul", "sa_ssm_step",
+                  "mean_pool_accumulate", "mean_pool_finalize"}
     assert py_kernels <= set(dir(S))
     assert c_names == py_kernels
     for n in c_names:

@@ -83,6 +83,149 @@ static inline int32_t requantize_single_round(int32_t x, int32_t multiplier, int
 static inline int32_t clz32(uint32_t x) { return (int32_t)__CLZ(x); }
 
 /* ------------------------------------------------------------------------------------
+ * front end primitives (issue 3): integer sqrt, log2, reciprocal, reciprocal square root,
+ * LUT interpolation. Twins of the block of the same name in export/intmath.py; unsigned
+ * 64-bit arguments are used below 2^63 by the front end (Python holds them in int64).
+ * ------------------------------------------------------------------------------------ */
+
+/* clz64: leading zero bits of a uint64; clz64(0) = 64 (__CLZ on each half). */
+static inline int32_t clz64(uint64_t x)
+{
+    const uint32_t hi = (uint32_t)(x >> 32);
+    return (hi != 0u) ? clz32(hi) : 32 + clz32((uint32_t)(x & 0xFFFFFFFFu));
+}
+
+/* isqrt32: floor(sqrt(x)) of a uint32, exact. Integer Newton r <- (r + x / r) / 2 from
+ * an over-estimate (a 96-entry table of ceil(sqrt((i + 1) 2^25)) on the top 7 bits of x
+ * normalised by an even shift), which decreases to floor(sqrt(x)) and stops there
+ * (typically 3 divisions). */
+static inline uint32_t isqrt32(uint32_t x)
+{
+    static const uint32_t seed[96] = {
+        33277u, 33777u, 34270u, 34756u, 35236u, 35709u, 36175u, 36636u,
+        37091u, 37541u, 37985u, 38424u, 38859u, 39288u, 39713u, 40133u,
+        40549u, 40960u, 41368u, 41772u, 42171u, 42567u, 42960u, 43348u,
+        43734u, 44116u, 44494u, 44870u, 45242u, 45612u, 45978u, 46341u,
+        46702u, 47060u, 47415u, 47768u, 48118u, 48465u, 48810u, 49152u,
+        49493u, 49830u, 50166u, 50499u, 50831u, 51160u, 51486u, 51811u,
+        52134u, 52455u, 52774u, 53091u, 53406u, 53719u, 54030u, 54340u,
+        54648u, 54954u, 55259u, 55561u, 55862u, 56162u, 56460u, 56756u,
+        57051u, 57344u, 57636u, 57927u, 58216u, 58503u, 58789u, 59074u,
+        59357u, 59639u, 59920u, 60199u, 60477u, 60754u, 61030u, 61304u,
+        61577u, 61849u, 62119u, 62389u, 62657u, 62924u, 63191u, 63455u,
+        63719u, 63982u, 64244u, 64504u, 64764u, 65022u, 65280u, 65536u,
+    };
+    if (x < 2u) { return x; }
+    const int32_t s = clz32(x) / 2;
+    const uint32_t xn = x << (2 * s);
+    uint32_t r = (seed[(xn >> 25) - 32u] + (((uint32_t)1 << s) - 1u)) >> s;
+    uint32_t y = (r + x / r) >> 1;
+    while (y < r) {
+        r = y;
+        y = (r + x / r) >> 1;
+    }
+    return r;
+}
+
+/* isqrt64: floor(sqrt(x)) of a uint64, exact (digit-by-digit, 32 steps at most). */
+static inline uint64_t isqrt64(uint64_t x)
+{
+    uint64_t r = 0u;
+    uint64_t bit = (uint64_t)1 << 62;
+    while (bit > x) { bit >>= 2; }
+    while (bit != 0u) {
+        if (x >= r + bit) { x -= r + bit; r = (r >> 1) + bit; }
+        else { r >>= 1; }
+        bit >>= 2;
+    }
+    return r;
+}
+
+/* sqrt_u64_norm: round(sqrt(p >> 2j)) * 2^j, j = max(0, ceil((bitlen(p) - 32) / 2)):
+ * a 16-significant-bit magnitude from a power p in [0, 2^62); exact round-to-nearest of
+ * sqrt(p) for p < 2^32, relative error <= 2^-15 + 2^-16 above. Returns 0..2^31. */
+static inline uint32_t sqrt_u64_norm(uint64_t p)
+{
+    const int32_t b = 64 - clz64(p);
+    const int32_t j = (b > 32) ? (b - 31) / 2 : 0;
+    const uint32_t pn = (uint32_t)(p >> (2 * j));
+    uint32_t r = isqrt32(pn);
+    if (pn - r * r > r) { r += 1u; }
+    return r << j;
+}
+
+/* log2_u64_q16: log2(x) in Q16 (x in [1, 2^63); x = 0 gives 0) by linear interpolation in
+ * the 129-entry Q24 table of log2(1 + i/128) (intmath.log2_table). b = bitlen(x) - 1;
+ * m = x normalised to Q30 (truncating); i = bits 29..23 of m, f = bits 22..0;
+ * y = T[i] + (((T[i+1] - T[i]) * f) >> 23); result round_shift_right(b * 2^24 + y, 8). */
+static inline int32_t log2_u64_q16(uint64_t x, const int32_t *table)
+{
+    if (x == 0u) { x = 1u; }
+    const int32_t b = 63 - clz64(x);
+    const uint32_t m = (uint32_t)((b >= 30) ? (x >> (b - 30)) : (x << (30 - b)));
+    const int32_t i = (int32_t)((m >> 23) & 127u);
+    const int64_t f = (int64_t)(m & 0x7FFFFFu);
+    const int64_t y = (int64_t)table[i] + ((((int64_t)table[i + 1] - (int64_t)table[i]) * f) >> 23);
+    return (int32_t)round_shift_right((int64_t)b * 16777216 + y, 8);
+}
+
+/* reciprocal_u64: 1/d ~= r * 2^-e with r = floor((2^47 - 1) / dn) in [2^15, 2^16), dn = d
+ * normalised to [2^31, 2^32) (truncating), e = bitlen(d) + 15; d = 0 is treated as 1.
+ * Relative error below 2^-15. One 64/32 division (libgcc on Cortex-M). */
+static inline uint32_t reciprocal_u64(uint64_t d, int32_t *e)
+{
+    if (d == 0u) { d = 1u; }
+    const int32_t b = 64 - clz64(d);
+    const uint32_t dn = (uint32_t)((b <= 32) ? (d << (32 - b)) : (d >> (b - 32)));
+    *e = b + 15;
+    return (uint32_t)((((uint64_t)1 << 47) - 1u) / (uint64_t)dn);
+}
+
+/* rsqrt_u64: 1/sqrt(v) ~= r * 2^-e with r = floor(2^31 / sqrt(vn)) = isqrt64(2^62 / vn) in
+ * (2^21, 2^22], vn = v >> 2j (truncating) or v << -2j in [2^18, 2^20),
+ * j = floor((bitlen(v) - 19) / 2), e = 31 + j; v = 0 is treated as 1. Relative error below
+ * 2^-17. One 64/32 division and one isqrt64. */
+static inline uint32_t rsqrt_u64(uint64_t v, int32_t *e)
+{
+    if (v == 0u) { v = 1u; }
+    const int32_t b = 64 - clz64(v);
+    const int32_t j = (b + 1) / 2 - 10;
+    const uint64_t vn = (j >= 0) ? (v >> (2 * j)) : (v << (-2 * j));
+    *e = 31 + j;
+    return (uint32_t)isqrt64((((uint64_t)1) << 62) / vn);
+}
+
+/* shift_round_sat_u32: x * 2^-sh rounded to nearest (ties toward +inf) and saturated to
+ * [0, 2^32 - 1]; x in [0, 2^62), any sh (sh >= 63 gives 0; sh < 0 shifts left). */
+static inline uint32_t shift_round_sat_u32(uint64_t x, int32_t sh)
+{
+    if (sh >= 63) { return 0u; }
+    if (sh >= 0) {
+        const int64_t y = round_shift_right((int64_t)x, sh);
+        return (y > (int64_t)UINT32_MAX) ? UINT32_MAX : (uint32_t)y;
+    }
+    if (x == 0u) { return 0u; }
+    const int32_t k = -sh;
+    if (k >= 32 || x > (uint64_t)(UINT32_MAX >> k)) { return UINT32_MAX; }
+    return (uint32_t)(x << k);
+}
+
+/* lut_lerp_i16: linear interpolation in n int16 values at step 2^frac_bits (CMSIS-NN int16
+ * LUT scheme): x <= 0 -> table[0]; x >= (n-1) * 2^frac_bits -> table[n-1]; else
+ * table[i] + round_shift_right((table[i+1] - table[i]) * f, frac_bits), i = x >> frac_bits,
+ * f = x & (2^frac_bits - 1). (n - 1) * 2^frac_bits must fit an int32. */
+static inline int32_t lut_lerp_i16(const int16_t *table, int32_t n, int32_t x, int32_t frac_bits)
+{
+    const int32_t top = (n - 1) * ((int32_t)1 << frac_bits);
+    if (x >= top) { return table[n - 1]; }
+    if (x < 0) { x = 0; }
+    const int32_t i = x >> frac_bits;
+    const int64_t f = (int64_t)(x & (((int32_t)1 << frac_bits) - 1));
+    return (int32_t)table[i]
+        + (int32_t)round_shift_right(((int64_t)table[i + 1] - (int64_t)table[i]) * f, frac_bits);
+}
+
+/* ------------------------------------------------------------------------------------
  * network primitives (issue 4: the SA-SSM network kernels of kws_nn.c and
  * export/simulator.py). Same names and results as in export/intmath.py.
  * ------------------------------------------------------------------------------------ */

@@ -4,6 +4,11 @@
 #include <string.h>
 #include "kws_intmath.h"
 
+/* Tables of the front end primitives, set by "set_log2_table i v 0" / "set_lut_table i v 0"
+ * lines (which print nothing). Pair-valued functions print "r e" on one line. */
+static int32_t log2_tab[129];
+static int16_t lut_tab[4096];
+
 /* network primitives: "settable i v 0" stores v at index i of the look-up table that the
  * next exp2_neg_lookup (int16 copy) or lut_interp_s16 (int32) lines use. */
 static int32_t table32[1024];
@@ -28,6 +33,23 @@ int main(void)
         else if (strcmp(name, "requantize_single_round") == 0) {
             r = requantize_single_round((int32_t)a, (int32_t)b, (int)c); }
         else if (strcmp(name, "clz32") == 0) { r = clz32((uint32_t)a); }
+        /* front end primitives */
+        else if (strcmp(name, "set_log2_table") == 0) { log2_tab[a] = (int32_t)b; continue; }
+        else if (strcmp(name, "set_lut_table") == 0) { lut_tab[a] = (int16_t)b; continue; }
+        else if (strcmp(name, "clz64") == 0) { r = clz64((uint64_t)a); }
+        else if (strcmp(name, "isqrt32") == 0) { r = isqrt32((uint32_t)a); }
+        else if (strcmp(name, "isqrt64") == 0) { r = (long long)isqrt64((uint64_t)a); }
+        else if (strcmp(name, "sqrt_u64_norm") == 0) { r = sqrt_u64_norm((uint64_t)a); }
+        else if (strcmp(name, "log2_u64_q16") == 0) { r = log2_u64_q16((uint64_t)a, log2_tab); }
+        else if (strcmp(name, "shift_round_sat_u32") == 0) { r = shift_round_sat_u32((uint64_t)a, (int32_t)b); }
+        else if (strcmp(name, "lut_lerp_i16") == 0) {
+            r = lut_lerp_i16(lut_tab, (int32_t)b, (int32_t)a, (int32_t)c); }
+        else if (strcmp(name, "reciprocal_u64") == 0 || strcmp(name, "rsqrt_u64") == 0) {
+            int32_t e = 0;
+            const uint32_t m = (name[1] == 'e') ? reciprocal_u64((uint64_t)a, &e) : rsqrt_u64((uint64_t)a, &e);
+            printf("%lu %ld\n", (unsigned long)m, (long)e);
+            continue;
+        }
         /* network primitives */
         else if (strcmp(name, "settable") == 0) {
             table32[a] = (int32_t)b; table16[a] = (int16_t)b; continue; }

@@ -1,0 +1,1475 @@
+"""Firmware for Cortex-M boards: build, size report, QEMU run, benchmark, pyOCD flash.
+
+Flow (``kws-export build|run|bench|flash``)::
+
+    model C folder (kws_model.h API)  --render app templates for the board-->  DIR/src
+    arm-none-eabi-gcc  -->  DIR/firmware.{elf,bin,hex,map} + DIR/firmware.json (manifest,
+                           size report)
+    run/bench: qemu-system-arm -icount, clips via semihosting, one boot for all clips
+    flash: pyOCD Python API (real boards)
+
+The model is any folder of C sources exposing ``kws_model.h`` (see
+``firmware_templates/standin_model/kws_model.h`` for the contract).
+:func:`resolve_model_source` is the one place where a checkpoint or bundle will be turned
+into such a folder by the code generator.
+
+Instruction counting (``docs/FIRMWARE.md``): QEMU runs with ``-icount shift=S`` so each
+instruction advances virtual time by exactly 2^S ns; SysTick counts that virtual time at
+the board's clock; the host turns ticks back into instructions (:class:`Counter`) and the
+firmware checks it at every boot with a self-test loop of known length.
+
+No torch import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from cmsis_stub import stub_root
+from export import __version__
+from export.boards import BOARDS_DIR, Board, BoardError, load_board, parse_board, uart_context
+from export.hostc import STRICT_CFLAGS, ToolError
+from firmware_templates import template_root
+from nanomamba.errors import KwsError
+
+# ---------------------------------------------------------------------------------------
+# Constants and errors
+# ---------------------------------------------------------------------------------------
+
+#: QEMU ``-icount shift``: every instruction advances virtual time by 2^8 = 256 ns, so
+#: SysTick sees clock_hz * 256e-9 ticks per instruction (5.1 at 20 MHz, 6.4 at 25 MHz,
+#: 8.2 at 32 MHz): more than 2, which makes rounding ticks back to instructions exact.
+ICOUNT_SHIFT = 8
+#: Host file the QEMU firmware reads the clips from (in QEMU's working folder).
+CLIPS_FILE = "kws_clips.bin"
+#: Manifest written next to the firmware.
+MANIFEST = "firmware.json"
+#: Firmware file names in a build folder.
+ELF, BIN, HEX, MAP = "firmware.elf", "firmware.bin", "firmware.hex", "firmware.map"
+#: Optimisation levels ``build`` accepts; the default is -O2 (docs/FIRMWARE.md: it runs
+#: the stand-in in fewer instructions for a few hundred bytes more flash than -Os).
+OPT_LEVELS = ("O2", "Os")
+DEFAULT_OPT = "O2"
+#: Flags every firmware C file compiles with, on top of the board's target flags.
+FIRMWARE_CFLAGS = (*STRICT_CFLAGS, "-ffunction-sections", "-fdata-sections", "-g",
+                   "-fno-common")
+#: Seconds ``run``/``bench`` wait for the next output line before calling the firmware hung.
+DEFAULT_TIMEOUT = 60.0
+#: Model API every model folder's kws_model.h must declare.
+MODEL_API = ("KWS_SAMPLES", "KWS_HOP", "KWS_N_CLASSES", "kws_init", "kws_run",
+             "kws_run_frontend", "kws_run_network", "kws_reset", "kws_push_hop",
+             "kws_classify", "kws_labels")
+
+APT_GCC = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+APT_QEMU = "apt-get install qemu-system-arm"
+
+
+class FirmwareError(KwsError):
+    """A firmware build or run failed (bad model folder, compile error, QEMU error)."""
+
+
+class FirmwareFault(FirmwareError):
+    """The firmware took a fault in the emulator (the message has the fault registers)."""
+
+
+class FirmwareTimeout(FirmwareError):
+    """The firmware printed nothing for longer than the timeout (hung)."""
+
+
+class FlashError(KwsError):
+    """Flashing is impossible: no pyOCD, no probe, a missing CMSIS-Pack, wrong board."""
+
+
+class OutputExistsError(KwsError):
+    """The output folder exists and ``force`` was not given."""
+
+
+# ---------------------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------------------
+
+def arm_gcc() -> str:
+    """Path of arm-none-eabi-gcc (``$KWS_ARM_GCC`` overrides).
+
+    Raises:
+        ToolError: not found; names the Debian packages to install.
+    """
+    cand = os.environ.get("KWS_ARM_GCC", "arm-none-eabi-gcc")
+    found = shutil.which(cand)
+    if not found:
+        raise ToolError(f"{cand} not found: install the Arm embedded toolchain with "
+                        f"'{APT_GCC}'")
+    return found
+
+
+def _objcopy(gcc: str) -> str:
+    cand = gcc[:-3] + "objcopy" if gcc.endswith("gcc") else "arm-none-eabi-objcopy"
+    found = shutil.which(cand) or shutil.which("arm-none-eabi-objcopy")
+    if not found:
+        raise ToolError(f"arm-none-eabi-objcopy not found: install it with '{APT_GCC}'")
+    return found
+
+
+def qemu_system_arm() -> str:
+    """Path of qemu-system-arm (``$KWS_QEMU`` overrides).
+
+    Raises:
+        ToolError: not found; names the Debian package to install.
+    """
+    cand = os.environ.get("KWS_QEMU", "qemu-system-arm")
+    found = shutil.which(cand)
+    if not found:
+        raise ToolError(f"{cand} not found: install QEMU with '{APT_QEMU}'")
+    return found
+
+
+def _tool_version(exe: str) -> str:
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=20)
+        return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------------
+# Model sources (the code generator's hook)
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class ModelSource:
+    """A folder of model C sources exposing ``kws_model.h``.
+
+    Attributes:
+        folder: the folder.
+        c_files: top-level ``.c`` files compiled into the firmware (files defining
+            ``main`` are host drivers and left out).
+        headers: top-level ``.h`` files (copied with the sources).
+        sha256: hash of the sources' names and bytes (stamped into generated files).
+        macros: optional numeric/string macros read from kws_model.h: KWS_MODEL_NAME,
+            KWS_LOGIT_SCALE, KWS_LOGIT_ZERO_POINT, KWS_MACS_PER_INFERENCE, KWS_SAMPLES,
+            KWS_HOP, KWS_N_CLASSES.
+    """
+
+    folder: Path
+    c_files: list[Path]
+    headers: list[Path]
+    sha256: str
+    macros: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """KWS_MODEL_NAME, else the folder name."""
+        return str(self.macros.get("KWS_MODEL_NAME") or self.folder.name)
+
+
+_MAIN_RE = re.compile(r"^\s*(?:int|void)\s+main\s*\(", re.M)
+_DEFINE_RE = re.compile(r"^\s*#\s*define\s+(KWS_[A-Z0-9_]+)\s+(.+?)\s*(?:/\*.*)?$", re.M)
+
+
+def _header_macros(text: str) -> dict:
+    macros: dict = {}
+    for name, value in _DEFINE_RE.findall(text):
+        value = value.strip()
+        m = re.fullmatch(r'"([^"]*)"', value)
+        if m:
+            macros[name] = m.group(1)
+            continue
+        value = value.strip("()").rstrip("uUlLfF")
+        try:
+            macros[name] = int(value, 0)
+        except ValueError:
+            try:
+                macros[name] = float(value)
+            except ValueError:
+                pass
+    return macros
+
+
+def model_source_from_folder(folder: Path) -> ModelSource:
+    """Check a model C folder and list what the firmware compiles from it.
+
+    Args:
+        folder: holds ``kws_model.h`` and the model's ``.c`` files at its top level.
+    Returns:
+        the :class:`ModelSource`.
+    Raises:
+        FirmwareError: not a folder, no kws_model.h, an API name missing from it, no
+            ``.c`` file, KWS_SAMPLES/KWS_HOP/KWS_N_CLASSES not integers.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FirmwareError(f"{folder}: no such folder of model C sources")
+    header = folder / "kws_model.h"
+    if not header.is_file():
+        raise FirmwareError(f"{folder}: no kws_model.h (a model folder exposes the "
+                            f"kws_model.h API; see firmware_templates/standin_model)")
+    text = header.read_text(errors="replace")
+    missing = [n for n in MODEL_API if not re.search(rf"\b{n}\b", text)]
+    if missing:
+        raise FirmwareError(f"{header}: does not declare {', '.join(missing)}")
+    macros = _header_macros(text)
+    for key in ("KWS_SAMPLES", "KWS_HOP", "KWS_N_CLASSES"):
+        if not isinstance(macros.get(key), int) or macros[key] <= 0:
+            raise FirmwareError(f"{header}: {key} must be #defined as a positive integer")
+    c_files = sorted(p for p in folder.glob("*.c")
+                     if not _MAIN_RE.search(p.read_text(errors="replace")))
+    if not c_files:
+        raise FirmwareError(f"{folder}: no model .c file (files defining main() are host "
+                            f"drivers and are not compiled into the firmware)")
+    headers = sorted(folder.glob("*.h"))
+    h = hashlib.sha256()
+    for p in c_files + headers:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return ModelSource(folder, c_files, headers, h.hexdigest(), macros)
+
+
+def resolve_model_source(source: Path, workdir: Path) -> ModelSource:
+    """Turn ``kws-export build``'s SOURCE into model C sources.
+
+    THE code generator hook: today SOURCE must be a folder of model C sources exposing
+    kws_model.h. When ``export.codegen`` exists, a checkpoint (``.pt``) or a quantized
+    bundle is rendered into ``workdir/model`` by ``export.codegen.generate_c(source,
+    out_dir)`` (expected to write such a folder) and built from there.
+
+    Args:
+        source: model folder, checkpoint or bundle.
+        workdir: scratch folder for generated sources.
+    Raises:
+        FirmwareError: SOURCE missing, or a checkpoint/bundle while the generator is absent.
+    """
+    source = Path(source)
+    if source.is_dir():
+        return model_source_from_folder(source)
+    if not source.exists():
+        raise FirmwareError(f"{source}: no such model folder, checkpoint or bundle")
+    try:
+        from export import codegen  # noqa: PLC0415  (issue 5: the C generator)
+        generate_c = codegen.generate_c
+    except (ImportError, AttributeError):
+        raise FirmwareError(f"{source}: building from a checkpoint or bundle needs the C "
+                            f"code generator (export/codegen.py generate_c), not available "
+                            f"yet; pass a folder of model C sources exposing kws_model.h")
+    out = Path(workdir) / "generated_model"
+    generate_c(source, out)
+    return model_source_from_folder(out)
+
+
+def standin_model_dir() -> Path:
+    """The stand-in model folder (firmware tests only; not a keyword spotter)."""
+    return template_root() / "standin_model"
+
+
+# ---------------------------------------------------------------------------------------
+# Demo clip (built into real-board firmware; default clip of `bench`)
+# ---------------------------------------------------------------------------------------
+
+def default_demo_clip(n_samples: int = 16000) -> tuple[np.ndarray, str]:
+    """The built-in demo clip: deterministic synthetic audio until the project ships a
+    real one (hook: return that clip's int16 samples here).
+
+    Returns:
+        (int16 array of ``n_samples``, one-line description). The signal: a 0.5-s
+        300->1200 Hz chirp at amplitude 8000 in the middle of the window, plus LCG noise
+        of amplitude 200 everywhere.
+    """
+    t = np.arange(n_samples) / 16000.0
+    x = np.zeros(n_samples)
+    on = (t >= 0.25) & (t < 0.75)
+    tt = t[on] - 0.25
+    x[on] = 8000.0 * np.sin(2 * np.pi * (300.0 * tt + 900.0 * tt * tt)) * np.hanning(on.sum())
+    state, noise = 12345, np.empty(n_samples)
+    for i in range(n_samples):
+        state = (state * 1103515245 + 12345) % 2**31
+        noise[i] = (state >> 16) % 401 - 200
+    y = np.clip(np.floor(x + noise + 0.5), -32768, 32767).astype(np.int16)
+    return y, "synthetic chirp + noise (export.firmware.default_demo_clip)"
+
+
+def _demo_clip(path: Path | None, n_samples: int) -> tuple[np.ndarray, str]:
+    if path is None:
+        return default_demo_clip(n_samples)
+    from nanomamba.audio import load_audio
+    return load_audio(path, dtype="int16", n_samples=n_samples), Path(path).name
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------
+
+_SYSTEM_VECTORS = (  # exceptions 1..15 (0 is the initial SP)
+    "Reset_Handler", "kws_fault_entry", "kws_fault_entry", "kws_fault_entry",
+    "kws_fault_entry", "kws_fault_entry", "kws_fault_entry", "0", "0", "0",
+    "kws_fault_entry", "kws_fault_entry", "0", "kws_fault_entry", "SysTick_Handler",
+)
+
+
+def app_templates(board: Board) -> dict[str, str]:
+    """Output file name -> template of the firmware app for ``board`` (the choice of
+    output channel and main program is made here, not in the templates)."""
+    files = {
+        "kws_app.h": "kws_app.h.j2",
+        "kws_startup.c": "kws_startup.c.j2",
+        "kws_counter.c": "kws_counter.c.j2",
+        "kws_report.c": "kws_report.c.j2",
+        "kws_linker.ld": "kws_linker.ld.j2",
+    }
+    if board.output == "semihosting":
+        files["kws_io.c"] = "kws_io_semihosting.c.j2"
+        files["kws_main.c"] = "kws_main_semihosting.c.j2"
+    else:
+        driver = board.uart.get("driver", "null")
+        files["kws_io.c"] = "kws_io_null.c.j2" if driver == "null" else f"kws_io_uart_{driver}.c.j2"
+        files["kws_main.c"] = "kws_main_demo.c.j2"
+        files["kws_demo_clip.c"] = "kws_demo_clip.c.j2"
+    return files
+
+
+def render_app(board: Board, model: ModelSource, dest: Path, *,
+               demo_clip: Path | None = None) -> list[Path]:
+    """Render the firmware app for ``board`` into ``dest`` (startup, vector table, linker
+    script, output channel, counter, main; real boards also the demo clip).
+
+    Returns:
+        the written files.
+    Raises:
+        BoardError: bad UART parameters; AudioError: unreadable demo clip.
+    """
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_root() / "app")),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+        trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    stamp = (f" * Generated by kws-export {__version__} (export/firmware.py) for board "
+             f"{board.name}, model {model.name}\n * (sources sha256 {model.sha256[:16]}). "
+             f"Do not edit: rebuild with kws-export build.")
+    ctx: dict = {
+        "board": board, "stamp": stamp, "clips_file": CLIPS_FILE,
+        "vector_align": board.vector_align(), "system_vectors": _SYSTEM_VECTORS,
+        "regions": [
+            {"name": "FLASH", "attrs": "rx", "origin": f"0x{board.flash.origin:08X}",
+             "size": f"0x{board.flash.size:08X}"},
+            {"name": "RAM", "attrs": "rwx", "origin": f"0x{board.ram.origin:08X}",
+             "size": f"0x{board.ram.size:08X}"},
+        ],
+        "output_name": "semihosting" if board.output == "semihosting" else "the UART",
+    }
+    if board.output == "uart":
+        ctx["uart"] = uart_context(board)
+        n = int(model.macros["KWS_SAMPLES"])
+        samples, desc = _demo_clip(demo_clip, n)
+        rows = [", ".join(str(int(v)) for v in samples[i:i + 16]) for i in range(0, n, 16)]
+        ctx["demo"] = {"source": desc, "samples": n, "rows": rows}
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for out_name, tpl in app_templates(board).items():
+        path = dest / out_name
+        path.write_text(env.get_template(tpl).render(**ctx))
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class BuildResult:
+    """What :func:`build_firmware` produced.
+
+    Attributes:
+        out: the build folder; elf/bin/hex: its files; manifest: the parsed firmware.json
+        (board, model, flags, sizes).
+    """
+
+    out: Path
+    elf: Path
+    bin: Path
+    hex: Path
+    manifest: dict
+
+
+def _atomic_folder(out: Path, force: bool, fill: Callable[[Path], None]) -> None:
+    """Run ``fill(tmp)`` on a temporary sibling of ``out``, then move it into place."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        fill(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "x")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _run_tool(cmd: list[str], cwd: Path, what: str,
+              paths: Sequence[tuple[str, str]] = ()) -> None:
+    """Run a tool; on failure raise FirmwareError with its first error line, with the
+    build's relative source paths (``paths``: (prefix, replacement)) mapped back."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+        lines = lines or proc.stderr.strip().splitlines() or ["(no message)"]
+        msg = lines[0].strip()
+        for prefix, repl in paths:
+            msg = msg.replace(prefix, repl)
+        raise FirmwareError(f"{what} failed: {msg}")
+
+
+def compile_flags(board: Board, opt: str = DEFAULT_OPT) -> list[str]:
+    """arm-none-eabi-gcc compile flags for ``board`` (target, strict warnings, sections)."""
+    if opt not in OPT_LEVELS:
+        raise FirmwareError(f"--opt {opt}: must be one of {', '.join(OPT_LEVELS)}")
+    return [*board.cflags(), f"-{opt}", *FIRMWARE_CFLAGS]
+
+
+def link_flags(board: Board) -> list[str]:
+    """Link flags: newlib-nano; semihosting C library (rdimon) for QEMU boards, nosys stubs
+    for real boards; no start files (kws_startup.c); unused sections removed."""
+    libs = "--specs=rdimon.specs" if board.output == "semihosting" else "--specs=nosys.specs"
+    return [*board.cflags(), "--specs=nano.specs", libs, "-nostartfiles",
+            "-Wl,--gc-sections", "-Wl,--no-warn-rwx-segments"]
+
+
+def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = False,
+                   opt: str = DEFAULT_OPT, demo_clip: Path | None = None,
+                   command: str = "") -> BuildResult:
+    """Build firmware for a board from model C sources (or, via the generator hook, a
+    checkpoint/bundle): ELF, BIN, HEX, linker map, manifest and size report.
+
+    The build runs in a temporary sibling of ``out`` that is renamed into place only when
+    everything succeeded. ``out/src/`` keeps the exact sources compiled (rendered app,
+    model, kernel headers), so the folder is self-contained.
+
+    Args:
+        source: model C folder (kws_model.h API); see :func:`resolve_model_source`.
+        board_name: a board id (:func:`export.boards.board_names`) or a board .toml path.
+        out: output folder.
+        force: replace an existing ``out``.
+        opt: ``"O2"`` or ``"Os"``.
+        demo_clip: clip built into real-board firmware (default: :func:`default_demo_clip`).
+        command: the command line, recorded in the manifest.
+    Returns:
+        :class:`BuildResult`.
+    Raises:
+        BoardError, OutputExistsError, ToolError (no arm-none-eabi-gcc: says how to
+        install it), FirmwareError (bad model folder, compile or link error, image does
+        not fit), AudioError (demo clip).
+    """
+    board = load_board(board_name)
+    gcc = arm_gcc()
+    objcopy = _objcopy(gcc)
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
+    result: dict = {}
+
+    def fill(tmp: Path) -> None:
+        model = resolve_model_source(Path(source), tmp)
+        src = tmp / "src"
+        app_dir, model_dir, inc_dir = src / "app", src / "model", src / "include"
+        render_app(board, model, app_dir, demo_clip=demo_clip)
+        model_dir.mkdir(parents=True)
+        for p in model.c_files + model.headers:
+            shutil.copyfile(p, model_dir / p.name)
+        inc_dir.mkdir()
+        for lib in (template_root() / "kernels", stub_root()):
+            for p in sorted(lib.glob("*.h")):
+                if not (model_dir / p.name).exists():
+                    shutil.copyfile(p, inc_dir / p.name)
+        c_files = sorted(app_dir.glob("*.c")) + sorted(model_dir.glob("*.c"))
+        names = [p.stem for p in c_files]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise FirmwareError(f"{source}: model file name(s) {', '.join(dup)}.c clash with "
+                                f"the firmware app's; rename them")
+        obj = tmp / "obj"
+        obj.mkdir()
+        cflags = compile_flags(board, opt)
+        includes = ["-I../src/app", "-I../src/model", "-I../src/include"]
+        prefix = [f"-ffile-prefix-map={tmp}=.", f"-ffile-prefix-map={obj}=."]
+        rel = [str(p.relative_to(tmp)) for p in c_files]
+        _run_tool([gcc, *cflags, *prefix, *includes, "-c", *[f"../{r}" for r in rel]],
+                  obj, f"compiling for {board.name} ({board.core})",
+                  paths=[("../src/model/", f"{model.folder}/"),
+                         ("../src/app/", f"{out}/src/app/"),
+                         ("../src/include/", f"{out}/src/include/")])
+        objs = [f"obj/{Path(r).stem}.o" for r in rel]
+        lflags = link_flags(board)
+        _run_tool([gcc, *lflags, "-Tsrc/app/kws_linker.ld", f"-Wl,-Map={MAP}",
+                   *objs, "-o", ELF], tmp, f"linking for {board.name}")
+        _run_tool([objcopy, "-O", "binary", ELF, BIN], tmp, "objcopy (BIN)")
+        _run_tool([objcopy, "-O", "ihex", ELF, HEX], tmp, "objcopy (HEX)")
+        shutil.rmtree(obj)
+        sizes = size_report(tmp / ELF, board, map_file=tmp / MAP,
+                            model_files=[p.stem for p in model.c_files])
+        manifest = {
+            "tool": f"kws-export {__version__}",
+            "command": command,
+            "board": board.name,
+            "board_file": (None if board.path is None or board.path.parent == BOARDS_DIR
+                           else str(board.path)),
+            "board_kind": board.kind,
+            "core": board.core,
+            "model": {
+                "name": model.name, "source": str(source), "sha256": model.sha256,
+                "files": [p.name for p in model.c_files + model.headers],
+                "samples": model.macros["KWS_SAMPLES"], "hop": model.macros["KWS_HOP"],
+                "n_classes": model.macros["KWS_N_CLASSES"],
+                "logit_scale": model.macros.get("KWS_LOGIT_SCALE"),
+                "logit_zero_point": model.macros.get("KWS_LOGIT_ZERO_POINT", 0),
+                "macs_per_inference": model.macros.get("KWS_MACS_PER_INFERENCE"),
+            },
+            "compiler": _tool_version(gcc),
+            "cflags": cflags + includes,
+            "ldflags": lflags + ["-Tsrc/app/kws_linker.ld"],
+            "sources": rel,
+            "files": {"elf": ELF, "bin": BIN, "hex": HEX, "map": MAP},
+            "load_segments": [list(s) for s in load_segments(tmp / ELF)],
+            "counter": {"icount_shift": ICOUNT_SHIFT, "clock_hz": board.clock_hz,
+                        "unit": "instructions" if board.emulated else "cycles"},
+            "sizes": sizes,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        result["manifest"] = manifest
+
+    _atomic_folder(out, force, fill)
+    return BuildResult(out, out / ELF, out / BIN, out / HEX, result["manifest"])
+
+
+def manifest_board(manifest: dict) -> Board:
+    """The board a build was made for (its own .toml when built from a board file)."""
+    path = manifest.get("board_file")
+    if path and Path(path).is_file():
+        return parse_board(Path(path))
+    return load_board(manifest["board"])
+
+
+def read_manifest(build_dir: Path) -> dict:
+    """The manifest of a build folder.
+
+    Raises:
+        FirmwareError: not a build folder (no firmware.json / firmware.elf).
+    """
+    build_dir = Path(build_dir)
+    path = build_dir / MANIFEST
+    if not path.is_file() or not (build_dir / ELF).is_file():
+        raise FirmwareError(f"{build_dir}: not a firmware build folder (no {MANIFEST} and "
+                            f"{ELF}; make one with kws-export build)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FirmwareError(f"{path}: corrupt manifest ({err})") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Size report (pyelftools)
+# ---------------------------------------------------------------------------------------
+
+def load_segments(elf: Path) -> list[tuple[int, int]]:
+    """(physical address, size in bytes) of each loadable ELF segment with file contents:
+    what a programmer writes to flash (LMA of .data included)."""
+    from elftools.elf.elffile import ELFFile
+    with open(elf, "rb") as f:
+        e = ELFFile(f)
+        return [(int(s["p_paddr"]), int(s["p_filesz"])) for s in e.iter_segments()
+                if s["p_type"] == "PT_LOAD" and s["p_filesz"] > 0]
+
+
+_MAP_ENTRY = re.compile(
+    r"^ (\.[\w.$]+|COMMON)\s*\n?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$", re.M)
+
+
+#: Input-section name prefixes counted by the size report -> where they live.
+_MAP_KINDS = ((".text", "flash"), (".rodata", "flash"), (".kws_vectors", "flash"),
+              (".ARM.exidx", "flash"), (".ARM.extab", "flash"), (".init", "flash"),
+              (".fini", "flash"), (".init_array", "flash"), (".fini_array", "flash"),
+              (".data", "data"), (".bss", "ram"), ("COMMON", "ram"))
+
+
+def _component(path: str, model_files: Sequence[str]) -> str:
+    base = path.replace("\\", "/")
+    if "(" in base or base.endswith(".a"):
+        lib = base.split("(")[0].rsplit("/", 1)[-1]
+        return "libgcc" if "libgcc" in lib else "libc"
+    stem = base.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return "model" if stem in model_files else "app"
+
+
+def size_report(elf: Path, board: Board, *, map_file: Path | None = None,
+                model_files: Sequence[str] = (), top: int = 12) -> dict:
+    """Flash and RAM use of a firmware ELF, by section, by component and by symbol.
+
+    flash = every allocated section with contents (vectors, .text, .rodata, exception
+    tables, the initial values of .data); RAM = .data + .bss (static); the stack region is
+    reported separately (reserved size; its measured peak comes from ``bench``).
+
+    Args:
+        elf: the ELF; board: its board (memory regions).
+        map_file: the linker map, to split sizes into components (model, app, libc, libgcc).
+        model_files: stems of the model's object files.
+        top: how many of the largest symbols to list.
+    Returns:
+        dict: ``sections`` [{name, address, size, region}], ``flash_total``,
+        ``ram_static``, ``ram_data``, ``ram_bss``, ``stack_reserved``, ``audio_buffer``
+        (bytes of the firmware's audio buffer symbol), ``demo_clip`` (bytes of the
+        built-in clip), ``components`` {name: {flash, ram}}, ``largest_symbols``
+        [{name, size, section, kind}].
+    """
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    sections, flash_total, data, bss, stack = [], 0, 0, 0, 0
+    sym_rows: list[dict] = []
+    sizes_by_name: dict[str, int] = {}
+    with open(elf, "rb") as f:
+        e = ELFFile(f)
+        sec_names = {}
+        for i, s in enumerate(e.iter_sections()):
+            sec_names[i] = s.name
+            if not s["sh_flags"] & 0x2 or s["sh_size"] == 0:   # SHF_ALLOC
+                continue
+            addr, size, nobits = int(s["sh_addr"]), int(s["sh_size"]), s["sh_type"] == "SHT_NOBITS"
+            if s.name == ".stack":
+                stack = size
+                region = "ram"
+            elif nobits:
+                bss += size
+                region = "ram"
+            elif board.ram.contains(addr, size):
+                data += size
+                flash_total += size          # initial values live in flash
+                region = "flash+ram"
+            else:
+                flash_total += size
+                region = "flash"
+            sections.append({"name": s.name, "address": addr, "size": size, "region": region})
+        symtab = e.get_section_by_name(".symtab")
+        if isinstance(symtab, SymbolTableSection):
+            for sym in symtab.iter_symbols():
+                kind = sym["st_info"]["type"]
+                size = int(sym["st_size"])
+                if kind not in ("STT_FUNC", "STT_OBJECT") or size == 0 or not sym.name:
+                    continue
+                shndx = sym["st_shndx"]
+                sec = sec_names.get(shndx, "?") if isinstance(shndx, int) else str(shndx)
+                sizes_by_name[sym.name] = size
+                sym_rows.append({"name": sym.name, "size": size, "section": sec,
+                                 "kind": "code" if kind == "STT_FUNC" else "data"})
+    sym_rows.sort(key=lambda r: (-r["size"], r["name"]))
+    components: dict[str, dict[str, int]] = {}
+    if map_file is not None and Path(map_file).is_file():
+        text = Path(map_file).read_text(errors="replace")
+        start = text.find("Linker script and memory map")
+        for sec, _addr, size, path in _MAP_ENTRY.findall(text[start:]):
+            size = int(size, 16)
+            kind = next((k for p, k in _MAP_KINDS if sec == p or sec.startswith(p + ".")), None)
+            if size == 0 or kind is None or path.startswith("load address"):
+                continue
+            comp = components.setdefault(_component(path.strip(), model_files),
+                                         {"flash": 0, "ram": 0})
+            if kind in ("flash", "data"):
+                comp["flash"] += size
+            if kind in ("ram", "data"):
+                comp["ram"] += size
+    return {
+        "sections": sections,
+        "flash_total": flash_total,
+        "ram_data": data,
+        "ram_bss": bss,
+        "ram_static": data + bss,
+        "stack_reserved": stack,
+        "audio_buffer": sizes_by_name.get("kws_audio", 0),
+        "demo_clip": sizes_by_name.get("kws_demo_clip", 0),
+        "components": dict(sorted(components.items())),
+        "largest_symbols": sym_rows[:top],
+    }
+
+
+def symbolize(elf: Path, addr: int) -> str:
+    """``function+0xoff`` for a code address of the ELF, or ``?``."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+    addr &= ~1
+    best = None
+    with open(elf, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        if isinstance(symtab, SymbolTableSection):
+            for sym in symtab.iter_symbols():
+                if sym["st_info"]["type"] != "STT_FUNC":
+                    continue
+                start = int(sym["st_value"]) & ~1
+                if start <= addr < start + max(int(sym["st_size"]), 1):
+                    best = (sym.name, addr - start)
+                    break
+    return f"{best[0]}+0x{best[1]:x}" if best else "?"
+
+
+# ---------------------------------------------------------------------------------------
+# Output protocol and instruction counter
+# ---------------------------------------------------------------------------------------
+
+def parse_line(line: str) -> tuple[str, dict] | None:
+    """Parse one firmware output line ``KWS <tag> key=value ...``.
+
+    Returns:
+        (tag, {key: value string}) or None for other lines.
+    """
+    line = line.strip()
+    if not line.startswith("KWS "):
+        return None
+    parts = line.split()
+    if len(parts) < 2:
+        return None
+    fields = {}
+    for p in parts[2:]:
+        k, sep, v = p.partition("=")
+        if sep:
+            fields[k] = v
+    return parts[1], fields
+
+
+def _stamp(value: str) -> tuple[int, int]:
+    ticks, _, wraps = value.partition(",")
+    return int(ticks), int(wraps or 0)
+
+
+@dataclass(frozen=True)
+class Counter:
+    """Ticks -> instructions for a firmware run under ``qemu -icount shift=S``.
+
+    With icount, virtual time advances 2^S ns per executed instruction, and SysTick
+    (processor clock ``clock_hz``) counts that time. An interval of n instructions
+    therefore spans n * r ticks, r = clock_hz * 2^S / 1e9, up to +-1 tick of phase; with
+    r > 2 rounding ticks / r recovers n exactly. Each SysTick wrap runs a handler of
+    ``handler`` instructions inside the interval, and the two stamp reads cost
+    ``overhead`` instructions (measured at boot): both are subtracted.
+
+    Attributes:
+        clock_hz, shift: the board clock and icount shift.
+        handler: instructions per wrap handler.
+        overhead: instructions of an empty interval (stamp to stamp).
+    """
+
+    clock_hz: int
+    shift: int
+    handler: int = 5
+    overhead: int = 0
+
+    @property
+    def ticks_per_insn(self) -> float:
+        """r = clock_hz * 2^shift / 1e9."""
+        return self.clock_hz * 2 ** self.shift / 1e9
+
+    def raw(self, ticks: int, wraps: int = 0) -> int:
+        """Instructions in an interval of ``ticks`` with ``wraps`` handler runs, overhead
+        included: round(ticks / r) - wraps * handler (integer arithmetic, ties up)."""
+        num = self.clock_hz * 2 ** self.shift
+        return (2 * ticks * 10**9 + num) // (2 * num) - wraps * self.handler
+
+    def instructions(self, ticks: int, wraps: int = 0) -> int:
+        """Instructions executed between two stamps (the stamps' own cost removed)."""
+        return self.raw(ticks, wraps) - self.overhead
+
+
+def counter_from_calib(clock_hz: int, fields: dict, shift: int = ICOUNT_SHIFT) -> Counter:
+    """Build and verify the :class:`Counter` from the firmware's ``KWS calib`` line.
+
+    The firmware times its assembly self-test loop (2 instructions per iteration) for n1
+    and n2 iterations; the difference must be exactly 2 * (n2 - n1) instructions.
+
+    Raises:
+        FirmwareError: the ticks-per-instruction ratio is too small for exact counts, or
+            the self-test disagrees (the board file's clock_hz is not QEMU's clock).
+    """
+    c = Counter(clock_hz, shift, handler=int(fields.get("handler", 5)))
+    if c.ticks_per_insn <= 2.0:
+        raise FirmwareError(f"instruction counter: {c.ticks_per_insn:.2f} SysTick ticks per "
+                            f"instruction is too coarse for exact counts (need > 2)")
+    empty = c.raw(*_stamp(fields["empty"]))
+    c = Counter(clock_hz, shift, c.handler, empty)
+    n1, n2 = int(fields["n1"]), int(fields["n2"])
+    got = c.instructions(*_stamp(fields["loop2"])) - c.instructions(*_stamp(fields["loop1"]))
+    if got != 2 * (n2 - n1):
+        raise FirmwareError(f"instruction counter self-test failed: {got} instructions for "
+                            f"{2 * (n2 - n1)} (is clock_hz {clock_hz} in the board file "
+                            f"the clock QEMU gives SysTick?)")
+    return c
+
+
+# ---------------------------------------------------------------------------------------
+# QEMU
+# ---------------------------------------------------------------------------------------
+
+def qemu_command(board: Board, elf: Path, mode: str = "run",
+                 monitor: Path | None = None) -> list[str]:
+    """qemu-system-arm command line running ``elf`` on ``board``.
+
+    Semihosting boards: semihosting to the host's files (working folder) and console
+    (QEMU's stdout); ``mode`` is the firmware's semihosting command line. UART boards:
+    the board's first UART on QEMU's stdout, semihosting off (a BKPT would fault). Both:
+    deterministic instruction-driven time (``-icount shift=ICOUNT_SHIFT,sleep=off``), no
+    display; ``monitor``: a Unix socket for the QEMU monitor (else none).
+    """
+    cmd = [qemu_system_arm(), "-machine", board.qemu_machine, "-display", "none",
+           "-chardev", "stdio,id=kws,signal=off"]
+    if board.output == "semihosting":
+        cmd += ["-serial", "null", "-semihosting-config",
+                f"enable=on,target=native,chardev=kws,arg=kws,arg={mode}"]
+    else:
+        cmd += ["-serial", "chardev:kws"]
+    cmd += ["-icount", f"shift={ICOUNT_SHIFT},sleep=off", "-kernel", str(elf)]
+    if monitor is not None:
+        cmd += ["-monitor", f"unix:{monitor},server=on,wait=off"]
+    else:
+        cmd += ["-monitor", "none"]
+    return cmd
+
+
+def _monitor_pc(sock_path: Path) -> int | None:
+    """Ask a running QEMU's monitor for the program counter (R15)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2.0)
+            s.connect(str(sock_path))
+            s.sendall(b"info registers\n")
+            buf, deadline = b"", time.monotonic() + 2.0
+            while b"R15=" not in buf and time.monotonic() < deadline:
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+            time.sleep(0.05)
+            m = re.search(rb"R15=([0-9a-fA-F]{8})", buf)
+            return int(m.group(1), 16) if m else None
+    except OSError:
+        return None
+
+
+_CFSR_BITS = {0: "IACCVIOL", 1: "DACCVIOL", 3: "MUNSTKERR", 4: "MSTKERR", 8: "IBUSERR",
+              9: "PRECISERR", 10: "IMPRECISERR", 11: "UNSTKERR", 12: "STKERR",
+              16: "UNDEFINSTR", 17: "INVSTATE", 18: "INVPC", 19: "NOCP", 20: "STKOF",
+              24: "UNALIGNED", 25: "DIVBYZERO"}
+_EXC_NAMES = {2: "NMI", 3: "HardFault", 4: "MemManage", 5: "BusFault", 6: "UsageFault",
+              7: "SecureFault", 11: "SVCall", 12: "DebugMonitor", 14: "PendSV"}
+
+
+def _fault_message(board: Board, elf: Path, f: dict) -> str:
+    exc = int(f.get("exception", "0"))
+    name = _EXC_NAMES.get(exc, f"IRQ {exc - 16}" if exc >= 16 else f"exception {exc}")
+    regs = " ".join(f"{k}={f[k]}" for k in ("CFSR", "HFSR", "MMFAR", "BFAR", "PC", "LR", "xPSR")
+                    if k in f)
+    why = ""
+    if "CFSR" in f:
+        cfsr = int(f["CFSR"], 16)
+        bits = [n for b, n in _CFSR_BITS.items() if cfsr >> b & 1]
+        why = f" ({', '.join(bits)})" if bits else ""
+    where = symbolize(elf, int(f["PC"], 16)) if "PC" in f else "?"
+    return (f"firmware fault on {board.name}: {name}{why} at {where}: {regs}")
+
+
+@dataclass
+class QemuRun:
+    """Raw result of one emulator boot: parsed ``KWS`` lines in order, wall time."""
+
+    lines: list[tuple[str, dict]]
+    seconds: float
+    boot_seconds: float
+
+
+def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
+             mode: str = "run", timeout: float = DEFAULT_TIMEOUT,
+             on_line: Callable[[str, dict], None] | None = None,
+             names: Sequence[str] | None = None) -> QemuRun:
+    """Boot the firmware once in QEMU and feed it all clips through semihosting.
+
+    Args:
+        build_dir: a build folder for an emulated board.
+        board: its board.
+        samples: int16 arrays of KWS_SAMPLES each.
+        mode: "run" (kws_run per clip) or "bench" (front end / network / streaming).
+        timeout: seconds without an output line after which the firmware counts as hung.
+        on_line: called with each parsed line as it arrives (progress).
+        names: the clips' names, for error messages.
+    Returns:
+        :class:`QemuRun`.
+    Raises:
+        ToolError: no qemu-system-arm (says how to install it).
+        FirmwareTimeout: no output for ``timeout`` s; the message names the PC and the
+            function the firmware was in (from the QEMU monitor).
+        FirmwareFault: the firmware printed a fault report (registers in the message).
+        FirmwareError: QEMU failed or exited without finishing, or the firmware reported
+            an error.
+    """
+    elf = Path(build_dir) / ELF
+    qemu = qemu_system_arm()
+    with tempfile.TemporaryDirectory(prefix="kws-qemu-") as tmpname:
+        tmp = Path(tmpname)
+        with open(tmp / CLIPS_FILE, "wb") as fh:
+            for s in samples:
+                fh.write(np.ascontiguousarray(s, dtype="<i2").tobytes())
+        mon = tmp / "monitor.sock"
+        cmd = qemu_command(board, elf.resolve(), mode, monitor=mon)
+        cmd[0] = qemu
+        t_start = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        lines_q: queue.Queue = queue.Queue()
+        err_chunks: list[str] = []
+
+        def pump_out() -> None:
+            for ln in proc.stdout:            # type: ignore[union-attr]
+                lines_q.put(ln)
+            lines_q.put(None)
+
+        def pump_err() -> None:
+            err_chunks.append(proc.stderr.read())   # type: ignore[union-attr]
+
+        threading.Thread(target=pump_out, daemon=True).start()
+        threading.Thread(target=pump_err, daemon=True).start()
+        parsed: list[tuple[str, dict]] = []
+        boot_seconds = 0.0
+        done_clips = 0
+
+        def current() -> str:
+            if not any(t == "calib" for t, _ in parsed) or done_clips >= len(samples):
+                return ""
+            name = f" ({names[done_clips]})" if names and done_clips < len(names) else ""
+            return f" while on clip {done_clips + 1} of {len(samples)}{name}"
+        try:
+            while True:
+                try:
+                    raw = lines_q.get(timeout=timeout)
+                except queue.Empty:
+                    pc = _monitor_pc(mon)
+                    where = (f"; PC=0x{pc:08x} in {symbolize(elf, pc)}" if pc is not None
+                             else "")
+                    last = parsed[-1][0] if parsed else "nothing"
+                    raise FirmwareTimeout(
+                        f"firmware on {board.name} printed nothing for {timeout:g} s (hung?)"
+                        f"{current()}; last output: {last}{where}") from None
+                if raw is None:
+                    break
+                item = parse_line(raw)
+                if item is None:
+                    continue
+                tag, fields = item
+                if tag == "boot":
+                    boot_seconds = time.monotonic() - t_start
+                if tag == "fault":
+                    raise FirmwareFault(_fault_message(board, elf, fields) + current())
+                if tag == "error":
+                    raise FirmwareError(f"firmware on {board.name} could not "
+                                        f"{fields.get('what', '?')} {fields.get('file', '')}")
+                parsed.append(item)
+                if tag in ("clip", "stream"):
+                    done_clips += 1
+                if on_line is not None:
+                    on_line(tag, fields)
+                if tag == "done" and board.output != "semihosting":
+                    break                     # UART firmware sleeps forever after "done"
+            if board.output != "semihosting" and parsed and parsed[-1][0] == "done":
+                rc = 0
+            else:
+                rc = proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if rc != 0 or not parsed or parsed[-1][0] != "done":
+            err = "".join(err_chunks).strip().splitlines()
+            msg = err[0] if err else f"exit status {rc}"
+            raise FirmwareError(f"QEMU ({board.qemu_machine}) stopped before the firmware "
+                                f"finished: {msg}")
+        return QemuRun(parsed, time.monotonic() - t_start, boot_seconds)
+
+
+# ---------------------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class ClipResult:
+    """One clip's result on the board.
+
+    Attributes:
+        path: the clip; label/label_index: predicted class; logits: int8 values;
+        confidence: softmax probability of the predicted class from the dequantized
+        logits (None when the model gives no KWS_LOGIT_SCALE); instructions: executed by
+        kws_run (exact, QEMU); truth: the label folder the clip is in (labelled folders).
+    """
+
+    path: str
+    label_index: int
+    label: str
+    logits: list[int]
+    confidence: float | None
+    instructions: int
+    truth: str | None = None
+
+
+@dataclass
+class RunResult:
+    """All clips of one ``run``, plus the boot-level facts."""
+
+    board: str
+    clips: list[ClipResult]
+    labels: list[str]
+    stack_peak: int
+    stack_size: int
+    seconds: float
+    boot_seconds: float
+
+    @property
+    def accuracy(self) -> float | None:
+        """Fraction of labelled clips predicted right (None without labelled clips)."""
+        lab = [c for c in self.clips if c.truth is not None]
+        return sum(c.label == c.truth for c in lab) / len(lab) if lab else None
+
+    @property
+    def n_labelled(self) -> int:
+        return sum(c.truth is not None for c in self.clips)
+
+
+def softmax_confidence(logits: Sequence[int], scale: float | None, zero_point: int = 0
+                       ) -> float | None:
+    """max softmax probability of ``scale * (q - zero_point)`` (float64), or None."""
+    if scale is None:
+        return None
+    z = scale * (np.asarray(logits, dtype=np.float64) - zero_point)
+    z = np.exp(z - z.max())
+    return float(z.max() / z.sum())
+
+
+def collect_clips(inputs: Sequence[Path]) -> list[tuple[Path, str | None]]:
+    """Clips named on the command line: files as given, folders expanded recursively.
+
+    Returns:
+        (clip, candidate label) pairs; the candidate is the name of the clip's first
+        folder below the given folder (Speech Commands layout), else None.
+    Raises:
+        AudioError: a missing path; FirmwareError: nothing to run.
+    """
+    from nanomamba.audio import list_clips
+    from nanomamba.errors import AudioError
+    out: list[tuple[Path, str | None]] = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            for clip in list_clips(p):
+                rel = clip.relative_to(p).parts
+                out.append((clip, rel[0] if len(rel) > 1 else None))
+        elif p.exists():
+            out.append((p, None))
+        else:
+            raise AudioError(f"{p}: no such clip or folder")
+    if not out:
+        raise FirmwareError(f"no audio clips in {', '.join(map(str, inputs))}")
+    return out
+
+
+def _load_clips(paths: Sequence[Path], n_samples: int) -> list[np.ndarray]:
+    """int16 clips via nanomamba.audio.load_audio; many alteration warnings are summarised."""
+    from nanomamba.audio import load_audio
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = [load_audio(p, dtype="int16", n_samples=n_samples) for p in paths]
+    for w in caught[:3]:
+        warnings.warn(str(w.message), w.category, stacklevel=3)
+    if len(caught) > 3:
+        warnings.warn(f"... and {len(caught) - 3} more clips were altered to fit the model "
+                      f"(padded, trimmed, resampled or downmixed)", caught[0].category,
+                      stacklevel=3)
+    return data
+
+
+def _emulated_board(build_dir: Path, board_name: str | None) -> tuple[dict, Board]:
+    manifest = read_manifest(build_dir)
+    built_for = manifest["board"]
+    if board_name is not None and board_name != built_for:
+        load_board(board_name)                       # unknown names: the usual error
+        raise BoardError(f"{build_dir}: built for {built_for}, not {board_name} "
+                         f"(rebuild with --board {board_name})")
+    board = manifest_board(manifest)
+    if not board.emulated:
+        raise BoardError(f"{build_dir}: board {board.name} is not emulated (QEMU runs "
+                         f"mps2-an386, mps2-an500, mps2-an505, mps3-an547); flash it with "
+                         f"kws-export flash")
+    return manifest, board
+
+
+def run_firmware(build_dir: Path, inputs: Sequence[Path], *, board: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, progress: bool = False) -> RunResult:
+    """Classify clips with the firmware on QEMU, all in one emulator boot.
+
+    Args:
+        build_dir: build folder of an emulated board.
+        inputs: clips (WAV, FLAC, .f32) and folders (searched recursively; a folder in
+            Speech Commands layout, one subfolder per label, gives each clip its truth).
+            Must be empty for a UART board emulated in QEMU (mps2-an386-uart), whose
+            real-board firmware classifies its built-in demo clip.
+        board: must match the board the folder was built for (default: that board).
+        timeout: seconds of silence after which the firmware counts as hung.
+        progress: show a progress bar (stderr) over the clips.
+    Returns:
+        :class:`RunResult` (per clip: label, confidence, int8 logits, exact instructions).
+    Raises:
+        FirmwareError (not a build folder, QEMU failure, fault, hang), BoardError (board
+        mismatch or not emulated), ToolError (no QEMU), AudioError (bad clip).
+    """
+    manifest, bd = _emulated_board(Path(build_dir), board)
+    if bd.output != "semihosting":
+        if inputs:
+            raise FirmwareError(f"{build_dir}: {bd.name} firmware has UART output and "
+                                f"classifies its built-in demo clip; run it without clips")
+        qr = run_qemu(Path(build_dir), bd, [], mode="run", timeout=timeout)
+        return _run_result(qr, bd, manifest, [(Path("(built-in demo clip)"), None)])
+    if not inputs:
+        raise FirmwareError("no clips given: name clip files or folders to run")
+    clips = collect_clips(inputs)
+    samples = _load_clips([c for c, _ in clips], int(manifest["model"]["samples"]))
+    bar = None
+    if progress and len(clips) >= 20:
+        from tqdm import tqdm
+        bar = tqdm(total=len(clips), unit="clip", desc=f"QEMU {bd.name}", leave=False)
+
+    def on_line(tag: str, fields: dict) -> None:
+        if bar is not None and tag == "clip":
+            bar.update(1)
+
+    try:
+        qr = run_qemu(Path(build_dir), bd, samples, mode="run", timeout=timeout,
+                      on_line=on_line, names=[str(c) for c, _ in clips])
+    finally:
+        if bar is not None:
+            bar.close()
+    return _run_result(qr, bd, manifest, clips)
+
+
+def _boot_facts(qr: QemuRun, board: Board) -> tuple[list[str], Counter, dict]:
+    by_tag: dict[str, list[dict]] = {}
+    for tag, fields in qr.lines:
+        by_tag.setdefault(tag, []).append(fields)
+    labels = by_tag["boot"][0].get("labels", "").split(",")
+    if "calib" in by_tag:
+        counter = counter_from_calib(board.clock_hz, by_tag["calib"][0])
+    else:  # real-board firmware in QEMU: no self-test printed, stamps cost not removed
+        counter = Counter(board.clock_hz, ICOUNT_SHIFT)
+    stack = by_tag.get("stack", [{}])[0]
+    return labels, counter, {"peak": int(stack.get("peak", 0)), "size": int(stack.get("size", 0))}
+
+
+def _run_result(qr: QemuRun, board: Board, manifest: dict,
+                clips: Sequence[tuple[Path, str | None]]) -> RunResult:
+    labels, counter, stack = _boot_facts(qr, board)
+    scale = manifest["model"].get("logit_scale")
+    zp = int(manifest["model"].get("logit_zero_point") or 0)
+    rows = [f for tag, f in qr.lines if tag == "clip"]
+    if len(rows) != len(clips):
+        raise FirmwareError(f"firmware reported {len(rows)} clips for {len(clips)} sent")
+    results = []
+    for (path, cand), f in zip(clips, rows):
+        logits = [int(v) for v in f["logits"].split(",")]
+        idx = int(f["label"])
+        results.append(ClipResult(
+            path=str(path), label_index=idx,
+            label=labels[idx] if 0 <= idx < len(labels) else "?", logits=logits,
+            confidence=softmax_confidence(logits, scale, zp),
+            instructions=counter.instructions(*_stamp(f["count"])),
+            truth=cand if cand in labels else None))
+    return RunResult(board.name, results, labels, stack["peak"], stack["size"],
+                     qr.seconds, qr.boot_seconds)
+
+
+# ---------------------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class BenchColumn:
+    """Deterministic costs of one firmware build on one clip.
+
+    Attributes:
+        instructions_frontend / _network / _total: per inference (kws_run_frontend,
+        kws_run_network, their sum), exact (QEMU -icount).
+        hop_max: most instructions one kws_push_hop took; classify: kws_classify;
+        stream_matches: streaming logits == batch logits (these three are None for
+        real-board firmware, which runs no streaming pass).
+        flash_total, flash_model: bytes; ram_static (data + bss), audio_buffer,
+        stack_peak (measured by painting), ram_total_excl_audio = ram_static -
+        audio_buffer + stack_peak.
+    """
+
+    build: str
+    board: str
+    instructions_frontend: int
+    instructions_network: int
+    instructions_total: int
+    hop_max: int | None
+    classify: int | None
+    stream_matches: bool | None
+    label: str
+    flash_total: int
+    flash_model: int | None
+    ram_static: int
+    audio_buffer: int
+    stack_peak: int
+    ram_total_excl_audio: int
+
+
+@dataclass
+class BenchResult:
+    """``bench``'s table: this build, optionally a float32 C build of the same model
+    (hook), and the MAC-count / 2 lower bound (hook: 2 MACs per instruction with SMLAD)."""
+
+    int8: BenchColumn
+    float32: BenchColumn | None = None
+    macs: int | None = None
+
+    @property
+    def mac_bound(self) -> int | None:
+        """Lower bound on instructions: MACs / 2 (None when the MAC count is unknown)."""
+        return None if self.macs is None else (self.macs + 1) // 2
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(metric, int8, float32 C, MAC/2 bound) rows as display strings."""
+        def f(v):
+            return "n/a" if v is None else f"{v:,}"
+        a, b = self.int8, self.float32
+        g = (lambda k: getattr(b, k)) if b is not None else (lambda k: None)
+        return [
+            ("instructions: front end", f(a.instructions_frontend), f(g("instructions_frontend")), "n/a"),
+            ("instructions: network", f(a.instructions_network), f(g("instructions_network")), "n/a"),
+            ("instructions: total", f(a.instructions_total), f(g("instructions_total")), f(self.mac_bound)),
+            ("instructions: max per hop (streaming)", f(a.hop_max), f(g("hop_max")), "n/a"),
+            ("flash: total (bytes)", f(a.flash_total), f(g("flash_total")), "n/a"),
+            ("flash: model (bytes)", f(a.flash_model), f(g("flash_model")), "n/a"),
+            ("RAM: data + bss (bytes)", f(a.ram_static), f(g("ram_static")), "n/a"),
+            ("RAM: audio buffer (bytes)", f(a.audio_buffer), f(g("audio_buffer")), "n/a"),
+            ("RAM: peak stack (bytes)", f(a.stack_peak), f(g("stack_peak")), "n/a"),
+            ("RAM: total excl. audio (bytes)", f(a.ram_total_excl_audio), f(g("ram_total_excl_audio")), "n/a"),
+        ]
+
+
+def bench_column(build_dir: Path, *, clip: Path | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> BenchColumn:
+    """Benchmark one build folder on QEMU (see :func:`bench_firmware`)."""
+    manifest, board = _emulated_board(Path(build_dir), None)
+    n = int(manifest["model"]["samples"])
+    if board.output == "semihosting":
+        samples = [_demo_clip(clip, n)[0]]
+    elif clip is not None:
+        raise FirmwareError(f"{build_dir}: {board.name} firmware classifies its built-in "
+                            f"demo clip; bench it without --clip")
+    else:
+        samples = []
+    qr = run_qemu(Path(build_dir), board, samples, mode="bench", timeout=timeout)
+    labels, counter, stack = _boot_facts(qr, board)
+    bench = next(f for tag, f in qr.lines if tag == "bench")
+    clip_line = next((f for tag, f in qr.lines if tag == "clip"), {})
+    stream = next((f for tag, f in qr.lines if tag == "stream"), None)
+    batch_logits = bench.get("logits", clip_line.get("logits"))
+    fe = counter.instructions(*_stamp(bench["frontend"]))
+    nn = counter.instructions(*_stamp(bench["network"]))
+    sizes = manifest["sizes"]
+    model_flash = sizes.get("components", {}).get("model", {}).get("flash")
+    static = int(sizes["ram_static"])
+    audio = int(sizes.get("audio_buffer", 0))
+    idx = int(bench["label"])
+    return BenchColumn(
+        build=str(build_dir), board=board.name,
+        instructions_frontend=fe, instructions_network=nn, instructions_total=fe + nn,
+        hop_max=counter.instructions(*_stamp(stream["hop_max"])) if stream else None,
+        classify=counter.instructions(*_stamp(stream["classify"])) if stream else None,
+        stream_matches=stream["logits"] == batch_logits if stream else None,
+        label=labels[idx] if 0 <= idx < len(labels) else "?",
+        flash_total=int(sizes["flash_total"]), flash_model=model_flash,
+        ram_static=static, audio_buffer=audio, stack_peak=stack["peak"],
+        ram_total_excl_audio=static - audio + stack["peak"])
+
+
+def bench_firmware(build_dir: Path, *, clip: Path | None = None,
+                   float_build: Path | None = None, macs: int | None = None,
+                   timeout: float = DEFAULT_TIMEOUT) -> BenchResult:
+    """Deterministic benchmark of a build on QEMU: instructions per inference split into
+    front end and network (kws_run_frontend / kws_run_network), streaming cost per hop,
+    flash, RAM (data + bss + peak stack measured by stack painting).
+
+    Args:
+        build_dir: build folder of an emulated board.
+        clip: input clip (default: the built-in demo clip).
+        float_build: HOOK for the float32 C column: a build folder of the same model's
+            float32 C (same board), benchmarked the same way.
+        macs: HOOK for the lower-bound column: MACs per inference (default: the model's
+            KWS_MACS_PER_INFERENCE, if its kws_model.h defines it).
+    Returns:
+        :class:`BenchResult`.
+    Raises:
+        as :func:`run_firmware`; BoardError when the float build is for another board.
+    """
+    col = bench_column(build_dir, clip=clip, timeout=timeout)
+    fcol = None
+    if float_build is not None:
+        fcol = bench_column(float_build, clip=clip, timeout=timeout)
+        if fcol.board != col.board:
+            raise BoardError(f"{float_build}: float32 build is for {fcol.board}, the int8 "
+                             f"build for {col.board}; bench them on the same board")
+    if macs is None:
+        macs = read_manifest(build_dir)["model"].get("macs_per_inference")
+    return BenchResult(col, fcol, int(macs) if macs is not None else None)
+
+
+# ---------------------------------------------------------------------------------------
+# flash (pyOCD)
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class FlashPlan:
+    """What ``flash`` writes: ``file`` (Intel HEX) with ``ranges`` [(start, end)] of
+    flash addresses, to pyOCD target ``target`` of ``board``."""
+
+    board: str
+    target: str
+    pack: str | None
+    file: Path
+    ranges: list[tuple[int, int]]
+    blocker: str | None = None   #: why a real flash would fail now (dry runs report it)
+
+    def describe(self) -> str:
+        """One line per range: file, address range, bytes, target."""
+        parts = [f"{self.file}: 0x{a:08x}-0x{b - 1:08x} ({b - a:,} bytes)" for a, b in self.ranges]
+        src = f"CMSIS-Pack {self.pack}" if self.pack else "built into pyOCD"
+        return (f"would write {'; '.join(parts)} to {self.board} (pyOCD target "
+                f"{self.target}, {src}) through the first attached debug probe")
+
+
+def flash_plan(build_dir: Path, board_name: str) -> FlashPlan:
+    """The flash plan of a build folder for ``board_name`` (no hardware needed).
+
+    Raises:
+        BoardError: unknown board, a build for another board, or a board pyOCD cannot
+            flash (emulated or build-only); FirmwareError: not a build folder, or an image
+            outside the board's flash.
+    """
+    build_dir = Path(build_dir)
+    manifest = read_manifest(build_dir)
+    board = (manifest_board(manifest) if board_name == manifest["board"]
+             else load_board(board_name))
+    if manifest["board"] != board.name:
+        raise BoardError(f"{build_dir}: built for {manifest['board']}, not {board.name} "
+                         f"(rebuild with --board {board.name})")
+    if not board.flashable:
+        hint = "use kws-export run" if board.emulated else "it is a build-only target"
+        raise BoardError(f"board {board.name} has no pyOCD target ({hint})")
+    ranges = []
+    for addr, size in load_segments(build_dir / ELF):
+        if not board.flash.contains(addr, size):
+            raise FirmwareError(f"{build_dir / ELF}: segment 0x{addr:08x}+{size} lies outside "
+                                f"{board.name}'s flash")
+        ranges.append((addr, addr + size))
+    return FlashPlan(board.name, board.pyocd_target, board.pyocd_pack, build_dir / HEX, ranges)
+
+
+def _pyocd_target_available(target: str) -> bool:
+    from pyocd.target import TARGET
+    if target in TARGET:
+        return True
+    try:
+        from pyocd.target.pack.pack_target import ManagedPacks
+        return any(d.part_number.lower() == target.lower()
+                   for d in ManagedPacks.get_installed_targets())
+    except Exception:  # noqa: BLE001 - no pack support (cmsis-pack-manager missing)
+        return False
+
+
+def flash_firmware(build_dir: Path, board_name: str, *, dry_run: bool = False,
+                   probe: str | None = None) -> FlashPlan:
+    """Program a real board with a build folder's firmware through pyOCD's Python API.
+
+    Args:
+        build_dir: build folder for ``board_name``.
+        board_name: a real board (has a pyOCD target).
+        dry_run: only work out and return the plan (file, address ranges, target).
+        probe: unique id of the debug probe (default: the first one attached).
+    Returns:
+        the :class:`FlashPlan` (written, or that would be written; a dry run sets
+        ``blocker`` when the real flash would fail, e.g. a missing CMSIS-Pack).
+    Raises:
+        BoardError / FirmwareError: see :func:`flash_plan`.
+        FlashError (not for dry runs): pyOCD not installed; the target's CMSIS-Pack not
+            installed (names the ``pyocd pack install`` command); no debug probe
+            attached; pyOCD failed.
+    """
+    plan = flash_plan(build_dir, board_name)
+    try:
+        import pyocd  # noqa: F401
+    except ImportError:
+        if dry_run:
+            return plan
+        raise FlashError("pyOCD is not installed: pip install 'nanomamba-kws[flash]' "
+                         "(or pip install pyocd)") from None
+    if not _pyocd_target_available(plan.target):
+        if plan.pack:
+            plan.blocker = (f"pyOCD target '{plan.target}' for {plan.board} comes from a "
+                            f"CMSIS-Pack that is not installed: run 'pyocd pack install "
+                            f"{plan.pack}'")
+        else:
+            plan.blocker = f"pyOCD does not know target '{plan.target}' (pyocd list --targets)"
+        if not dry_run:
+            raise FlashError(plan.blocker)
+    if dry_run:
+        return plan
+    from pyocd.core.helpers import ConnectHelper
+    from pyocd.flash.file_programmer import FileProgrammer
+    probes = ConnectHelper.get_all_connected_probes(blocking=False, unique_id=probe,
+                                                    print_wait_message=False)
+    if not probes:
+        which = f"with id {probe} " if probe else ""
+        raise FlashError(f"no debug probe {which}attached: connect {plan.board} over USB "
+                         f"(ST-LINK/CMSIS-DAP/J-Link) and retry (pyocd list shows probes)")
+    try:
+        session = ConnectHelper.session_with_chosen_probe(
+            blocking=False, return_first=True, unique_id=probe,
+            options={"target_override": plan.target, "frequency": 4_000_000})
+        if session is None:
+            raise FlashError("no debug probe attached (pyOCD could not open one)")
+        with session:
+            FileProgrammer(session).program(str(plan.file), file_format="hex")
+            session.board.target.reset()
+    except FlashError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pyOCD raises many types
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FlashError(f"pyOCD could not flash {plan.board}: {msg}") from None
+    return plan

@@ -1,0 +1,112 @@
+"""Printing for the firmware commands (``kws-export boards|build|run|bench``): rich tables
+and plain per-clip lines over the results of :mod:`export.firmware`."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from export.boards import board_names, load_board
+from export.firmware import BenchResult, BuildResult, RunResult
+
+
+def _console(console: Console | None) -> Console:
+    return console or Console(highlight=False)
+
+
+def print_boards(console: Console | None = None) -> None:
+    """One line per shipped board: name, kind, core, FPU, clock, flash, RAM, QEMU machine
+    or pyOCD target, description."""
+    c = _console(console)
+    for name in board_names():
+        b = load_board(name)
+        if b.qemu_machine:
+            target = f"qemu {b.qemu_machine}"
+        elif b.pyocd_target:
+            target = f"pyocd {b.pyocd_target}" + (f" (pack {b.pyocd_pack})" if b.pyocd_pack else "")
+        else:
+            target = "build only"
+        c.print(f"{b.name:26s} {b.core:14s} FPU {b.fpu or 'none':12s} {b.clock_hz / 1e6:4g} MHz  "
+                f"flash {b.flash.size // 1024:5d} KB @0x{b.flash.origin:08x}  "
+                f"RAM {b.ram.size // 1024:5d} KB @0x{b.ram.origin:08x}  {target}", soft_wrap=True)
+
+
+def print_build(result: BuildResult, console: Console | None = None) -> None:
+    """The size report of a build: sections, components, largest symbols, totals."""
+    c = _console(console)
+    m = result.manifest
+    s = m["sizes"]
+    c.print(f"built {result.out}: {result.elf.name}, {result.bin.name}, {result.hex.name} "
+            f"for {m['board']} ({m['core']}), model {m['model']['name']}")
+    t = Table("section", "address", "bytes", "in", title="sections")
+    for sec in s["sections"]:
+        t.add_row(sec["name"], f"0x{sec['address']:08x}", f"{sec['size']:,}", sec["region"])
+    c.print(t)
+    if s["components"]:
+        t = Table("component", "flash bytes", "RAM bytes", title="by component")
+        for name, v in s["components"].items():
+            t.add_row(name, f"{v['flash']:,}", f"{v['ram']:,}")
+        c.print(t)
+    t = Table("symbol", "bytes", "section", "kind", title="largest symbols")
+    for sym in s["largest_symbols"]:
+        t.add_row(sym["name"], f"{sym['size']:,}", sym["section"], sym["kind"])
+    c.print(t)
+    extra = f", of which demo clip {s['demo_clip']:,}" if s["demo_clip"] else ""
+    c.print(f"flash {s['flash_total']:,} bytes{extra}; RAM data + bss {s['ram_static']:,} bytes "
+            f"(audio buffer {s['audio_buffer']:,}), stack reserved {s['stack_reserved']:,}")
+
+
+def print_run(result: RunResult, console: Console | None = None) -> None:
+    """One line per clip (label, confidence, int8 logits, instructions), then a summary
+    with accuracy for labelled clips."""
+    c = _console(console)
+    for r in result.clips:
+        conf = f"{r.confidence:.3f}" if r.confidence is not None else "n/a"
+        truth = f" truth={r.truth}" if r.truth is not None else ""
+        c.print(f"{r.path}: {r.label} ({conf}) logits={','.join(map(str, r.logits))} "
+                f"instructions={r.instructions:,}{truth}", soft_wrap=True)
+    n = [r.instructions for r in result.clips]
+    c.print(f"{len(n)} clip(s) on {result.board} in one QEMU boot, {result.seconds:.2f} s; "
+            f"instructions per inference min {min(n):,} mean {sum(n) / len(n):,.0f} "
+            f"max {max(n):,}; peak stack {result.stack_peak:,} of {result.stack_size:,} bytes")
+    if result.accuracy is not None:
+        right = sum(r.label == r.truth for r in result.clips if r.truth is not None)
+        c.print(f"accuracy {right}/{result.n_labelled} = {100 * result.accuracy:.2f} %")
+
+
+def write_run_json(result: RunResult, path: Path) -> None:
+    """Write every clip's result to ``path`` as JSON (atomically)."""
+    data = {"board": result.board, "labels": result.labels, "accuracy": result.accuracy,
+            "stack_peak": result.stack_peak,
+            "clips": [vars(r) for r in result.clips]}
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def print_bench(result: BenchResult, console: Console | None = None) -> None:
+    """The bench table: metric x (this int8 build, float32 C build, MAC/2 bound)."""
+    c = _console(console)
+    a = result.int8
+    t = Table("metric", "int8 (this build)", "float32 C", "MAC/2 bound",
+              title=f"bench on {a.board} (QEMU -icount: exact instructions)")
+    for row in result.rows():
+        t.add_row(*row)
+    c.print(t)
+    notes = [f"label of the bench clip: {a.label}"]
+    if a.stream_matches is not None:
+        notes.append(f"streaming logits {'equal' if a.stream_matches else 'DIFFER FROM'} "
+                     f"kws_run's")
+    if result.float32 is not None and result.float32.instructions_total:
+        notes.append(f"float32 / int8 instructions: "
+                     f"{result.float32.instructions_total / a.instructions_total:.2f}x")
+    if result.mac_bound:
+        notes.append(f"int8 / MAC bound: {a.instructions_total / result.mac_bound:.2f}x")
+    c.print("; ".join(notes))
