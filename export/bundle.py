@@ -114,7 +114,7 @@ class Bundle:
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    np.lib.format.write_array(buf, np.array(arr, order="C", copy=True), allow_pickle=False)
     return buf.getvalue()
 
 

@@ -36,10 +36,13 @@ from nanomamba.audio import AUDIO_SUFFIXES, list_clips, load_audio
 from nanomamba.config import CLIP_SAMPLES, LABELS, N_FRAMES, NORM_EPS, SAMPLE_RATE
 from nanomamba.errors import AudioError, AudioWarning, KwsError
 
-#: Bit width of every activation tensor kind (key = last component of the tensor name).
-#: Chosen by measurement (docs/QUANTIZATION.md, benchmarks/ablation_state_width.py):
-#: int16 for the residual stream and the SSM's wide-range tensors (dt path, delta, h, y),
-#: int8 elsewhere. ``dA`` 8/16/32 selects Q7/Q15/Q30; ``gate`` is fixed Q15.
+#: Bit width of every activation tensor kind (key = last component of the tensor name;
+#: ``residual`` = patch, blocks.{i}.proj and blocks.{i}.out) and of the weights of each layer
+#: kind (``w.*``). Chosen by measurement (docs/QUANTIZATION.md,
+#: benchmarks/ablation_state_width.py): the residual stream int32 (one shared scale, exact
+#: adds), activations int16, the state h int16 with per-channel scales, dA Q15, int8 logits;
+#: int16 weights for the four layers whose int8 rounding alone costs agreement at 0 dB SNR,
+#: int8 for the others. ``dA`` 8/16/32 selects Q7/Q15/Q30; ``gate`` is fixed Q15.
 DEFAULT_WIDTHS: dict[str, int] = {
     "residual": 32, "norm": 16, "u": 16, "z": 16, "conv": 16, "u_act": 16,
     "dt_raw": 16, "dt_shift": 16, "dt_in": 16, "dt_pre": 16, "delta": 16,
@@ -47,20 +50,22 @@ DEFAULT_WIDTHS: dict[str, int] = {
     "z_act": 16, "y_gated": 16, "final_norm": 16, "pooled": 16, "logits": 8,
     # weights per layer kind: 8 = int8 in [-127, 127]; 16 = int16 with the largest level
     # that keeps the int32 accumulator exact (up to 32767)
-    "w.patch_proj": 16, "w.in_proj": 16, "w.conv1d": 16, "w.x_proj": 16, "w.snr_proj": 16,
-    "w.dt_proj": 16, "w.out_proj": 16, "w.classifier": 16,
+    "w.patch_proj": 16, "w.in_proj": 16, "w.conv1d": 8, "w.x_proj": 16, "w.snr_proj": 8,
+    "w.dt_proj": 8, "w.out_proj": 16, "w.classifier": 8,
 }
 #: Quantizer options: exp table bits (2^bits entries of 2^-f), range estimator
-#: ("minmax" or "percentile"), the percentile, a headroom factor on every range (and an
-#: extra one, ``headroom_wide``, on int16/int32 activations: heavy-tailed tensors whose
-#: calibration maximum is exceeded on new data), and the
+#: ("minmax" or "percentile"), the percentile, a headroom factor on every range (and extra
+#: ones: ``headroom_wide`` on int16/int32 activations, heavy-tailed tensors whose
+#: calibration maximum is exceeded on new data; ``headroom_state`` on the SSM state h and
+#: du, whose saturation the recurrence would carry), the
 #: weight rounding ("gptq": error-compensating, needs calibration Gram matrices; "nearest"),
 #: and the int8 logits range: "top2" = [lowest runner-up logit seen - 5 % of the span,
 #: highest logit] (values below every runner-up never decide the top-1; a finer step
-#: leaves fewer ties), or "full" (min..max).
+#: leaves fewer ties), "runnerup" = the runner-up logits' range +-5 % (finer still; a
+#: winner above it saturates at 127 and stays the top-1), or "full" (min..max).
 DEFAULT_OPTIONS: dict = {"exp_table_bits": 8, "range": "minmax", "percentile": 99.999,
                          "headroom": 1.0, "headroom_wide": 2.0, "weight_rounding": "gptq",
-                         "logits_range": "runnerup", "headroom_state": 2.0}
+                         "logits_range": "full", "headroom_state": 2.0}
 #: int8 tensors quantized asymmetrically (one-sided ranges: SiLU outputs, pooled, logits).
 ASYMMETRIC = ("u_act", "z_act", "pooled", "logits")
 _QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (im.INT32_MIN, im.INT32_MAX)}
@@ -215,7 +220,10 @@ def _coloured_noise(rng, n: int, colour: str) -> np.ndarray:
     return x / (x.std() + 1e-12)
 
 
-def generated_calibration_set(seed: int = 0, espeak: str | None = "espeak-ng") -> tuple[np.ndarray, list[str]]:
+def generated_calibration_set(seed: int = 0, espeak: str | None = "espeak-ng", *,
+                              words: tuple[str, ...] | None = None,
+                              voices: tuple[str, ...] | None = None,
+                              n_nonspeech: int = 60) -> tuple[np.ndarray, list[str]]:
     """The default calibration set when no folder is given: deterministic generated clips.
 
     - 22 words (the 10 keywords and 12 others) x 6 espeak-ng voices, at pitch 35-65 and
@@ -225,9 +233,10 @@ def generated_calibration_set(seed: int = 0, espeak: str | None = "espeak-ng") -
     - 60 non-speech clips: coloured noise at various levels, tone and chirp mixtures,
       near-silence.
     Without espeak-ng (not installed) only the non-speech part plus synthetic harmonic
-    "vowels" are made, with a warning.
+    "vowels" are made, with a warning. ``words``, ``voices`` and ``n_nonspeech`` shrink the
+    set (tests).
 
-    Returns: (int16 (n, 16000), names).
+    Returns: (int16 (n, 16000), names). Deterministic for a given espeak-ng version.
     """
     rng = np.random.default_rng(seed)
     clips: list[np.ndarray] = []
@@ -252,8 +261,8 @@ def generated_calibration_set(seed: int = 0, espeak: str | None = "espeak-ng") -
     if exe:
         with tempfile.TemporaryDirectory() as tmp:
             k = 0
-            for word in _KEYWORDS + _OTHER_WORDS:
-                for voice in _VOICES:
+            for word in (words or _KEYWORDS + _OTHER_WORDS):
+                for voice in (voices or _VOICES):
                     pitch = int(rng.integers(35, 66))
                     speed = int(rng.integers(130, 191))
                     wav = Path(tmp) / f"w{k}.wav"
@@ -284,7 +293,7 @@ def generated_calibration_set(seed: int = 0, espeak: str | None = "espeak-ng") -
             v = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 12)) * env
             clips.append(place(v, float(rng.uniform(-32, -6)), snrs[k % 5], colours[k % 3]))
             names.append(f"vowel/{k}")
-    for k in range(60):
+    for k in range(n_nonspeech):
         kind = k % 4
         if kind == 0:
             x = _coloured_noise(rng, CLIP_SAMPLES, colours[k % 3]) * 10 ** (rng.uniform(-60, -15) / 20)
@@ -552,8 +561,6 @@ class _Builder:
             qm = np.full(W.shape[0], 127.0)
         else:
             qm = np.minimum(32767.0, np.floor((2 ** 30 - 1) / (xr * ratio)))
-            if self.options.get("_w16_full"):
-                qm = np.full(W.shape[0], 32767.0)
             if b is not None:
                 bmax = np.abs(np.asarray(b, dtype=np.float64))
                 qm = np.minimum(qm, np.floor(np.where(bmax > 0, (2 ** 30 - 1) * s_x * amax
@@ -574,7 +581,7 @@ class _Builder:
             else np.zeros(W.shape[0], dtype=np.int64)
         xr = max(xmax - zp_x, zp_x - xmin)
         bound = np.abs(bq) + np.abs(Wq).sum(axis=1) * xr
-        if bound.max() >= 2 ** 31 and not self.options.get("_w16_full"):
+        if bound.max() >= 2 ** 31:
             raise QuantizationError(f"{name}: int32 accumulator could overflow "
                                     f"(bound {int(bound.max())}); use a narrower input")
         mults = [_mult(s_x * sw / s_o, name) for sw in s_w]
@@ -602,7 +609,7 @@ class _Builder:
         mults = [_mult(s_x * sw / s_o, name) for sw in s_w]
         E, K = W.shape
         xr = max(xmax - zp_x, zp_x - xmin)
-        if (np.abs(bq) + np.abs(Wq).sum(axis=1) * xr).max() >= 2 ** 31 and not self.options.get("_w16_full"):
+        if (np.abs(bq) + np.abs(Wq).sum(axis=1) * xr).max() >= 2 ** 31:
             raise QuantizationError(f"{name}: int32 accumulator could overflow")
         self.op(name, "conv1d_depthwise", [x], [out],
                 {"channels": E, "kernel_size": K, "weight_dtype": np.dtype(wdt).name},
@@ -1019,7 +1026,8 @@ def evaluate(bundle: Bundle, model, audio, labels=None, *, batch: int = 100, pro
     Returns:
         dict: ``n``, ``agreement`` (% same top-1), ``accuracy_int``/``accuracy_float``
         (% when labels are given), ``logits_sqnr_db``, ``per_tensor_sqnr_db`` (name -> dB),
-        ``pred_int``, ``pred_float`` (lists), ``disagree`` (indices).
+        ``pred_int``, ``pred_float`` (lists), ``disagree`` (indices), ``logits_float`` and
+        ``logits_int`` (float64 (n, 12); the integer logits dequantized).
     """
     from tqdm import tqdm
 
@@ -1050,7 +1058,7 @@ def evaluate(bundle: Bundle, model, audio, labels=None, *, batch: int = 100, pro
     pf, pi = lf.argmax(1), li.argmax(1)
     res = {"n": int(n), "agreement": float((pf == pi).mean() * 100),
            "logits_sqnr_db": sqnr_db(lf, li), "pred_int": pi.tolist(), "pred_float": pf.tolist(),
-           "disagree": np.nonzero(pf != pi)[0].tolist()}
+           "disagree": np.nonzero(pf != pi)[0].tolist(), "logits_float": lf, "logits_int": li}
     if labels is not None:
         labels = np.asarray(labels)
         res["accuracy_int"] = float((pi == labels).mean() * 100)
@@ -1100,11 +1108,15 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
                   "|---|---|---|---|---|---|"]
         for name, t in tens.items():
             s = sq.get(name)
-            lines.append(f"| {name} | {t['dtype']} | {t['scale']:.6g} | {t['zero_point']} | "
+            sc = t["scale"]
+            sc = (f"{sc:.6g}" if not isinstance(sc, list)
+                  else f"per channel {min(sc):.4g}..{max(sc):.4g}")
+            lines.append(f"| {name} | {t['dtype']} | {sc} | {t['zero_point']} | "
                          f"{t['q_format'] or ''} | {'' if s is None else f'{s:.1f}'} |")
         (tmp / "report.md").write_text("\n".join(lines) + "\n")
         payload = {"tensors": tens, "results": {k: {kk: vv for kk, vv in v.items()
-                                                     if kk not in ("pred_int", "pred_float")}
+                                                     if kk not in ("pred_int", "pred_float",
+                                                                   "logits_float", "logits_int")}
                                                  for k, v in results.items()}}
         (tmp / "report.json").write_text(json.dumps(payload, indent=1, default=float))
         names = [k for k in tens if k in sq]

@@ -32,6 +32,7 @@ import numpy as np
 
 from export import frontend_fixed
 from export import intmath as im
+from nanomamba.errors import KwsError
 
 _QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (im.INT32_MIN, im.INT32_MAX)}
 _NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32}
@@ -304,6 +305,10 @@ def mean_pool_finalize(acc, multiplier: int, shift: int, out_zp: int, qmin: int,
 # the simulator
 # =======================================================================================
 
+class SimulatorError(KwsError):
+    """Input the simulator cannot run (wrong audio dtype or shape)."""
+
+
 class Simulator:
     """Integer execution of a :class:`export.bundle.Bundle`.
 
@@ -356,13 +361,16 @@ class Simulator:
         Returns:
             dict name -> integer array (see the module docstring).
         Raises:
-            ValueError: audio not int16 or of the wrong length.
+            SimulatorError: audio not int16 or not (B, 16000).
         """
         audio = np.asarray(audio)
         if audio.ndim == 1:
             audio = audio[None]
         if audio.dtype != np.int16:
-            raise ValueError(f"audio must be int16 PCM, got {audio.dtype}")
+            raise SimulatorError(f"audio: expected int16 PCM, got {audio.dtype}")
+        if audio.ndim != 2 or audio.shape[1] != self.fe_params["meta"]["clip_samples"]:
+            raise SimulatorError(f"audio: expected shape (B, {self.fe_params['meta']['clip_samples']}), "
+                                 f"got {audio.shape}")
         fe_out = self._fe.run_frontend(self.fe_params, audio,
                                        intermediates=frontend_intermediates)
         env = {f"frontend.{k}": v for k, v in fe_out.items()}
