@@ -282,14 +282,23 @@ def standin_model_dir() -> Path:
 # ---------------------------------------------------------------------------------------
 
 def default_demo_clip(n_samples: int = 16000) -> tuple[np.ndarray, str]:
-    """The built-in demo clip: deterministic synthetic audio until the project ships a
-    real one (hook: return that clip's int16 samples here).
+    """The clip built into real-board demo firmware when none is given.
+
+    From a source checkout this is the project's example clip ``examples/clips/yes.wav``
+    (a spoken "yes", 16 kHz int16). A wheel install does not carry ``examples/``; there the
+    clip is deterministic synthetic audio (a 0.5-s 300->1200 Hz chirp at amplitude 8000 in
+    the middle of the window plus LCG noise of amplitude 200), which no model should call a
+    keyword.
 
     Returns:
-        (int16 array of ``n_samples``, one-line description). The signal: a 0.5-s
-        300->1200 Hz chirp at amplitude 8000 in the middle of the window, plus LCG noise
-        of amplitude 200 everywhere.
+        (int16 array of ``n_samples``, one-line description).
+    Raises:
+        nanomamba.errors.AudioError: the example clip exists but is unreadable.
     """
+    example = Path(__file__).resolve().parent.parent / "examples" / "clips" / "yes.wav"
+    if example.is_file():
+        from nanomamba.audio import load_audio
+        return load_audio(example, dtype="int16", n_samples=n_samples), "examples/clips/yes.wav"
     t = np.arange(n_samples) / 16000.0
     x = np.zeros(n_samples)
     on = (t >= 0.25) & (t < 0.75)
