@@ -77,16 +77,20 @@ def boards() -> None:
               help="Optimisation level.")
 @click.option("--demo-clip", type=click.Path(path_type=Path), default=None,
               help="Clip built into real-board firmware (default: a synthetic demo clip).")
+@click.option("--precision", type=click.Choice(["int8", "float32"]), default="int8",
+              show_default=True,
+              help="Model C generated from a checkpoint/bundle: the int8 model, or its "
+                   "float32 C baseline (for bench --float-build).")
 @handle_errors
 def build(source: Path, board: str, out: Path, force: bool, opt: str,
-          demo_clip: Path | None) -> None:
-    """Build firmware for a board from SOURCE (a folder of model C sources exposing
-    kws_model.h; checkpoints and bundles once the C generator exists)."""
+          demo_clip: Path | None, precision: str) -> None:
+    """Build firmware for a board from SOURCE (a checkpoint, a bundle, or a folder of model
+    C sources exposing kws_model.h)."""
     from export.firmware import build_firmware
     from export.firmware_report import print_build
     cmd = "kws-export " + " ".join(sys.argv[1:])
     print_build(build_firmware(source, board, out, force=force, opt=opt,
-                               demo_clip=demo_clip, command=cmd))
+                               demo_clip=demo_clip, command=cmd, precision=precision))
 
 
 @main.command()
