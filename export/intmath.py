@@ -326,6 +326,94 @@ def lut_lerp_i16(table, n, x, frac_bits):
 
 
 # ---------------------------------------------------------------------------------------
+# front end v2 primitives (the 32-bit radix-4 FFT front end, docs/FRONTEND.md). The Arm
+# DSP multiplies with the instructions' exact semantics (Armv7-M ARM A7.7: SMMULR, SMMLAR,
+# SMMLSR, SMULWB; results are bits 63..32 of the 64-bit sum, which wraps modulo 2^64) and
+# the table magnitude. Each has a C twin of the same name in kws_intmath.h, one
+# instruction each on DSP cores (cmsis_compiler.h: __SMMULR, __SMMLAR, __SMMLSR, __SMULWB).
+# ---------------------------------------------------------------------------------------
+
+#: magnitude_i32 interpolates nothing: it reads one of 2^MAG_LUT_BITS entries (magnitude_table).
+MAG_LUT_BITS = 6
+
+
+def _vec(*args):
+    """(arrays as 1-d int64 broadcast together, scalar?) for the wrapping multiplies."""
+    scalar = all(np.ndim(a) == 0 for a in args)
+    arrs = np.broadcast_arrays(*(np.atleast_1d(_i64(a)) for a in args))
+    return arrs, scalar
+
+
+def _done(res, scalar):
+    return int(res.reshape(-1)[0]) if scalar else res
+
+
+def mul_hi_round32(a, b):
+    """SMMULR: bits 63..32 of a * b + 2^31, i.e. a * b / 2^32 rounded to nearest with ties
+    toward +inf (never overflows).
+
+    Args: a, b: int32. Returns: int32 in [-2^30, 2^30].
+    """
+    (a, b), sc = _vec(a, b)
+    return _done((a * b + (1 << 31)) >> 32, sc)
+
+
+def mul_hi_round_add32(a, b, acc):
+    """SMMLAR: bits 63..32 of acc * 2^32 + a * b + 2^31 (modulo 2^64), as int32: acc plus
+    a * b / 2^32 rounded to nearest, ties toward +inf; wraps like the instruction when the
+    sum leaves int32.
+
+    Args: a, b, acc: int32. Returns: int32.
+    """
+    (a, b, acc), sc = _vec(a, b, acc)
+    with np.errstate(over="ignore"):
+        s = (acc << 32) + a * b + (1 << 31)      # int64 arithmetic wraps modulo 2^64
+    return _done(s >> 32, sc)
+
+
+def mul_hi_round_sub32(a, b, acc):
+    """SMMLSR: bits 63..32 of acc * 2^32 - a * b + 2^31 (modulo 2^64), as int32: acc minus
+    a * b / 2^32, rounded to nearest (ties toward +inf); wraps like the instruction.
+
+    Args: a, b, acc: int32. Returns: int32.
+    """
+    (a, b, acc), sc = _vec(a, b, acc)
+    with np.errstate(over="ignore"):
+        s = (acc << 32) - a * b + (1 << 31)
+    return _done(s >> 32, sc)
+
+
+def mul_q16_i16(a, x):
+    """SMULWB: (a * x) >> 16 (floor) for an int32 a and an int16 x: bits 47..16 of the
+    48-bit product (never overflows).
+
+    Args: a: int32; x: int16. Returns: int32 in [-2^30, 2^30].
+    """
+    (a, x), sc = _vec(a, x)
+    return _done((a * x) >> 16, sc)
+
+
+def magnitude_i32(re, im_, table):
+    """|re + i im| with a relative error below 0.6 % (one division, one table read):
+    a = |re|, b = |im|, hi = max(a, b), lo = min(a, b), r = (2 lo) // ((hi >> 5) + 1)
+    (0..63), result = (hi * table[r]) >> 32, i.e. about |re + i im| / 2 with
+    :func:`magnitude_table` (table[r] = sqrt(1 + ((r + 1/2) / 64)^2) in Q31).
+
+    Args:
+        re, im_: int32 in [-(2^31 - 1), 2^31 - 1] (INT32_MIN is outside the domain).
+        table: the 64 uint32 entries of :func:`magnitude_table`.
+    Returns:
+        uint32 values in [0, 2^30.5): half the magnitude (error analysis: docs/FRONTEND.md).
+    """
+    t = np.asarray(table, dtype=np.int64)
+    (re, im_), sc = _vec(re, im_)
+    a, b = np.abs(re), np.abs(im_)
+    hi, lo = np.maximum(a, b), np.minimum(a, b)
+    r = (2 * lo) // ((hi >> 5) + 1)
+    return _done((hi * t[r]) >> 32, sc)
+
+
+# ---------------------------------------------------------------------------------------
 # Python only: export-time helpers (no C twin; they run when the bundle is made).
 # ---------------------------------------------------------------------------------------
 
@@ -373,3 +461,11 @@ def tanh_table(n_intervals: int = 256, x_max: float = 8.0) -> np.ndarray:
     vals = [min(32767, int(math.floor(math.tanh(i * x_max / n_intervals) * 32768 + 0.5)))
             for i in range(n_intervals + 1)]
     return np.array(vals, dtype=np.int16)
+
+
+def magnitude_table() -> np.ndarray:
+    """Q31 table of sqrt(1 + ((r + 1/2) / 64)^2), r = 0..63 (uint32, rounded half away
+    from zero), the table of :func:`magnitude_i32`."""
+    n = 1 << MAG_LUT_BITS
+    return np.array([int(math.floor(math.sqrt(1 + ((r + 0.5) / n) ** 2) * (1 << 31) + 0.5))
+                     for r in range(n)], dtype=np.uint32)

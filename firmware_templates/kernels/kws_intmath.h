@@ -225,4 +225,38 @@ static inline int32_t lut_lerp_i16(const int16_t *table, int32_t n, int32_t x, i
         + (int32_t)round_shift_right(((int64_t)table[i + 1] - (int64_t)table[i]) * f, frac_bits);
 }
 
+/* ------------------------------------------------------------------------------------
+ * front end v2 primitives (the 32-bit radix-4 FFT front end): the Arm DSP multiplies with
+ * their exact instruction semantics, one instruction each on DSP cores, and the table
+ * magnitude. Twins of the block of the same name in export/intmath.py.
+ * ------------------------------------------------------------------------------------ */
+
+/* mul_hi_round32: bits 63..32 of a * b + 2^31 = a * b / 2^32 rounded, ties toward +inf
+ * (__SMMULR). */
+static inline int32_t mul_hi_round32(int32_t a, int32_t b) { return __SMMULR(a, b); }
+
+/* mul_hi_round_add32: bits 63..32 of acc * 2^32 + a * b + 2^31 modulo 2^64 (__SMMLAR). */
+static inline int32_t mul_hi_round_add32(int32_t a, int32_t b, int32_t acc) { return __SMMLAR(a, b, acc); }
+
+/* mul_hi_round_sub32: bits 63..32 of acc * 2^32 - a * b + 2^31 modulo 2^64 (__SMMLSR). */
+static inline int32_t mul_hi_round_sub32(int32_t a, int32_t b, int32_t acc) { return __SMMLSR(a, b, acc); }
+
+/* mul_q16_i16: (a * x) >> 16 (floor), int32 a, int16 x (__SMULWB). */
+static inline int32_t mul_q16_i16(int32_t a, int32_t x) { return __SMULWB(a, (uint32_t)(uint16_t)(int16_t)x); }
+
+/* magnitude_i32: about |re + i im| / 2 with a relative error below 0.6 %: a = |re|,
+ * b = |im|, hi = max, lo = min, r = 2 lo / ((hi >> 5) + 1) (0..63), (hi * table[r]) >> 32
+ * with table[r] = sqrt(1 + ((r + 1/2) / 64)^2) in Q31 (intmath.magnitude_table).
+ * re, im in [-(2^31 - 1), 2^31 - 1]. One UDIV, one table read, one UMULL. */
+static inline uint32_t magnitude_i32(int32_t re, int32_t im, const uint32_t *table)
+{
+    const uint32_t sr = (uint32_t)(re >> 31), si = (uint32_t)(im >> 31);
+    const uint32_t a = ((uint32_t)re ^ sr) - sr;
+    const uint32_t b = ((uint32_t)im ^ si) - si;
+    const uint32_t hi = (a > b) ? a : b;
+    const uint32_t lo = (a > b) ? b : a;
+    const uint32_t r = (2u * lo) / ((hi >> 5) + 1u);
+    return (uint32_t)(((uint64_t)hi * table[r]) >> 32);
+}
+
 #endif /* KWS_INTMATH_H */
