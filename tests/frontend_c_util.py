@@ -64,10 +64,11 @@ def run(exe: Path, mode: str, audio: np.ndarray, out_dir: Path) -> Path:
     return out_dir
 
 
-def load(out_dir: Path, name: str, n_clips: int, n_mels: int = 40) -> np.ndarray:
-    """One output of the driver as (n_clips, *shape) in its C dtype (memory-mapped)."""
+def load(out_dir: Path, name: str, n_clips: int, n_mels: int = 40, nnz: int = 0) -> np.ndarray:
+    """One output of the driver as (n_clips, *shape) in its C dtype (memory-mapped); None in
+    a shape is n_mels, "nnz" the number of stored mel weights."""
     dtype, shape = ff.INTERMEDIATES[name]
-    shape = tuple(n_mels if s is None else s for s in shape)
+    shape = tuple(n_mels if s is None else (nnz if s == "nnz" else s) for s in shape)
     path = Path(out_dir) / f"{name}.bin"
     want = n_clips * int(np.prod(shape)) * np.dtype(dtype).itemsize
     got = path.stat().st_size if path.exists() else -1

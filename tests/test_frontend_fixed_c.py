@@ -34,9 +34,9 @@ def taps_exe(synth_params, tmp_path_factory):
 def assert_bit_exact(params, audio, out_dir, names=None, chunk=32):
     """Every C intermediate equals the twin's, byte for byte (compared chunk by chunk)."""
     n = len(audio)
-    n_mels = params["meta"]["n_mels"]
+    n_mels, nnz = params["meta"]["n_mels"], params["meta"]["mel_nnz"]
     names = list(ff.INTERMEDIATES) if names is None else names
-    c_arrays = {name: fc.load(out_dir, name, n, n_mels) for name in names}
+    c_arrays = {name: fc.load(out_dir, name, n, n_mels, nnz) for name in names}
     for lo in range(0, n, chunk):
         py = ff.run_frontend(params, audio[lo:lo + chunk])
         for name in names:

@@ -2,8 +2,10 @@
  * kws_frontend.c - fixed-point NanoMamba audio front end (see kws_frontend.h).
  *
  * C twin of export/frontend_fixed.py: each fe_* function below cites its Python twin of
- * the same name and returns the same integers. Integer primitives: kws_intmath.h.
- * Number formats and the overflow proof: docs/FRONTEND.md. C99, no FPU, no malloc.
+ * the same name and returns the same integers. Integer primitives: kws_intmath.h; Arm DSP
+ * instructions: cmsis_compiler.h (one instruction each on DSP cores, exact portable C
+ * elsewhere). Number formats, the overflow proof and the measurements: docs/FRONTEND.md.
+ * C99, no FPU, no malloc.
  */
 #include <string.h>
 
@@ -16,9 +18,36 @@
 #define FE_TAP(name, t, ptr, n) ((void)0)
 #endif
 
-#if (KWS_FE_MAGBUF_WORD0 + KWS_FE_MAGBUF_WORDS) * 2 > KWS_FE_CELLS
+#if defined(__BYTE_ORDER__) && (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
+#error "kws_frontend.c reads int16 sample pairs as 32-bit words: little-endian targets only"
+#endif
+
+#if (KWS_FE_MAGBUF_WORD0 + KWS_FE_MAGBUF_WORDS) * 2 > (KWS_FE_N_FRAMES - 1) * KWS_FE_N_MELS
 #error "KWS_FE_N_MELS too small: the |X| of frames 0..3 do not fit the unused cell rows"
 #endif
+
+#define FE_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Two consecutive int16 samples as one word (low half = p[0]); any alignment. */
+FE_ALWAYS_INLINE uint32_t fe_pair(const int16_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* fe_hop_bits (twin: frontend_fixed.fe_hop_bits). bitlen(OR of x >= 0 ? x : ~x) over the
+ * 160 samples of a hop, 0..15: __SSAT16(x, 1) is each half's sign mask. */
+static int32_t fe_hop_bits(const int16_t *hop)
+{
+    uint32_t acc = 0u;
+    for (int32_t i = 0; i < KWS_FE_HOP; i += 2) {
+        const uint32_t w = fe_pair(hop + i);
+        acc |= w ^ __SSAT16(w, 1);
+    }
+    acc = (acc | (acc >> 16)) & 0x7FFFu;
+    return 32 - clz32(acc);
+}
 
 /* Sample i of the window (absolute index, -256..16255) after reflect padding
  * (torch.stft center=True, pad_mode='reflect'), from the kept history (which holds samples
@@ -31,189 +60,262 @@ static int32_t fe_sample(const kws_frontend_state_t *st, const int16_t *hop, int
     return (r < KWS_FE_HIST) ? (int32_t)st->hist[r] : (int32_t)hop[r - KWS_FE_HIST];
 }
 
-/* fe_frame_window (twin: frontend_fixed.fe_frame_window). Frame t (samples 160 t - 256 ..
- * 160 t + 255, reflect-padded) times the Q16 Hann window: v = x * w, exact int32
- * (|v| <= 32768 * 65535 < 2^31). Block shift s = max(0, bitlen(sum |v|) - 29), 0..10. Writes
- * fft_in = round_shift_right(v, s) into buf as 256 complex points (re, im) =
- * (fft_in[2m], fft_in[2m+1]) in bit-reversed order. Returns s. */
-static int32_t fe_frame_window(const kws_frontend_state_t *st, const int16_t *hop, int32_t t,
-                               int32_t *buf)
+/* Stage 1 of the radix-4 DIT FFT on four windowed complex inputs z_q, z_{q+64}, z_{q+128},
+ * z_{q+192} (4-point DFT, no scaling), written to complex positions 4 rev3(q) + 0..3. */
+FE_ALWAYS_INLINE void fe_stage1(int32_t *out, int32_t x0r, int32_t x0i, int32_t x1r, int32_t x1i,
+                                int32_t x2r, int32_t x2i, int32_t x3r, int32_t x3i)
+{
+    const int32_t y0r = x0r + x2r, y0i = x0i + x2i, y1r = x0r - x2r, y1i = x0i - x2i;
+    const int32_t y2r = x1r + x3r, y2i = x1i + x3i, y3r = x1r - x3r, y3i = x1i - x3i;
+    out[0] = y0r + y2r;
+    out[1] = y0i + y2i;
+    out[2] = y1r + y3i;
+    out[3] = y1i - y3r;
+    out[4] = y0r - y2r;
+    out[5] = y0i - y2i;
+    out[6] = y1r - y3i;
+    out[7] = y1i + y3r;
+}
+
+/* Window + stage 1 for stage-1 butterflies q0..q1-1 of a frame whose four 128-sample
+ * streams j (samples 128 j .. 128 j + 127) start, at q0, at s0..s3 (pairs). */
+FE_ALWAYS_INLINE void fe_ws1_range(const int32_t *w, const uint8_t *rev, int32_t *buf,
+                                   int32_t q0, int32_t q1, const int16_t *s0, const int16_t *s1,
+                                   const int16_t *s2, const int16_t *s3, int32_t k, uint32_t mask)
+{
+    for (int32_t q = q0; q < q1; q++) {
+        const int32_t i = 2 * (q - q0);
+        const uint32_t a0 = (fe_pair(s0 + i) << k) & mask;
+        const uint32_t a1 = (fe_pair(s1 + i) << k) & mask;
+        const uint32_t a2 = (fe_pair(s2 + i) << k) & mask;
+        const uint32_t a3 = (fe_pair(s3 + i) << k) & mask;
+        /* w[n] for n = 2q + 128 j (+1); w[512 - n] = w[n] for the upper half */
+        fe_stage1(buf + 8 * (int32_t)rev[q],
+                  __SMULWB(w[2 * q], a0), __SMULWT(w[2 * q + 1], a0),
+                  __SMULWB(w[128 + 2 * q], a1), __SMULWT(w[129 + 2 * q], a1),
+                  __SMULWB(w[256 - 2 * q], a2), __SMULWT(w[255 - 2 * q], a2),
+                  __SMULWB(w[128 - 2 * q], a3), __SMULWT(w[127 - 2 * q], a3));
+    }
+}
+
+/* fe_window (twin: frontend_fixed.fe_window, fused with stage 1 of fe_fft256). Frame t
+ * (samples 160 t - 256 .. 160 t + 255, reflect-padded) times the Q25 Hann window in block
+ * floating point: v = __SMULWB(w, x << k) = (w x 2^k) >> 16, |v| <= 2^24, written after
+ * stage 1 of the FFT into buf (256 complex, digit-reversed order for the DIT). */
+static void fe_window(const kws_frontend_state_t *st, const int16_t *hop, int32_t t, int32_t k,
+                      int32_t *buf)
 {
     const kws_frontend_params_t *p = st->p;
+    const int32_t *w = p->window_q25;
+    const uint32_t mask = ~((((uint32_t)1 << k) - 1u) << 16);   /* bits the low half spills */
     const int32_t first = KWS_FE_HOP * t - KWS_FE_N_FFT / 2;
-    const int32_t last_base = KWS_FE_CLIP_SAMPLES - KWS_FE_HIST;
-    const int32_t base = (first < last_base) ? first : last_base;
-    /* Frames 1..98 need no reflection: samples 0..415 of the frame are the history, the
-     * rest the hop (fast path); frames 0, 99, 100 go through fe_sample. */
-    const int32_t interior = (first == base) && (first >= 0) && (first + KWS_FE_N_FFT <= KWS_FE_CLIP_SAMPLES);
-    uint64_t l1 = 0u;
-    for (int32_t n = 0; n < KWS_FE_N_FFT; n++) {
-        const int32_t x = interior ? ((n < KWS_FE_HIST) ? (int32_t)st->hist[n] : (int32_t)hop[n - KWS_FE_HIST])
-                                   : fe_sample(st, hop, base, first + n);
-        const int32_t v = x * (int32_t)p->window_q16[n];
-        l1 += (uint32_t)((v < 0) ? -v : v);
-        buf[n] = v;
-#ifdef KWS_FRONTEND_TAPS
-        const int16_t x16 = (int16_t)x;
-        FE_TAP("frames", t, &x16, sizeof x16);
-        FE_TAP("windowed", t, &v, sizeof v);
-#endif
-    }
-    int32_t s = (64 - clz64(l1)) - KWS_FE_FFT_L1_BITS;
-    if (s < 0) { s = 0; }
-#ifdef KWS_FRONTEND_TAPS
-    const uint8_t s8 = (uint8_t)s;
-    FE_TAP("block_shift", t, &s8, 1);
-#endif
-    if (s > 0) {      /* round_shift_right(v, s) in int32: |v| + 2^(s-1) < 2^31 */
-        const int32_t half = (int32_t)1 << (s - 1);
-        for (int32_t n = 0; n < KWS_FE_N_FFT; n++) { buf[n] = (buf[n] + half) >> s; }
-    }
-    FE_TAP("fft_in", t, buf, KWS_FE_N_FFT * sizeof(int32_t));
-    for (int32_t m = 0; m < KWS_FE_HALF; m++) {      /* bit reversal is an involution */
-        const int32_t r = (int32_t)p->bitrev[m];
-        if (m < r) {
-            const int32_t re = buf[2 * m], im = buf[2 * m + 1];
-            buf[2 * m] = buf[2 * r];
-            buf[2 * m + 1] = buf[2 * r + 1];
-            buf[2 * r] = re;
-            buf[2 * r + 1] = im;
-        }
-    }
-    return s;
-}
-
-/* fe_fft256_q30 (twin: frontend_fixed.fe_fft256_q30). In-place 256-point complex radix-2
- * DIT FFT (input bit-reversed, output natural order), no scaling: t = b * (c - i s) with
- * t_re = round_shift_right(b_re c + b_im s, 30), t_im = round_shift_right(b_im c - b_re s, 30),
- * a' = a + t, b' = a - t. |values| < 2^30 by the block shift (docs/FRONTEND.md). */
-static void fe_fft256_q30(const kws_frontend_params_t *p, int32_t *buf)
-{
-    for (int32_t len = 2; len <= KWS_FE_HALF; len *= 2) {
-        const int32_t h = len / 2;
-        const int32_t step = KWS_FE_N_FFT / len;
-        /* j = 0: W = 1, t = b exactly (round_shift_right(b 2^30, 30) = b). */
-        for (int32_t g = 0; g < KWS_FE_HALF; g += len) {
-            int32_t *a = buf + 2 * g;
-            int32_t *b = buf + 2 * (g + h);
-            const int32_t ar = a[0], ai = a[1], br = b[0], bi = b[1];
-            a[0] = ar + br;
-            a[1] = ai + bi;
-            b[0] = ar - br;
-            b[1] = ai - bi;
-        }
-        for (int32_t j = 1; j < h; j++) {
-            const int32_t k = j * step;
-            if (k == KWS_FE_HALF / 2) {
-                /* W = -i (c = 0, s = 2^30): t = (b_im, -b_re) exactly. */
-                for (int32_t g = j; g < KWS_FE_HALF; g += len) {
-                    int32_t *a = buf + 2 * g;
-                    int32_t *b = buf + 2 * (g + h);
-                    const int32_t ar = a[0], ai = a[1], br = b[0], bi = b[1];
-                    a[0] = ar + bi;
-                    a[1] = ai - br;
-                    b[0] = ar - bi;
-                    b[1] = ai + br;
-                }
-                continue;
+    if (first >= 0 && first + KWS_FE_N_FFT <= KWS_FE_CLIP_SAMPLES) {
+        /* frames 1..98: samples 0..415 are the history, 416..511 the hop's first 96 */
+        const int16_t *h = st->hist;
+        fe_ws1_range(w, p->digit_rev3, buf, 0, 16, h, h + 128, h + 256, h + 384, k, mask);
+        fe_ws1_range(w, p->digit_rev3, buf, 16, 64, h + 32, h + 160, h + 288, hop, k, mask);
+    } else {
+        /* frames 0, 99, 100: reflection, one sample at a time */
+        const int32_t last_base = KWS_FE_CLIP_SAMPLES - KWS_FE_HIST;
+        const int32_t base = (first < last_base) ? first : last_base;
+        for (int32_t q = 0; q < 64; q++) {
+            int32_t v[8];
+            for (int32_t j = 0; j < 4; j++) {
+                const int32_t n = 2 * q + 128 * j;
+                const int32_t ne = (n <= 256) ? n : 512 - n;
+                const int32_t no = (n + 1 <= 256) ? n + 1 : 511 - n;
+                v[2 * j] = mul_q16_i16(w[ne], fe_sample(st, hop, base, first + n) * ((int32_t)1 << k));
+                v[2 * j + 1] = mul_q16_i16(w[no], fe_sample(st, hop, base, first + n + 1) * ((int32_t)1 << k));
             }
-            const int64_t c = p->twiddle_cos_q30[k];
-            const int64_t sn = p->twiddle_sin_q30[k];
-            for (int32_t g = j; g < KWS_FE_HALF; g += len) {
-                int32_t *a = buf + 2 * g;
-                int32_t *b = buf + 2 * (g + h);
-                const int64_t br = b[0], bi = b[1];
-                const int32_t tr = (int32_t)round_shift_right(br * c + bi * sn, KWS_FE_TWIDDLE_FRAC);
-                const int32_t ti = (int32_t)round_shift_right(bi * c - br * sn, KWS_FE_TWIDDLE_FRAC);
-                const int32_t ar = a[0], ai = a[1];
-                a[0] = ar + tr;
-                a[1] = ai + ti;
-                b[0] = ar - tr;
-                b[1] = ai - ti;
-            }
+            fe_stage1(buf + 8 * (int32_t)p->digit_rev3[q], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+        }
+    }
+#ifdef KWS_FRONTEND_TAPS
+    {
+        const int32_t last_base = KWS_FE_CLIP_SAMPLES - KWS_FE_HIST;
+        const int32_t base = (first < last_base) ? first : last_base;
+        for (int32_t n = 0; n < KWS_FE_N_FFT; n++) {
+            const int32_t x = fe_sample(st, hop, base, first + n);
+            const int16_t x16 = (int16_t)x;
+            const int32_t v = mul_q16_i16(w[(n <= 256) ? n : 512 - n], x * ((int32_t)1 << k));
+            FE_TAP("frames", t, &x16, sizeof x16);
+            FE_TAP("windowed", t, &v, sizeof v);
+        }
+    }
+#endif
+}
+
+/* x (c - i s) / 2 in Q31: (re, im) = (SMMLAR(xi, s, SMMULR(xr, c)), SMMLSR(xr, s,
+ * SMMULR(xi, c))), four instructions. */
+#define FE_CMUL_HALF(tr, ti, xr, xi, c, s) \
+    do { \
+        (tr) = mul_hi_round_add32((xi), (s), mul_hi_round32((xr), (c))); \
+        (ti) = mul_hi_round_sub32((xr), (s), mul_hi_round32((xi), (c))); \
+    } while (0)
+
+/* One radix-4 DIT butterfly of stages 2..4 (span 4 q) with twiddles tw = (c1, s1, c2, s2,
+ * c3, s3): t_m = x_m W_m / 2, y0 = (x0 >> 1) + t2, y1 = (x0 >> 1) - t2, y2 = t1 + t3,
+ * y3 = t1 - t3, outputs (y0 + y2, y1 - i y3, y0 - y2, y1 + i y3). */
+FE_ALWAYS_INLINE void fe_bfly4(int32_t *p0, int32_t q, const int32_t *tw)
+{
+    int32_t *p1 = p0 + 2 * q, *p2 = p0 + 4 * q, *p3 = p0 + 6 * q;
+    int32_t t1r, t1i, t2r, t2i, t3r, t3i;
+    FE_CMUL_HALF(t1r, t1i, p1[0], p1[1], tw[0], tw[1]);
+    FE_CMUL_HALF(t3r, t3i, p3[0], p3[1], tw[4], tw[5]);
+    const int32_t y2r = t1r + t3r, y2i = t1i + t3i, y3r = t1r - t3r, y3i = t1i - t3i;
+    FE_CMUL_HALF(t2r, t2i, p2[0], p2[1], tw[2], tw[3]);
+    const int32_t h0r = p0[0] >> 1, h0i = p0[1] >> 1;
+    const int32_t y0r = h0r + t2r, y0i = h0i + t2i, y1r = h0r - t2r, y1i = h0i - t2i;
+    p0[0] = y0r + y2r;
+    p0[1] = y0i + y2i;
+    p2[0] = y0r - y2r;
+    p2[1] = y0i - y2i;
+    p1[0] = y1r + y3i;
+    p1[1] = y1i - y3r;
+    p3[0] = y1r - y3i;
+    p3[1] = y1i + y3r;
+}
+
+/* The j = 0 butterfly (W = 1): t_m = x_m >> 1. */
+FE_ALWAYS_INLINE void fe_bfly4_j0(int32_t *p0, int32_t q)
+{
+    int32_t *p1 = p0 + 2 * q, *p2 = p0 + 4 * q, *p3 = p0 + 6 * q;
+    const int32_t h0r = p0[0] >> 1, h0i = p0[1] >> 1, h2r = p2[0] >> 1, h2i = p2[1] >> 1;
+    const int32_t h1r = p1[0] >> 1, h1i = p1[1] >> 1, h3r = p3[0] >> 1, h3i = p3[1] >> 1;
+    const int32_t y0r = h0r + h2r, y0i = h0i + h2i, y1r = h0r - h2r, y1i = h0i - h2i;
+    const int32_t y2r = h1r + h3r, y2i = h1i + h3i, y3r = h1r - h3r, y3i = h1i - h3i;
+    p0[0] = y0r + y2r;
+    p0[1] = y0i + y2i;
+    p2[0] = y0r - y2r;
+    p2[1] = y0i - y2i;
+    p1[0] = y1r + y3i;
+    p1[1] = y1i - y3r;
+    p3[0] = y1r - y3i;
+    p3[1] = y1i + y3r;
+}
+
+/* One stage of span 4 q: q twiddle rows of the stage-4 table, stride 64 / q rows. */
+FE_ALWAYS_INLINE void fe_fft_stage(int32_t *buf, const int32_t q, const int32_t *tw4)
+{
+    for (int32_t g = 0; g < KWS_FE_HALF; g += 4 * q) {
+        int32_t *p = buf + 2 * g;
+        fe_bfly4_j0(p, q);
+        const int32_t *tw = tw4 + 6 * (64 / q - 1);
+        for (int32_t j = 1; j < q; j++) {
+            fe_bfly4(p + 2 * j, q, tw);
+            tw += 6 * (64 / q);
         }
     }
 }
 
-/* One bin of the real-FFT split: X = (E - i W^k O) / 2 with E = Z_k + conj(Z_{256-k}),
- * O = Z_k - conj(Z_{256-k}), W^k = c - i s (Q30). */
-static void fe_split_bin(const int32_t *zk, const int32_t *zn, int64_t c, int64_t s,
-                         int32_t *xr, int32_t *xi)
+/* fe_fft256 (twin: frontend_fixed.fe_fft256), stages 2..4 (stage 1 is in fe_window): the
+ * 256-point complex FFT DFT256(z) / 8 in natural order, in place. */
+static void fe_fft256(const kws_frontend_params_t *p, int32_t *buf)
 {
-    const int64_t er = (int64_t)zk[0] + zn[0];
-    const int64_t ei = (int64_t)zk[1] - zn[1];
-    const int64_t orr = (int64_t)zk[0] - zn[0];
-    const int64_t oi = (int64_t)zk[1] + zn[1];
-    const int64_t one = (int64_t)1 << KWS_FE_TWIDDLE_FRAC;
-    *xr = (int32_t)round_shift_right(er * one + c * oi - s * orr, KWS_FE_TWIDDLE_FRAC + 1);
-    *xi = (int32_t)round_shift_right(ei * one - c * orr - s * oi, KWS_FE_TWIDDLE_FRAC + 1);
+    fe_fft_stage(buf, 4, p->fft_twiddles_q31);
+    fe_fft_stage(buf, 16, p->fft_twiddles_q31);
+    fe_fft_stage(buf, 64, p->fft_twiddles_q31);
 }
 
-/* fe_rfft_split (twin: frontend_fixed.fe_rfft_split). The 512-point real spectrum from the
- * 256-point complex one, in place, packed as [X0.re, X256.re, X1.re, X1.im, ...,
- * X255.re, X255.im] (X0 and X256 are real; the CMSIS arm_rfft packing). */
-static void fe_rfft_split(const kws_frontend_params_t *p, int32_t *buf)
+/* fe_rfft_split + fe_magnitude (twins: frontend_fixed.fe_rfft_split, fe_magnitude). The
+ * 512-point real spectrum X_k = E/2 - i W^k O / 2 (E = Z_k + conj(Z_{256-k}),
+ * O = Z_k - conj(Z_{256-k})), X_{256-k} = conj(E/2 + i W^k O / 2), X_0 = Z0.re + Z0.im,
+ * X_256 = Z0.re - Z0.im, X_128 = conj(Z_128); mag = magnitude_i32(X). In place: the
+ * magnitude of bin k (0..255) goes to word 2 k, bin 256 to word 1. */
+static void fe_rfft_split(const kws_frontend_params_t *p, int32_t t, int32_t *buf)
 {
-    const int32_t *ct = p->twiddle_cos_q30;
-    const int32_t *st = p->twiddle_sin_q30;
-    int32_t x0r, x0i, xnr, xni;
-    fe_split_bin(buf, buf, ct[0], st[0], &x0r, &x0i);
-    fe_split_bin(buf, buf, ct[KWS_FE_HALF], st[KWS_FE_HALF], &xnr, &xni);
-    for (int32_t k = 1; k <= KWS_FE_HALF / 2; k++) {
-        const int32_t n = KWS_FE_HALF - k;
-        int32_t zk[2], zn[2];
-        zk[0] = buf[2 * k];
-        zk[1] = buf[2 * k + 1];
-        zn[0] = buf[2 * n];
-        zn[1] = buf[2 * n + 1];
-        fe_split_bin(zk, zn, ct[k], st[k], &buf[2 * k], &buf[2 * k + 1]);
-        if (n != k) { fe_split_bin(zn, zk, ct[n], st[n], &buf[2 * n], &buf[2 * n + 1]); }
-    }
-    buf[0] = x0r;
-    buf[1] = xnr;
-}
-
-/* fe_magnitude (twin: frontend_fixed.fe_magnitude). power = X_re^2 + X_im^2 (< 2^61),
- * mag = sqrt_u64_norm(power), in place: mag[k] (k = 0..256) overwrites word k of the
- * packed spectrum (always already read). */
-static void fe_magnitude(int32_t t, int32_t *buf)
-{
+    const int32_t *tw = p->split_twiddles_q31;
+    const uint32_t *mt = p->mag_table_q31;
     uint32_t *mag = (uint32_t *)buf;
-    const int64_t x0 = buf[0];
-    const int64_t xn = buf[1];
-    const uint64_t p0 = (uint64_t)(x0 * x0);
-    const uint64_t pn = (uint64_t)(xn * xn);
-    FE_TAP("power", t, &p0, sizeof p0);
-    const uint32_t mag_n = sqrt_u64_norm(pn);
-    mag[0] = sqrt_u64_norm(p0);
-    for (int32_t k = 1; k < KWS_FE_HALF; k++) {
-        const int64_t xr = buf[2 * k];
-        const int64_t xi = buf[2 * k + 1];
-        const uint64_t pw = (uint64_t)(xr * xr) + (uint64_t)(xi * xi);
-        FE_TAP("power", t, &pw, sizeof pw);
-        mag[k] = sqrt_u64_norm(pw);
-    }
-    FE_TAP("power", t, &pn, sizeof pn);
-    mag[KWS_FE_HALF] = mag_n;
-    FE_TAP("mag", t, mag, KWS_FE_N_BINS * sizeof(uint32_t));
+    const int32_t z0r = buf[0], z0i = buf[1];
+    const int32_t x128r = buf[256], x128i = -buf[257];
+#ifdef KWS_FRONTEND_TAPS
+    static int32_t spec[KWS_FE_N_FFT];
+    spec[0] = z0r + z0i;
+    spec[1] = z0r - z0i;
+    spec[256] = x128r;
+    spec[257] = x128i;
     (void)t;
+#else
+    (void)t;
+#endif
+    for (int32_t k = 1; k < KWS_FE_HALF / 2; k++) {
+        int32_t *zk = buf + 2 * k;
+        int32_t *zn = buf + 2 * (KWS_FE_HALF - k);
+        const int32_t er = zk[0] + zn[0], ei = zk[1] - zn[1];
+        const int32_t orr = zk[0] - zn[0], oi = zk[1] + zn[1];
+        int32_t pr, pi;
+        FE_CMUL_HALF(pr, pi, orr, oi, tw[0], tw[1]);
+        tw += 2;
+        const int32_t xr = (er >> 1) + pi, xi = (ei >> 1) - pr;
+        const int32_t nr = (er >> 1) - pi, ni = (ei >> 1) + pr;   /* X_{256-k} = (nr, -ni) */
+#ifdef KWS_FRONTEND_TAPS
+        spec[2 * k] = xr;
+        spec[2 * k + 1] = xi;
+        spec[2 * (KWS_FE_HALF - k)] = nr;
+        spec[2 * (KWS_FE_HALF - k) + 1] = -ni;
+#endif
+        mag[2 * k] = magnitude_i32(xr, xi, mt);
+        mag[2 * (KWS_FE_HALF - k)] = magnitude_i32(nr, ni, mt);
+    }
+    mag[0] = magnitude_i32(z0r + z0i, 0, mt);
+    mag[1] = magnitude_i32(z0r - z0i, 0, mt);
+    mag[KWS_FE_HALF] = magnitude_i32(x128r, x128i, mt);
+#ifdef KWS_FRONTEND_TAPS
+    FE_TAP("spectrum", t, spec, sizeof spec);
+    for (int32_t k = 0; k < KWS_FE_N_BINS; k++) {
+        const uint32_t m = (k < KWS_FE_HALF) ? mag[2 * k] : mag[1];
+        FE_TAP("mag", t, &m, sizeof m);
+    }
+#endif
+}
+
+/* Magnitude of bin k from the split's layout (stride 2, bin 256 at word 1). */
+FE_ALWAYS_INLINE uint32_t fe_mag_at(const uint32_t *mag, int32_t k)
+{
+    return (k < KWS_FE_HALF) ? mag[2 * k] : mag[1];
+}
+
+/* sum over band bins start .. start + count - 1 of w[i] * mag[bin] (uint64, exact), for
+ * magnitudes with stride `stride` words and bin 256 given apart (mag256). */
+FE_ALWAYS_INLINE uint64_t fe_band_dot16(const uint16_t *w, const uint32_t *mag, int32_t stride,
+                                        uint32_t mag256, int32_t start, int32_t count)
+{
+    const int32_t n = (start + count > KWS_FE_HALF) ? KWS_FE_HALF - start : count;
+    const uint32_t *x = mag + stride * start;
+    uint64_t acc = 0u;
+    for (int32_t i = 0; i < n; i++) { acc += (uint64_t)w[i] * x[stride * i]; }
+    if (n < count) { acc += (uint64_t)w[n] * mag256; }
+    return acc;
+}
+
+FE_ALWAYS_INLINE uint64_t fe_band_dot8(const uint8_t *w, const uint32_t *mag, int32_t stride,
+                                       uint32_t mag256, int32_t start, int32_t count)
+{
+    const int32_t n = (start + count > KWS_FE_HALF) ? KWS_FE_HALF - start : count;
+    const uint32_t *x = mag + stride * start;
+    uint64_t acc = 0u;
+    for (int32_t i = 0; i < n; i++) { acc += (uint64_t)w[i] * x[stride * i]; }
+    if (n < count) { acc += (uint64_t)w[n] * mag256; }
+    return acc;
 }
 
 /* fe_log_code (twin: frontend_fixed.fe_log_code). Store log2 mel lg (Q16) of band m,
- * frame t as a signed 10-bit code relative to frame 0, d = lg - log_ref, code = d >>
- * band_shift; when d needs a larger shift, the earlier codes of the band are shifted
- * right again (floor shifts compose: the result equals shifting once by the final shift). */
+ * frame t as a signed 10-bit code relative to log_ref = lg_0 >> 8 (kept in cell row 100
+ * until frame 100), d = lg - log_ref 2^8, code = d >> band_shift; when d needs a larger
+ * shift, the earlier codes of the band are shifted right again (floor shifts compose: the
+ * result equals shifting once by the final shift). */
 static void fe_log_code(kws_frontend_state_t *st, int32_t t, int32_t m, int32_t lg)
 {
     const int32_t nm = KWS_FE_N_MELS;
     int16_t *cells = st->store.cells;
+    int16_t *ref = &cells[(KWS_FE_N_FRAMES - 1) * nm + m];
     if (t == 0) {
-        st->u.win.log_ref[m] = lg;
+        *ref = (int16_t)(lg >> KWS_FE_LOG_REF_SHIFT);
         st->band_shift[m] = 0u;
-        cells[m] = 0;
-        return;
+        FE_TAP("log_ref", -1, ref, sizeof *ref);
     }
-    const int32_t d = lg - st->u.win.log_ref[m];
+    const int32_t d = lg - (int32_t)*ref * (1 << KWS_FE_LOG_REF_SHIFT);
     const uint32_t mm = (d >= 0) ? (uint32_t)d : (uint32_t)(-(d + 1));
     int32_t kmin = (32 - clz32(mm)) - (KWS_FE_LOG_BITS - 1);
     if (kmin < 0) { kmin = 0; }
@@ -233,81 +335,120 @@ static void fe_log_code(kws_frontend_state_t *st, int32_t t, int32_t m, int32_t 
 }
 
 /* fe_mel_log (twin: frontend_fixed.fe_mel_log). mel = sum_k w_q15 * mag over the band's
- * bins (uint64 < 2^51), log_mel = log2_u64_q16(mel + log_eps[s]) + (s - 46) 2^16
+ * bins (uint64 < 2^49), log_mel = log2_u64_q16(mel + log_eps[k]) - (35 + k) 2^16
  * = Q16 log2(mel_fb @ |X| + 1e-8) in float units; then fe_log_code. */
-static void fe_mel_log(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t s)
+static void fe_mel_log(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t k)
 {
     const kws_frontend_params_t *p = st->p;
     const uint16_t *w = p->mel_weights_q15;
+    const uint64_t eps = (uint64_t)p->log_eps[k];
+    const int32_t off = (k + KWS_FE_MEL_FLOAT_SHIFT) * (1 << KWS_FE_LOG_FRAC);
     for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-        const uint32_t *x = mag + p->mel_start[m];
         const int32_t n = p->mel_count[m];
-        uint64_t acc = 0u;
-        for (int32_t i = 0; i < n; i++) { acc += (uint64_t)w[i] * x[i]; }
+        const uint64_t acc = fe_band_dot16(w, mag, 2, mag[1], p->mel_start[m], n);
         w += n;
         FE_TAP("mel", t, &acc, sizeof acc);
-        const int32_t lg = log2_u64_q16(acc + (uint64_t)p->log_eps[s], p->log2_table_q24)
-                           + (s - KWS_FE_MEL_FLOAT_SHIFT) * (1 << KWS_FE_LOG_FRAC);
+        const int32_t lg = log2_u64_q16(acc + eps, p->log2_table_q24) - off;
         FE_TAP("log_mel", t, &lg, sizeof lg);
         fe_log_code(st, t, m, lg);
     }
 }
 
-/* fe_noise_reciprocal (twin: frontend_fixed.fe_noise_reciprocal). Once per window, at
- * frame 4: noise_k = sum_{t<5} mag_t,k 2^s_t (units 2^-31), D = noise_mult * noise +
- * snr_eps, (recip, recip_exp) = reciprocal_u64(D). mag4: frame 4's |X|; frames 0..3 come
- * from the buffer in the cell store. */
-static void fe_noise_reciprocal(kws_frontend_state_t *st, const uint32_t *mag4)
+/* fe_noise_weights (twin: frontend_fixed.fe_noise_weights). Once per window, at frame 4:
+ * noise_k = sum_{t<5} mag_t,k 2^(15 - k_t), D = noise_mult * noise + snr_eps,
+ * (recip, recip_exp) = reciprocal_u64(D); per band F = min recip_exp over its bins and
+ * C = min(255, round_shift_right(w_q15 recip, min(32, recip_exp - F + 23))) into the state.
+ * mag4: frame 4's magnitudes (split layout); frames 0..3 from the buffer in the cell store.
+ * The per-bin reciprocals wait in the odd words of the scratch (free after the split). */
+static void fe_noise_weights(kws_frontend_state_t *st, uint32_t *mag4)
 {
     const kws_frontend_params_t *p = st->p;
     const uint32_t *buf = &st->store.words[KWS_FE_MAGBUF_WORD0];
+    uint32_t rec0 = 0u, rec256 = 0u;     /* bins 0 and 256: word 1 holds bin 256's |X| */
     for (int32_t k = 0; k < KWS_FE_N_BINS; k++) {
-        uint64_t noise = (uint64_t)mag4[k] << st->shift5[KWS_FE_NOISE_FRAMES - 1];
+        uint64_t noise = (uint64_t)fe_mag_at(mag4, k)
+                         << (KWS_FE_NOISE_SHIFT - (int32_t)st->shift5[KWS_FE_NOISE_FRAMES - 1]);
         for (int32_t tt = 0; tt < KWS_FE_NOISE_FRAMES - 1; tt++) {
-            noise += (uint64_t)buf[tt * KWS_FE_N_BINS + k] << st->shift5[tt];
+            noise += (uint64_t)buf[tt * KWS_FE_N_BINS + k] << (KWS_FE_NOISE_SHIFT - (int32_t)st->shift5[tt]);
         }
         const uint64_t denom = noise * (uint64_t)p->noise_mult + (uint64_t)p->snr_eps;
         int32_t e = 0;
         const uint32_t r = reciprocal_u64(denom, &e);
-        st->u.win.recip[k] = (uint16_t)r;
-        st->u.win.recip_exp[k] = (int8_t)e;
+        const uint32_t packed = r | ((uint32_t)e << 16);
+        if (k == 0) { rec0 = packed; }
+        else if (k == KWS_FE_HALF) { rec256 = packed; }
+        else { mag4[2 * k + 1] = packed; }
         FE_TAP("noise", -1, &noise, sizeof noise);
         FE_TAP("noise_denom", -1, &denom, sizeof denom);
-        FE_TAP("recip", -1, &st->u.win.recip[k], sizeof(uint16_t));
-        FE_TAP("recip_exp", -1, &st->u.win.recip_exp[k], sizeof(int8_t));
+#ifdef KWS_FRONTEND_TAPS
+        const uint16_t r16 = (uint16_t)r;
+        const int8_t e8 = (int8_t)e;
+        FE_TAP("recip", -1, &r16, sizeof r16);
+        FE_TAP("recip_exp", -1, &e8, sizeof e8);
+#endif
     }
+    const uint16_t *w = p->mel_weights_q15;
+    uint8_t *c = st->u.snr.w;
+    for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
+        const int32_t s = p->mel_start[m], n = p->mel_count[m];
+        int32_t f = 0;
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t b = s + i;
+            const uint32_t pk = (b == 0) ? rec0 : ((b == KWS_FE_HALF) ? rec256 : mag4[2 * b + 1]);
+            const int32_t e = (int32_t)(pk >> 16);
+            if (i == 0 || e < f) { f = e; }
+        }
+        st->u.snr.exp[m] = (uint8_t)f;
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t b = s + i;
+            const uint32_t pk = (b == 0) ? rec0 : ((b == KWS_FE_HALF) ? rec256 : mag4[2 * b + 1]);
+            int32_t sh = (int32_t)(pk >> 16) - f + KWS_FE_SNR_W_SHIFT;
+            if (sh > 32) { sh = 32; }
+            int64_t v = round_shift_right((int64_t)w[i] * (int64_t)(pk & 0xFFFFu), sh);
+            if (v > 255) { v = 255; }
+            c[i] = (uint8_t)v;
+        }
+        w += n;
+        c += n;
+    }
+    FE_TAP("snr_weight_exp", -1, st->u.snr.exp, sizeof st->u.snr.exp);
+    FE_TAP("snr_weights", -1, st->u.snr.w, (uint32_t)p->mel_nnz);
+}
+
+/* fe_snr_z (twin: frontend_fixed.fe_snr_z). z = min(8, S 2^-e / 10) in Q16. */
+static int32_t fe_snr_z(uint64_t s, int32_t e)
+{
+    if (s == 0u) { return 0; }
+    if (e < -6) { return KWS_FE_TANH_IN_MAX; }
+    if (e <= 56) {
+        const uint64_t lim = (uint64_t)KWS_FE_SNR_SUM_CAP << ((e > 0) ? e : 0);
+        if (s > lim) { s = lim; }
+    }
+    const int32_t pre = (e > 26) ? e - 26 : 0;
+    const int64_t z = round_shift_right((int64_t)(s >> pre) * KWS_FE_DIV10_MULT, 16 + e - pre);
+    return (z > KWS_FE_TANH_IN_MAX) ? KWS_FE_TANH_IN_MAX : (int32_t)z;
 }
 
 /* fe_snr_mel (twin: frontend_fixed.fe_snr_mel). Frame t's snr_mel code, added into its
- * cells: snr_k = shift_round_sat_u32(mag_k recip_k, recip_exp_k - s - G - 12) (Q12,
- * in place over mag); sum = sum_k w_q15 snr_k (Q27); z = min(round_shift_right(
- * min(sum, 80 2^27) round(2^32/10), 43), 8 2^16) (Q16); tanh = lut_lerp_i16 (Q15);
- * code = min(63, round_shift_right(tanh, 9)). */
-static void fe_snr_mel(kws_frontend_state_t *st, int32_t t, uint32_t *mag, int32_t s)
+ * cells: S = sum_k C_mk mag_k (uint64), e = F_m + k - G - 23, z = fe_snr_z(S, e) (Q16),
+ * tanh = lut_lerp_i16 (Q15), code = min(63, round_shift_right(tanh, 9)). mag: stride
+ * words per bin, bin 256 given apart. */
+static void fe_snr_mel(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t stride,
+                       uint32_t mag256, int32_t k)
 {
     const kws_frontend_params_t *p = st->p;
-    const int32_t base_sh = s + p->noise_shift + KWS_FE_SNR_FRAC;
-    for (int32_t k = 0; k < KWS_FE_N_BINS; k++) {
-        const uint64_t prod = (uint64_t)mag[k] * st->u.win.recip[k];
-        mag[k] = shift_round_sat_u32(prod, (int32_t)st->u.win.recip_exp[k] - base_sh);
-    }
-    FE_TAP("snr", t, mag, KWS_FE_N_BINS * sizeof(uint32_t));
-    const uint16_t *w = p->mel_weights_q15;
+    const uint8_t *c = st->u.snr.w;
     int16_t *row = &st->store.cells[t * KWS_FE_N_MELS];
+    const int32_t e0 = k - p->noise_shift - KWS_FE_SNR_W_SHIFT;
     for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-        const uint32_t *x = mag + p->mel_start[m];
         const int32_t n = p->mel_count[m];
-        uint64_t acc = 0u;
-        for (int32_t i = 0; i < n; i++) { acc += (uint64_t)w[i] * x[i]; }
-        w += n;
+        const uint64_t acc = (stride == 2) ? fe_band_dot8(c, mag, 2, mag256, p->mel_start[m], n)
+                                           : fe_band_dot8(c, mag, 1, mag256, p->mel_start[m], n);
+        c += n;
         FE_TAP("snr_sum", t, &acc, sizeof acc);
-        const int64_t clipped = (acc > (uint64_t)KWS_FE_SNR_SUM_MAX) ? KWS_FE_SNR_SUM_MAX : (int64_t)acc;
-        int64_t z = round_shift_right(clipped * KWS_FE_DIV10_MULT, KWS_FE_DIV10_SHIFT);
-        if (z > KWS_FE_TANH_IN_MAX) { z = KWS_FE_TANH_IN_MAX; }
-        const int32_t z32 = (int32_t)z;
-        FE_TAP("tanh_in", t, &z32, sizeof z32);
-        const int16_t th = (int16_t)lut_lerp_i16(p->tanh_table_q15, KWS_FE_TANH_N, z32,
-                                                 KWS_FE_TANH_LUT_FRAC);
+        const int32_t z = fe_snr_z(acc, (int32_t)st->u.snr.exp[m] + e0);
+        FE_TAP("tanh_in", t, &z, sizeof z);
+        const int16_t th = (int16_t)lut_lerp_i16(p->tanh_table_q15, KWS_FE_TANH_N, z, KWS_FE_TANH_LUT_FRAC);
         FE_TAP("tanh", t, &th, sizeof th);
         int32_t code = (int32_t)round_shift_right(th, 15 - KWS_FE_SNR_BITS);
         if (code > (1 << KWS_FE_SNR_BITS) - 1) { code = (1 << KWS_FE_SNR_BITS) - 1; }
@@ -319,41 +460,48 @@ static void fe_snr_mel(kws_frontend_state_t *st, int32_t t, uint32_t *mag, int32
     }
 }
 
-/* One frame: window, FFT, magnitude, mel + log code, and the SNR part (buffered for
- * frames 0..3 until frame 4 gives the noise). */
+/* One frame: block shift, window + FFT, split + magnitude, mel + log code, and the SNR
+ * part (buffered for frames 0..3 until frame 4 gives the noise). */
 static void fe_process_frame(kws_frontend_state_t *st, int32_t *scratch, const int16_t *hop, int32_t t)
 {
-    const int32_t s = fe_frame_window(st, hop, t, scratch);
-    fe_fft256_q30(st->p, scratch);
-    fe_rfft_split(st->p, scratch);
-    FE_TAP("spectrum", t, scratch, KWS_FE_N_FFT * sizeof(int32_t));
-    fe_magnitude(t, scratch);
+    int32_t bits = 0;
+    for (int32_t i = 0; i < 4; i++) {
+        if ((int32_t)st->hop_bits[i] > bits) { bits = (int32_t)st->hop_bits[i]; }
+    }
+    const int32_t k = KWS_FE_SAMPLE_BITS - bits;
+#ifdef KWS_FRONTEND_TAPS
+    const uint8_t k8 = (uint8_t)k;
+    FE_TAP("block_shift", t, &k8, 1);
+#endif
+    fe_window(st, hop, t, k, scratch);
+    fe_fft256(st->p, scratch);
+    FE_TAP("fft", t, scratch, KWS_FE_N_FFT * sizeof(int32_t));
+    fe_rfft_split(st->p, t, scratch);
     uint32_t *mag = (uint32_t *)scratch;
-    fe_mel_log(st, t, mag, s);
+    fe_mel_log(st, t, mag, k);
     if (t < KWS_FE_NOISE_FRAMES - 1) {
-        memcpy(&st->store.words[KWS_FE_MAGBUF_WORD0 + t * KWS_FE_N_BINS], mag,
-               KWS_FE_N_BINS * sizeof(uint32_t));
-        st->shift5[t] = (uint8_t)s;
+        uint32_t *dst = &st->store.words[KWS_FE_MAGBUF_WORD0 + t * KWS_FE_N_BINS];
+        for (int32_t b = 0; b < KWS_FE_N_BINS; b++) { dst[b] = fe_mag_at(mag, b); }
+        st->shift5[t] = (uint8_t)k;
     } else if (t == KWS_FE_NOISE_FRAMES - 1) {
-        st->shift5[t] = (uint8_t)s;
-        fe_noise_reciprocal(st, mag);
+        st->shift5[t] = (uint8_t)k;
+        fe_noise_weights(st, mag);
         for (int32_t tt = 0; tt < t; tt++) {
-            fe_snr_mel(st, tt, &st->store.words[KWS_FE_MAGBUF_WORD0 + tt * KWS_FE_N_BINS],
-                       (int32_t)st->shift5[tt]);
+            const uint32_t *mb = &st->store.words[KWS_FE_MAGBUF_WORD0 + tt * KWS_FE_N_BINS];
+            fe_snr_mel(st, tt, mb, 1, mb[KWS_FE_HALF], (int32_t)st->shift5[tt]);
         }
-        fe_snr_mel(st, t, mag, s);
+        fe_snr_mel(st, t, mag, 2, mag[1], k);
     } else {
-        fe_snr_mel(st, t, mag, s);
+        fe_snr_mel(st, t, mag, 2, mag[1], k);
     }
 }
 
 /* fe_instance_norm (twin: frontend_fixed.fe_instance_norm). Per band over the 101 stored
  * codes c: S1 = sum c, S2 = sum c^2, V = (101 S2 - S1^2) 2^(2 band_shift) + norm_eps,
- * (rsqrt, rsqrt_exp) = rsqrt_u64(V). Overwrites the window-only union (log_ref, recip). */
+ * (rsqrt, rsqrt_exp) = rsqrt_u64(V). Overwrites the window-only union (SNR weights). */
 static void fe_instance_norm(kws_frontend_state_t *st)
 {
     const int16_t *cells = st->store.cells;
-    FE_TAP("log_ref", -1, st->u.win.log_ref, sizeof st->u.win.log_ref);
     FE_TAP("band_shift", -1, st->band_shift, sizeof st->band_shift);
 #ifdef KWS_FRONTEND_TAPS
     for (int32_t i = 0; i < KWS_FE_CELLS; i++) {
@@ -407,10 +555,7 @@ int32_t kws_frontend_reset(kws_frontend_state_t *st, const kws_frontend_params_t
 {
     memset(st, 0, sizeof *st);
     st->p = p;
-    /* The FFT relies on the exact trivial twiddles W^0 = 1 and W^128 = -i. */
-    if (p->n_mels != KWS_FE_N_MELS || p->twiddle_cos_q30[0] != ((int32_t)1 << KWS_FE_TWIDDLE_FRAC)
-        || p->twiddle_sin_q30[0] != 0 || p->twiddle_cos_q30[KWS_FE_HALF / 2] != 0
-        || p->twiddle_sin_q30[KWS_FE_HALF / 2] != ((int32_t)1 << KWS_FE_TWIDDLE_FRAC)) {
+    if (p->n_mels != KWS_FE_N_MELS || p->mel_nnz < 0 || p->mel_nnz > KWS_FE_MEL_NNZ_MAX) {
         st->p = 0;
         return KWS_FE_ERR_PARAMS;
     }
@@ -423,6 +568,12 @@ int32_t kws_frontend_push_hop(kws_frontend_state_t *st, int32_t *scratch, const 
         return KWS_FE_ERR_ORDER;
     }
     const int32_t h = st->n_hops;
+    const int32_t bits = fe_hop_bits(hop);
+    st->hop_bits[h & 3] = (uint8_t)bits;
+#ifdef KWS_FRONTEND_TAPS
+    const uint8_t b8 = (uint8_t)bits;
+    FE_TAP("hop_bits", h, &b8, 1);
+#endif
     if (h >= 1) { fe_process_frame(st, scratch, hop, h - 1); }
     memmove(st->hist, st->hist + KWS_FE_HOP, (KWS_FE_HIST - KWS_FE_HOP) * sizeof(int16_t));
     memcpy(st->hist + (KWS_FE_HIST - KWS_FE_HOP), hop, KWS_FE_HOP * sizeof(int16_t));
@@ -433,7 +584,10 @@ int32_t kws_frontend_push_hop(kws_frontend_state_t *st, int32_t *scratch, const 
 int32_t kws_frontend_finish(kws_frontend_state_t *st, int32_t *scratch)
 {
     if (st->p == 0 || st->finished != 0 || st->n_hops != KWS_FE_N_HOPS) { return KWS_FE_ERR_ORDER; }
+    /* frame 99 spans hops 97..99, frame 100 hops 98..99: drop hops 96, then 97 */
+    st->hop_bits[(KWS_FE_N_HOPS - 4) & 3] = 0u;
     fe_process_frame(st, scratch, 0, KWS_FE_N_FRAMES - 2);
+    st->hop_bits[(KWS_FE_N_HOPS - 3) & 3] = 0u;
     fe_process_frame(st, scratch, 0, KWS_FE_N_FRAMES - 1);
     fe_instance_norm(st);
     st->finished = 1;
