@@ -68,7 +68,6 @@ TANH_INTERVALS = 256   #: tanh table intervals (257 entries)
 TANH_IN_FRAC = 16      #: tanh input z in Q16
 TANH_LUT_FRAC = TANH_IN_FRAC - int(math.log2(TANH_INTERVALS // TANH_X_MAX))  #: 11
 TANH_IN_MAX = TANH_X_MAX << TANH_IN_FRAC          #: 8.0 in Q16
-SNR_SUM_CAP = 10 * TANH_X_MAX                      #: S (float) >= 80 saturates z at 8
 DIV10_MULT = 429_496_730                           #: round(2^32 / 10)
 FEATURE_FRAC = 11      #: features int16 Q11 (scale 2^-11); |feature| <= sqrt(100) = 10 < 16
 LOG_EPS = 1e-8
@@ -476,20 +475,20 @@ def fe_noise_weights(mag5: np.ndarray, shift5: np.ndarray, noise_mult: int, snr_
 
 
 def fe_snr_z(ssum: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """z = min(8, S 2^-e / 10) in Q16 for S = snr_sum (uint64 < 2^51) and the exponent e of
-    the SNR sum (S_float = S 2^-e): S = 0 gives 0; e < -6 saturates (any S >= 1 is >= 80);
-    else S' = min(S, 80 2^e) (no cap for e > 56), p = max(0, e - 26),
-    z = min(8 2^16, round_shift_right((S' >> p) * round(2^32 / 10), 16 + e - p)).
+    """z = min(8, S 2^-e / 10) in Q16 for S = snr_sum (uint64 < 2^62) and the exponent e of
+    the SNR sum (S_float = S 2^-e), through a 32-bit mantissa: S = 0 gives 0; else
+    pre = max(0, bitlen(S) - 32), m = S >> pre (< 2^32), sh = 16 + e - pre; sh < 0
+    saturates (m * round(2^32 / 10) / 2^sh > 8 2^16); else
+    z = min(8 2^16, round_shift_right(m * round(2^32 / 10), min(sh, 62))).
 
     Args: ssum, e: int64 arrays (broadcast). Returns: int64 Q16 in [0, 8 2^16].
     """
     ssum, e = np.broadcast_arrays(np.asarray(ssum, np.int64), np.asarray(e, np.int64))
-    lim = np.where(e <= 56, np.left_shift(np.int64(SNR_SUM_CAP), np.clip(e, 0, 56)), np.int64(2 ** 62))
-    s1 = np.minimum(ssum, lim)
-    p = np.maximum(0, e - 26)
-    z = im.round_shift_right((s1 >> p) * DIV10_MULT, np.clip(16 + e - p, 0, 62))
-    z = np.minimum(z, TANH_IN_MAX)
-    return np.where(ssum == 0, 0, np.where(e < -6, TANH_IN_MAX, z))
+    pre = np.maximum(0, _bitlen(ssum) - 32)
+    m = ssum >> pre
+    sh = 16 + e - pre
+    z = np.minimum(im.round_shift_right(m * DIV10_MULT, np.clip(sh, 0, 62)), TANH_IN_MAX)
+    return np.where(ssum == 0, 0, np.where(sh < 0, TANH_IN_MAX, z))
 
 
 def fe_snr_mel(mag: np.ndarray, block_shift: np.ndarray, weights: np.ndarray,

@@ -276,30 +276,6 @@ FE_ALWAYS_INLINE uint32_t fe_mag_at(const uint32_t *mag, int32_t k)
     return (k < KWS_FE_HALF) ? mag[2 * k] : mag[1];
 }
 
-/* sum over band bins start .. start + count - 1 of w[i] * mag[bin] (uint64, exact), for
- * magnitudes with stride `stride` words and bin 256 given apart (mag256). */
-FE_ALWAYS_INLINE uint64_t fe_band_dot16(const uint16_t *w, const uint32_t *mag, int32_t stride,
-                                        uint32_t mag256, int32_t start, int32_t count)
-{
-    const int32_t n = (start + count > KWS_FE_HALF) ? KWS_FE_HALF - start : count;
-    const uint32_t *x = mag + stride * start;
-    uint64_t acc = 0u;
-    for (int32_t i = 0; i < n; i++) { acc += (uint64_t)w[i] * x[stride * i]; }
-    if (n < count) { acc += (uint64_t)w[n] * mag256; }
-    return acc;
-}
-
-FE_ALWAYS_INLINE uint64_t fe_band_dot8(const uint8_t *w, const uint32_t *mag, int32_t stride,
-                                       uint32_t mag256, int32_t start, int32_t count)
-{
-    const int32_t n = (start + count > KWS_FE_HALF) ? KWS_FE_HALF - start : count;
-    const uint32_t *x = mag + stride * start;
-    uint64_t acc = 0u;
-    for (int32_t i = 0; i < n; i++) { acc += (uint64_t)w[i] * x[stride * i]; }
-    if (n < count) { acc += (uint64_t)w[n] * mag256; }
-    return acc;
-}
-
 /* fe_log_code (twin: frontend_fixed.fe_log_code). Store log2 mel lg (Q16) of band m,
  * frame t as a signed 10-bit code relative to log_ref = lg_0 >> 8 (kept in cell row 100
  * until frame 100), d = lg - log_ref 2^8, code = d >> band_shift; when d needs a larger
@@ -332,26 +308,6 @@ static void fe_log_code(kws_frontend_state_t *st, int32_t t, int32_t m, int32_t 
         st->band_shift[m] = (uint8_t)kb;
     }
     cells[t * nm + m] = (int16_t)((d >> kb) * (1 << KWS_FE_SNR_BITS));
-}
-
-/* fe_mel_log (twin: frontend_fixed.fe_mel_log). mel = sum_k w_q15 * mag over the band's
- * bins (uint64 < 2^49), log_mel = log2_u64_q16(mel + log_eps[k]) - (35 + k) 2^16
- * = Q16 log2(mel_fb @ |X| + 1e-8) in float units; then fe_log_code. */
-static void fe_mel_log(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t k)
-{
-    const kws_frontend_params_t *p = st->p;
-    const uint16_t *w = p->mel_weights_q15;
-    const uint64_t eps = (uint64_t)p->log_eps[k];
-    const int32_t off = (k + KWS_FE_MEL_FLOAT_SHIFT) * (1 << KWS_FE_LOG_FRAC);
-    for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-        const int32_t n = p->mel_count[m];
-        const uint64_t acc = fe_band_dot16(w, mag, 2, mag[1], p->mel_start[m], n);
-        w += n;
-        FE_TAP("mel", t, &acc, sizeof acc);
-        const int32_t lg = log2_u64_q16(acc + eps, p->log2_table_q24) - off;
-        FE_TAP("log_mel", t, &lg, sizeof lg);
-        fe_log_code(st, t, m, lg);
-    }
 }
 
 /* fe_noise_weights (twin: frontend_fixed.fe_noise_weights). Once per window, at frame 4:
@@ -415,48 +371,107 @@ static void fe_noise_weights(kws_frontend_state_t *st, uint32_t *mag4)
     FE_TAP("snr_weights", -1, st->u.snr.w, (uint32_t)p->mel_nnz);
 }
 
-/* fe_snr_z (twin: frontend_fixed.fe_snr_z). z = min(8, S 2^-e / 10) in Q16. */
+/* fe_snr_z (twin: frontend_fixed.fe_snr_z). z = min(8, S 2^-e / 10) in Q16 through a
+ * 32-bit mantissa m = S >> pre: one UMULL by round(2^32 / 10), one rounding shift. */
 static int32_t fe_snr_z(uint64_t s, int32_t e)
 {
     if (s == 0u) { return 0; }
-    if (e < -6) { return KWS_FE_TANH_IN_MAX; }
-    if (e <= 56) {
-        const uint64_t lim = (uint64_t)KWS_FE_SNR_SUM_CAP << ((e > 0) ? e : 0);
-        if (s > lim) { s = lim; }
-    }
-    const int32_t pre = (e > 26) ? e - 26 : 0;
-    const int64_t z = round_shift_right((int64_t)(s >> pre) * KWS_FE_DIV10_MULT, 16 + e - pre);
-    return (z > KWS_FE_TANH_IN_MAX) ? KWS_FE_TANH_IN_MAX : (int32_t)z;
+    const uint32_t hi = (uint32_t)(s >> 32);
+    const int32_t pre = (hi != 0u) ? 32 - clz32(hi) : 0;
+    const uint32_t m = (uint32_t)(s >> pre);
+    const int32_t sh = 16 + e - pre;
+    if (sh < 0) { return KWS_FE_TANH_IN_MAX; }
+    if (sh >= 62) { return 0; }
+    const uint64_t prod = (uint64_t)m * (uint64_t)KWS_FE_DIV10_MULT;
+    const uint64_t z = (prod + (((uint64_t)1 << sh) >> 1)) >> sh;
+    return (z > (uint64_t)KWS_FE_TANH_IN_MAX) ? KWS_FE_TANH_IN_MAX : (int32_t)z;
 }
 
-/* fe_snr_mel (twin: frontend_fixed.fe_snr_mel). Frame t's snr_mel code, added into its
- * cells: S = sum_k C_mk mag_k (uint64), e = F_m + k - G - 23, z = fe_snr_z(S, e) (Q16),
- * tanh = lut_lerp_i16 (Q15), code = min(63, round_shift_right(tanh, 9)). mag: stride
- * words per bin, bin 256 given apart. */
-static void fe_snr_mel(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t stride,
-                       uint32_t mag256, int32_t k)
+/* The snr_mel code of band m in frame t from its SNR sum S: z = fe_snr_z(S, e) (Q16),
+ * tanh = lut_lerp_i16 (Q15), code = min(63, round_shift_right(tanh, 9)), added into the
+ * cell (fe_snr_mel's per-band tail). */
+FE_ALWAYS_INLINE void fe_snr_code(kws_frontend_state_t *st, int32_t t, int32_t m, uint64_t acc, int32_t e)
+{
+    FE_TAP("snr_sum", t, &acc, sizeof acc);
+    const int32_t z = fe_snr_z(acc, e);
+    FE_TAP("tanh_in", t, &z, sizeof z);
+    const int16_t th = (int16_t)lut_lerp_i16(st->p->tanh_table_q15, KWS_FE_TANH_N, z, KWS_FE_TANH_LUT_FRAC);
+    FE_TAP("tanh", t, &th, sizeof th);
+    int32_t code = (int32_t)round_shift_right(th, 15 - KWS_FE_SNR_BITS);
+    if (code > (1 << KWS_FE_SNR_BITS) - 1) { code = (1 << KWS_FE_SNR_BITS) - 1; }
+#ifdef KWS_FRONTEND_TAPS
+    const uint8_t code8 = (uint8_t)code;
+    FE_TAP("snr_code", t, &code8, 1);
+#endif
+    int16_t *cell = &st->store.cells[t * KWS_FE_N_MELS + m];
+    *cell = (int16_t)(*cell + code);
+}
+
+/* The log-mel code of band m in frame t from its mel sum (fe_mel_log's per-band tail):
+ * log_mel = log2_u64_q16(mel + log_eps[k]) - (35 + k) 2^16, then fe_log_code. */
+FE_ALWAYS_INLINE void fe_log_of(kws_frontend_state_t *st, int32_t t, int32_t m, uint64_t acc,
+                                uint64_t eps, int32_t off)
+{
+    FE_TAP("mel", t, &acc, sizeof acc);
+    const int32_t lg = log2_u64_q16(acc + eps, st->p->log2_table_q24) - off;
+    FE_TAP("log_mel", t, &lg, sizeof lg);
+    fe_log_code(st, t, m, lg);
+}
+
+/* fe_mel_log + fe_snr_mel (twins: frontend_fixed.fe_mel_log, fe_snr_mel) of frame t,
+ * fused: one pass over the magnitudes (split layout: bin b at word 2 b, bin 256 at word 1)
+ * accumulates per band mel = sum_k w_q15 mag (uint64 < 2^49; log_mel = Q16 log2 of
+ * mel_fb @ |X| + 1e-8 in float units) and, when snr != 0, S = sum_k C_mk mag (the SNR sum,
+ * exponent e = F_m + k - G - 23). */
+FE_ALWAYS_INLINE void fe_bands(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t k,
+                               const int32_t snr)
+{
+    const kws_frontend_params_t *p = st->p;
+    const uint16_t *w = p->mel_weights_q15;
+    const uint8_t *c = st->u.snr.w;
+    const uint64_t eps = (uint64_t)p->log_eps[k];
+    const int32_t off = (k + KWS_FE_MEL_FLOAT_SHIFT) * (1 << KWS_FE_LOG_FRAC);
+    const int32_t e0 = k - p->noise_shift - KWS_FE_SNR_W_SHIFT;
+    for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
+        const int32_t start = p->mel_start[m], count = p->mel_count[m];
+        const int32_t n = (start + count > KWS_FE_HALF) ? KWS_FE_HALF - start : count;
+        const uint32_t *x = mag + 2 * start;
+        uint64_t am = 0u, as = 0u;
+        int32_t i = 0;
+        for (; i + 1 < n; i += 2) {
+            const uint32_t x0 = x[2 * i], x1 = x[2 * i + 2];
+            am += (uint64_t)w[i] * x0;
+            am += (uint64_t)w[i + 1] * x1;
+            if (snr != 0) {
+                as += (uint64_t)c[i] * x0;
+                as += (uint64_t)c[i + 1] * x1;
+            }
+        }
+        for (; i < count; i++) {          /* odd count, and bin 256 (word 1) */
+            const uint32_t xv = (start + i < KWS_FE_HALF) ? x[2 * i] : mag[1];
+            am += (uint64_t)w[i] * xv;
+            if (snr != 0) { as += (uint64_t)c[i] * xv; }
+        }
+        w += count;
+        c += count;
+        fe_log_of(st, t, m, am, eps, off);
+        if (snr != 0) { fe_snr_code(st, t, m, as, (int32_t)st->u.snr.exp[m] + e0); }
+    }
+}
+
+/* fe_snr_mel for frames 0..3 at frame 4, from the magnitudes buffered in natural order. */
+static void fe_snr_mel(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t k)
 {
     const kws_frontend_params_t *p = st->p;
     const uint8_t *c = st->u.snr.w;
-    int16_t *row = &st->store.cells[t * KWS_FE_N_MELS];
     const int32_t e0 = k - p->noise_shift - KWS_FE_SNR_W_SHIFT;
     for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-        const int32_t n = p->mel_count[m];
-        const uint64_t acc = (stride == 2) ? fe_band_dot8(c, mag, 2, mag256, p->mel_start[m], n)
-                                           : fe_band_dot8(c, mag, 1, mag256, p->mel_start[m], n);
-        c += n;
-        FE_TAP("snr_sum", t, &acc, sizeof acc);
-        const int32_t z = fe_snr_z(acc, (int32_t)st->u.snr.exp[m] + e0);
-        FE_TAP("tanh_in", t, &z, sizeof z);
-        const int16_t th = (int16_t)lut_lerp_i16(p->tanh_table_q15, KWS_FE_TANH_N, z, KWS_FE_TANH_LUT_FRAC);
-        FE_TAP("tanh", t, &th, sizeof th);
-        int32_t code = (int32_t)round_shift_right(th, 15 - KWS_FE_SNR_BITS);
-        if (code > (1 << KWS_FE_SNR_BITS) - 1) { code = (1 << KWS_FE_SNR_BITS) - 1; }
-#ifdef KWS_FRONTEND_TAPS
-        const uint8_t code8 = (uint8_t)code;
-        FE_TAP("snr_code", t, &code8, 1);
-#endif
-        row[m] = (int16_t)(row[m] + code);
+        const int32_t count = p->mel_count[m];
+        const uint32_t *x = mag + p->mel_start[m];
+        uint64_t as = 0u;
+        for (int32_t i = 0; i < count; i++) { as += (uint64_t)c[i] * x[i]; }
+        c += count;
+        fe_snr_code(st, t, m, as, (int32_t)st->u.snr.exp[m] + e0);
     }
 }
 
@@ -478,21 +493,21 @@ static void fe_process_frame(kws_frontend_state_t *st, int32_t *scratch, const i
     FE_TAP("fft", t, scratch, KWS_FE_N_FFT * sizeof(int32_t));
     fe_rfft_split(st->p, t, scratch);
     uint32_t *mag = (uint32_t *)scratch;
-    fe_mel_log(st, t, mag, k);
     if (t < KWS_FE_NOISE_FRAMES - 1) {
+        fe_bands(st, t, mag, k, 0);
         uint32_t *dst = &st->store.words[KWS_FE_MAGBUF_WORD0 + t * KWS_FE_N_BINS];
         for (int32_t b = 0; b < KWS_FE_N_BINS; b++) { dst[b] = fe_mag_at(mag, b); }
         st->shift5[t] = (uint8_t)k;
-    } else if (t == KWS_FE_NOISE_FRAMES - 1) {
-        st->shift5[t] = (uint8_t)k;
-        fe_noise_weights(st, mag);
-        for (int32_t tt = 0; tt < t; tt++) {
-            const uint32_t *mb = &st->store.words[KWS_FE_MAGBUF_WORD0 + tt * KWS_FE_N_BINS];
-            fe_snr_mel(st, tt, mb, 1, mb[KWS_FE_HALF], (int32_t)st->shift5[tt]);
-        }
-        fe_snr_mel(st, t, mag, 2, mag[1], k);
     } else {
-        fe_snr_mel(st, t, mag, 2, mag[1], k);
+        if (t == KWS_FE_NOISE_FRAMES - 1) {
+            st->shift5[t] = (uint8_t)k;
+            fe_noise_weights(st, mag);
+            for (int32_t tt = 0; tt < t; tt++) {
+                fe_snr_mel(st, tt, &st->store.words[KWS_FE_MAGBUF_WORD0 + tt * KWS_FE_N_BINS],
+                           (int32_t)st->shift5[tt]);
+            }
+        }
+        fe_bands(st, t, mag, k, 1);
     }
 }
 

@@ -161,12 +161,22 @@ static inline uint32_t sqrt_u64_norm(uint64_t p)
 static inline int32_t log2_u64_q16(uint64_t x, const int32_t *table)
 {
     if (x == 0u) { x = 1u; }
-    const int32_t b = 63 - clz64(x);
-    const uint32_t m = (uint32_t)((b >= 30) ? (x >> (b - 30)) : (x << (30 - b)));
+    const uint32_t hi = (uint32_t)(x >> 32), lo = (uint32_t)(x & 0xFFFFFFFFu);
+    int32_t b;
+    uint32_t m;
+    if (hi != 0u) {               /* b = 63 - clz(hi); m = x >> (b - 30), b - 30 in 2..33 */
+        b = 63 - clz32(hi);
+        const int32_t s = b - 30;
+        m = (s >= 32) ? (hi >> (s - 32)) : ((hi << (32 - s)) | (lo >> s));
+    } else {
+        b = 31 - clz32(lo);
+        m = (b >= 30) ? (lo >> (b - 30)) : (lo << (30 - b));
+    }
     const int32_t i = (int32_t)((m >> 23) & 127u);
-    const int64_t f = (int64_t)(m & 0x7FFFFFu);
-    const int64_t y = (int64_t)table[i] + ((((int64_t)table[i + 1] - (int64_t)table[i]) * f) >> 23);
-    return (int32_t)round_shift_right((int64_t)b * 16777216 + y, 8);
+    const int32_t f = (int32_t)(m & 0x7FFFFFu);
+    /* (T[i+1] - T[i]) * f < 2^18 * 2^23: one SMULL; the sum fits int32 (b <= 62) */
+    const int32_t y = table[i] + (int32_t)(((int64_t)(table[i + 1] - table[i]) * f) >> 23);
+    return (b * 16777216 + y + 128) >> 8;
 }
 
 /* reciprocal_u64: 1/d ~= r * 2^-e with r = floor((2^47 - 1) / dn) in [2^15, 2^16), dn = d
