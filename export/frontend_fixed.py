@@ -63,11 +63,10 @@ SNR_W_BITS = 8         #: per-window SNR weights: uint8 mantissas, per-band expo
 SNR_W_SHIFT = 31 - SNR_W_BITS   #: C = round_shift_right(w_q15 * recip, recip_exp - F + 23)
 LOG_BITS = 10          #: log-mel code width in a cell (signed)
 SNR_BITS = 6           #: snr_mel code width in a cell (unsigned)
-TANH_X_MAX = 8         #: tanh table covers z in [0, 8); tanh(8) = 1 - 2.3e-7
-TANH_INTERVALS = 256   #: tanh table intervals (257 entries)
+TANH_X_MAX = 8         #: z = S / 10 is clamped to 8 (tanh(8) = 1 - 2.3e-7)
 TANH_IN_FRAC = 16      #: tanh input z in Q16
-TANH_LUT_FRAC = TANH_IN_FRAC - int(math.log2(TANH_INTERVALS // TANH_X_MAX))  #: 11
 TANH_IN_MAX = TANH_X_MAX << TANH_IN_FRAC          #: 8.0 in Q16
+SNR_CODE_STEP = 10     #: snr code table: one entry per 2^10 of z (Q16)
 DIV10_MULT = 429_496_730                           #: round(2^32 / 10)
 FEATURE_FRAC = 11      #: features int16 Q11 (scale 2^-11); |feature| <= sqrt(100) = 10 < 16
 LOG_EPS = 1e-8
@@ -95,7 +94,6 @@ INTERMEDIATES: dict[str, tuple[str, tuple]] = {
     "snr_weights": ("uint8", ("nnz",)),
     "snr_sum": ("int64", (N_FRAMES, None)),
     "tanh_in": ("int32", (N_FRAMES, None)),
-    "tanh": ("int16", (N_FRAMES, None)),
     "snr_code": ("uint8", (N_FRAMES, None)),
     "log_ref": ("int16", (None,)),
     "band_shift": ("uint8", (None,)),
@@ -132,6 +130,39 @@ def _rev3(q: int) -> int:
     return ((q & 3) << 4) | (q & 12) | (q >> 4)
 
 
+def snr_code_table() -> np.ndarray:
+    """The snr_mel code as a function of z = S / 10 (Q16), exactly rounded:
+    code(z) = min(63, round_half_up(64 tanh(z / 2^16))) = #{c in 1..63 : z >= Z_c} with
+    Z_c = ceil(atanh((c - 1/2) / 64) 2^16). Thresholds are >= 2^10 apart, so each 2^10-wide
+    interval i of z holds at most one: entry i = base_i | ((off_i - 1) << 6) with base_i =
+    #{c : Z_c <= 2^10 i} and off_i = Z_c - 2^10 i in 1..1023 for the threshold inside the
+    interval (1024: none); code = base_i + ((z & 1023) > off_i - 1), and 63 for z >= 142 2^10.
+
+    Returns: (142,) uint16.
+    """
+    zc = [math.ceil(math.atanh((c - 0.5) / 64) * 2 ** TANH_IN_FRAC) for c in range(1, 64)]
+    step = 1 << SNR_CODE_STEP
+    n = zc[-1] // step + 1
+    out = []
+    for i in range(n):
+        base = sum(z <= step * i for z in zc)
+        inside = [z - step * i for z in zc if step * i < z < step * (i + 1)]
+        assert len(inside) <= 1
+        off = inside[0] if inside else step
+        out.append(base | ((off - 1) << 6))
+    return np.array(out, dtype=np.uint16)
+
+
+def fe_snr_code(z: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """snr_mel code 0..63 of z (Q16) by :func:`snr_code_table` (C: one table read, one
+    compare). Args: z int64 in [0, 8 2^16]. Returns: int64."""
+    t = np.asarray(table, dtype=np.int64)
+    i = z >> SNR_CODE_STEP
+    e = t[np.minimum(i, len(t) - 1)]
+    code = (e & 63) + ((z & ((1 << SNR_CODE_STEP) - 1)) > (e >> 6))
+    return np.where(i >= len(t), 63, code)
+
+
 def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
     """Integer constants of the fixed-point front end, from the checkpoint's float values.
 
@@ -152,8 +183,9 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         2 pi k / 512, Q31), ``digit_rev3`` (64,) uint8 (base-4 digit reversal),
         ``mag_table_q31`` (64,) uint32 (:func:`intmath.magnitude_table`),
         ``mel_start``/``mel_count`` (n_mels,) int16, ``mel_weights_q15`` (nnz,) uint16,
-        ``log2_table_q24`` (129,) int32, ``tanh_table_q15`` (257,) int16, ``log_eps``
-        (16,) int32 (1e-8 in mel units per block shift).
+        ``log2_table_q24`` (129,) int32, ``snr_code_table`` (142,) uint16
+        (:func:`snr_code_table`), ``log_eps`` (16,) int32 (1e-8 in mel units per block
+        shift).
     Raises:
         FrontendError: wrong mel_fb shape, non-finite or negative or >= 2 weights,
             non-finite noise_scale or |noise_scale| >= 2^24.
@@ -195,6 +227,8 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         weights.append(im.round_half_away(row[a:b] * 2 ** MEL_W_FRAC))
     w_q = np.concatenate(weights) if weights else np.zeros(0, np.int64)
 
+    code_table = snr_code_table()
+
     log_eps = np.array([_rha(LOG_EPS * 2.0 ** (MEL_FLOAT_SHIFT + s))
                         for s in range(MAX_BLOCK_SHIFT + 1)], dtype=np.int32)
 
@@ -218,7 +252,7 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         "mag_float_shift": MAG_FLOAT_SHIFT, "mel_float_shift": MEL_FLOAT_SHIFT,
         "log_frac": LOG_FRAC, "log_bits": LOG_BITS, "snr_bits": SNR_BITS,
         "snr_weight_bits": SNR_W_BITS, "tanh_in_frac": TANH_IN_FRAC,
-        "tanh_lut_frac": TANH_LUT_FRAC, "feature_frac": FEATURE_FRAC,
+        "snr_code_step": SNR_CODE_STEP, "feature_frac": FEATURE_FRAC,
         "noise_scale_abs": ns, "noise_mult": noise_mult, "noise_shift": g,
         "snr_eps": snr_eps, "norm_eps": norm_eps,
         "outputs": {
@@ -236,7 +270,7 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         "mel_count": np.array(counts, dtype=np.int16),
         "mel_weights_q15": w_q.astype(np.uint16),
         "log2_table_q24": im.log2_table(),
-        "tanh_table_q15": im.tanh_table(TANH_INTERVALS, TANH_X_MAX),
+        "snr_code_table": code_table,
         "log_eps": log_eps,
     }
     return {"meta": meta, "arrays": arrays}
@@ -476,38 +510,37 @@ def fe_noise_weights(mag5: np.ndarray, shift5: np.ndarray, noise_mult: int, snr_
 
 def fe_snr_z(ssum: np.ndarray, e: np.ndarray) -> np.ndarray:
     """z = min(8, S 2^-e / 10) in Q16 for S = snr_sum (uint64 < 2^62) and the exponent e of
-    the SNR sum (S_float = S 2^-e), through a 32-bit mantissa: S = 0 gives 0; else
-    pre = max(0, bitlen(S) - 32), m = S >> pre (< 2^32), sh = 16 + e - pre; sh < 0
-    saturates (m * round(2^32 / 10) / 2^sh > 8 2^16); else
-    z = min(8 2^16, round_shift_right(m * round(2^32 / 10), min(sh, 62))).
+    the SNR sum (S_float = S 2^-e), through a normalised 32-bit mantissa: S = 0 gives 0;
+    else b = bitlen(S), m = S 2^(32 - b) (truncated when b > 32; m in [2^31, 2^32)),
+    sh = 16 + e + 32 - b; sh <= 40 saturates (m * round(2^32 / 10) / 2^sh > 8 2^16);
+    else z = min(8 2^16, round_shift_right(m * round(2^32 / 10), min(sh, 62))).
 
     Args: ssum, e: int64 arrays (broadcast). Returns: int64 Q16 in [0, 8 2^16].
     """
     ssum, e = np.broadcast_arrays(np.asarray(ssum, np.int64), np.asarray(e, np.int64))
-    pre = np.maximum(0, _bitlen(ssum) - 32)
-    m = ssum >> pre
-    sh = 16 + e - pre
+    b = _bitlen(ssum)
+    d = 32 - b
+    m = np.where(d >= 0, np.left_shift(ssum, np.maximum(d, 0)), ssum >> np.maximum(-d, 0))
+    sh = 16 + e + d
     z = np.minimum(im.round_shift_right(m * DIV10_MULT, np.clip(sh, 0, 62)), TANH_IN_MAX)
-    return np.where(ssum == 0, 0, np.where(sh < 0, TANH_IN_MAX, z))
+    return np.where(ssum == 0, 0, np.where(sh <= 40, TANH_IN_MAX, z))
 
 
 def fe_snr_mel(mag: np.ndarray, block_shift: np.ndarray, weights: np.ndarray,
                weight_exp: np.ndarray, noise_shift: int, mel: MelSparse,
-               tanh_table: np.ndarray):
+               code_table: np.ndarray):
     """snr_mel of frames: snr_sum = sum_k C_mk mag_k (uint64); its exponent
     e = F_m + k_t - G - 23 (S_float = snr_sum 2^-e = mel_fb @ (|X| / (|ns| noise + 1e-8)));
-    tanh_in = :func:`fe_snr_z` (z = S / 10 in Q16, <= 8); tanh = lut_lerp_i16(tanh table,
-    257, z, 11) (Q15); snr_code = min(63, round_shift_right(tanh, 9)) (scale 2^-6).
+    tanh_in = :func:`fe_snr_z` (z = S / 10 in Q16, <= 8); snr_code = :func:`fe_snr_code`
+    (min(63, round(64 tanh(z))), scale 2^-6).
 
-    Args: mag (B, T, 257); block_shift (B, T); weights (B, nnz); weight_exp (B, M); tables.
-    Returns: snr_sum, tanh_in, tanh, snr_code (B, T, M), all int64.
+    Args: mag (B, T, 257); block_shift (B, T); weights (B, nnz); weight_exp (B, M); table.
+    Returns: snr_sum, tanh_in, snr_code (B, T, M), all int64.
     """
     ssum = mel.apply(mag, weights[:, None, :])
     e = weight_exp[:, None, :] + block_shift[..., None] - (noise_shift + SNR_W_SHIFT)
     z = fe_snr_z(ssum, e)
-    t = im.lut_lerp_i16(tanh_table, len(tanh_table), z, TANH_LUT_FRAC)
-    code = np.minimum(im.round_shift_right(t, 15 - SNR_BITS), (1 << SNR_BITS) - 1)
-    return ssum, z, t, code
+    return ssum, z, fe_snr_code(z, code_table)
 
 
 def fe_log_code(log_mel: np.ndarray):
@@ -592,8 +625,8 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     mel, log_mel = fe_mel_log(mag, s, sparse, arr["log2_table_q24"], arr["log_eps"])
     noise, denom, recip, rexp, wexp, wts = fe_noise_weights(
         mag[:, :NOISE_FRAMES], s[:, :NOISE_FRAMES], meta["noise_mult"], meta["snr_eps"], sparse)
-    ssum, z, th, scode = fe_snr_mel(mag, s, wts, wexp, meta["noise_shift"], sparse,
-                                    arr["tanh_table_q15"])
+    ssum, z, scode = fe_snr_mel(mag, s, wts, wexp, meta["noise_shift"], sparse,
+                                arr["snr_code_table"])
     ref, kb, code = fe_log_code(log_mel)
     cells = code * (1 << SNR_BITS) + scode
     s1, s2, var, rs, rse = fe_instance_norm(cells, kb, meta["norm_eps"])
@@ -607,7 +640,7 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
             "spectrum": pack_spectrum(xr, xi).reshape(b, N_FRAMES, N_FFT),
             "mag": mag, "mel": mel, "log_mel": log_mel, "noise": noise, "noise_denom": denom,
             "recip": recip, "recip_exp": rexp, "snr_weight_exp": wexp, "snr_weights": wts,
-            "snr_sum": ssum, "tanh_in": z, "tanh": th, "snr_code": scode, "log_ref": ref,
+            "snr_sum": ssum, "tanh_in": z, "snr_code": scode, "log_ref": ref,
             "band_shift": kb, "log_code": code, "cells": cells, "norm_sum": s1,
             "norm_sumsq": s2, "norm_var": var, "norm_rsqrt": rs, "norm_rsqrt_exp": rse,
         }

@@ -28,6 +28,16 @@
 
 #define FE_ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* The hot loops have a Thumb-2 assembly version for cores with the DSP extension (Cortex-M4,
+ * M7, M33, M55; optimised builds), which computes exactly what the portable C next to it
+ * computes (tests/test_frontend_fixed_c.py runs both against the twin: the C on the host,
+ * the assembly on the emulated boards). Define KWS_FE_NO_ASM to use the C everywhere. */
+#if KWS_HAVE_DSP && defined(__thumb2__) && defined(__OPTIMIZE__) && !defined(KWS_FE_NO_ASM)
+#define KWS_FE_ASM 1
+#else
+#define KWS_FE_ASM 0
+#endif
+
 /* Two consecutive int16 samples as one word (low half = p[0]); any alignment. */
 FE_ALWAYS_INLINE uint32_t fe_pair(const int16_t *p)
 {
@@ -194,6 +204,60 @@ FE_ALWAYS_INLINE void fe_bfly4_j0(int32_t *p0, int32_t q)
     p3[1] = y1i + y3r;
 }
 
+#if KWS_FE_ASM
+/* fe_bfly4 for j = 1 .. n of one group, in assembly: base = p0 of j = 1 plus 12 q bytes
+ * (p0, p1, p2, p3 at -12 q, -4 q, +4 q, +12 q bytes: LDRD/STRD immediates), tw = the twiddle
+ * row of j = 1 (rows STRIDE bytes apart). 42 instructions per butterfly. */
+#define FE_BFLY4_LOOP(base, tw, n, M12, M4, P4, P12, STRIDE) \
+    __asm__ volatile( \
+        "1:\n\t" \
+        "ldrd   r0, r1, [%[tw]], #" #STRIDE "\n\t"   /* c1, s1 */ \
+        "ldrd   r2, r3, [%[b], #" #M4 "]\n\t"         /* x1 */ \
+        "smmulr r4, r2, r0\n\t" \
+        "smmulr r5, r3, r0\n\t" \
+        "smmlar r4, r3, r1, r4\n\t"                   /* t1r */ \
+        "smmlsr r5, r2, r1, r5\n\t"                   /* t1i */ \
+        "ldrd   r0, r1, [%[tw], #16 - " #STRIDE "]\n\t" /* c3, s3 */ \
+        "ldrd   r2, r3, [%[b], #" #P12 "]\n\t"        /* x3 */ \
+        "smmulr r6, r2, r0\n\t" \
+        "smmulr r8, r3, r0\n\t" \
+        "smmlar r6, r3, r1, r6\n\t"                   /* t3r */ \
+        "smmlsr r8, r2, r1, r8\n\t"                   /* t3i */ \
+        "add    r11, r4, r6\n\t"                       /* y2r */ \
+        "sub    r4, r4, r6\n\t"                       /* y3r */ \
+        "add    r12, r5, r8\n\t"                      /* y2i */ \
+        "sub    r5, r5, r8\n\t"                       /* y3i */ \
+        "ldrd   r0, r1, [%[tw], #8 - " #STRIDE "]\n\t"  /* c2, s2 */ \
+        "ldrd   r2, r3, [%[b], #" #P4 "]\n\t"         /* x2 */ \
+        "smmulr r6, r2, r0\n\t" \
+        "smmulr r8, r3, r0\n\t" \
+        "smmlar r6, r3, r1, r6\n\t"                   /* t2r */ \
+        "smmlsr r8, r2, r1, r8\n\t"                   /* t2i */ \
+        "ldrd   r0, r1, [%[b], #" #M12 "]\n\t"        /* x0 */ \
+        "add    r2, r6, r0, asr #1\n\t"               /* y0r */ \
+        "rsb    r6, r6, r0, asr #1\n\t"               /* y1r */ \
+        "add    r3, r8, r1, asr #1\n\t"               /* y0i */ \
+        "rsb    r8, r8, r1, asr #1\n\t"               /* y1i */ \
+        "add    r0, r2, r11\n\t"                       /* out0 = y0 + y2 */ \
+        "add    r1, r3, r12\n\t" \
+        "strd   r0, r1, [%[b], #" #M12 "]\n\t" \
+        "sub    r0, r2, r11\n\t"                       /* out2 = y0 - y2 */ \
+        "sub    r1, r3, r12\n\t" \
+        "strd   r0, r1, [%[b], #" #P4 "]\n\t" \
+        "add    r0, r6, r5\n\t"                       /* out1 = y1 - i y3 */ \
+        "sub    r1, r8, r4\n\t" \
+        "strd   r0, r1, [%[b], #" #M4 "]\n\t" \
+        "sub    r0, r6, r5\n\t"                       /* out3 = y1 + i y3 */ \
+        "add    r1, r8, r4\n\t" \
+        "strd   r0, r1, [%[b], #" #P12 "]\n\t" \
+        "adds   %[b], %[b], #8\n\t" \
+        "subs   %[n], %[n], #1\n\t" \
+        "bne    1b\n\t" \
+        : [b] "+r"(base), [tw] "+r"(tw), [n] "+r"(n) \
+        : \
+        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r11", "r12", "cc", "memory")
+#endif
+
 /* One stage of span 4 q: q twiddle rows of the stage-4 table, stride 64 / q rows. */
 FE_ALWAYS_INLINE void fe_fft_stage(int32_t *buf, const int32_t q, const int32_t *tw4)
 {
@@ -201,16 +265,24 @@ FE_ALWAYS_INLINE void fe_fft_stage(int32_t *buf, const int32_t q, const int32_t 
         int32_t *p = buf + 2 * g;
         fe_bfly4_j0(p, q);
         const int32_t *tw = tw4 + 6 * (64 / q - 1);
+#if KWS_FE_ASM
+        int32_t *base = p + 2 + 3 * q;        /* p0 of j = 1 plus 12 q bytes */
+        int32_t n = q - 1;
+        if (q == 4) { FE_BFLY4_LOOP(base, tw, n, -48, -16, 16, 48, 384); }
+        else if (q == 16) { FE_BFLY4_LOOP(base, tw, n, -192, -64, 64, 192, 96); }
+        else { FE_BFLY4_LOOP(base, tw, n, -768, -256, 256, 768, 24); }
+#else
         for (int32_t j = 1; j < q; j++) {
             fe_bfly4(p + 2 * j, q, tw);
             tw += 6 * (64 / q);
         }
+#endif
     }
 }
 
 /* fe_fft256 (twin: frontend_fixed.fe_fft256), stages 2..4 (stage 1 is in fe_window): the
  * 256-point complex FFT DFT256(z) / 8 in natural order, in place. */
-static void fe_fft256(const kws_frontend_params_t *p, int32_t *buf)
+__attribute__((noinline)) static void fe_fft256(const kws_frontend_params_t *p, int32_t *buf)
 {
     fe_fft_stage(buf, 4, p->fft_twiddles_q31);
     fe_fft_stage(buf, 16, p->fft_twiddles_q31);
@@ -371,34 +443,46 @@ static void fe_noise_weights(kws_frontend_state_t *st, uint32_t *mag4)
     FE_TAP("snr_weights", -1, st->u.snr.w, (uint32_t)p->mel_nnz);
 }
 
-/* fe_snr_z (twin: frontend_fixed.fe_snr_z). z = min(8, S 2^-e / 10) in Q16 through a
- * 32-bit mantissa m = S >> pre: one UMULL by round(2^32 / 10), one rounding shift. */
+/* fe_snr_z (twin: frontend_fixed.fe_snr_z). z = min(8, S 2^-e / 10) in Q16 through the
+ * normalised mantissa m = S 2^(32 - bitlen(S)) in [2^31, 2^32): one UMULL by
+ * round(2^32 / 10) (< 2^61), and since a non-saturated z needs sh > 40, the rounding
+ * shift only touches the high word: z = (hi + 2^(sh - 33)) >> (sh - 32). */
 static int32_t fe_snr_z(uint64_t s, int32_t e)
 {
     if (s == 0u) { return 0; }
-    const uint32_t hi = (uint32_t)(s >> 32);
-    const int32_t pre = (hi != 0u) ? 32 - clz32(hi) : 0;
-    const uint32_t m = (uint32_t)(s >> pre);
-    const int32_t sh = 16 + e - pre;
-    if (sh < 0) { return KWS_FE_TANH_IN_MAX; }
+    const uint32_t hi = (uint32_t)(s >> 32), lo = (uint32_t)(s & 0xFFFFFFFFu);
+    uint32_t m;
+    int32_t d;                                  /* 32 - bitlen(S) */
+    if (hi != 0u) {
+        const int32_t bh = 32 - clz32(hi);      /* 1..30 (S < 2^62) */
+        m = (hi << (32 - bh)) | (lo >> bh);
+        d = -bh;
+    } else {
+        d = clz32(lo);
+        m = lo << d;
+    }
+    const int32_t sh = 16 + e + d;
+    if (sh <= 40) { return KWS_FE_TANH_IN_MAX; }
     if (sh >= 62) { return 0; }
-    const uint64_t prod = (uint64_t)m * (uint64_t)KWS_FE_DIV10_MULT;
-    const uint64_t z = (prod + (((uint64_t)1 << sh) >> 1)) >> sh;
-    return (z > (uint64_t)KWS_FE_TANH_IN_MAX) ? KWS_FE_TANH_IN_MAX : (int32_t)z;
+    const uint32_t ph = (uint32_t)(((uint64_t)m * (uint64_t)KWS_FE_DIV10_MULT) >> 32);
+    const uint32_t z = (ph + ((uint32_t)1 << (sh - 33))) >> (sh - 32);
+    return (z > (uint32_t)KWS_FE_TANH_IN_MAX) ? KWS_FE_TANH_IN_MAX : (int32_t)z;
 }
 
-/* The snr_mel code of band m in frame t from its SNR sum S: z = fe_snr_z(S, e) (Q16),
- * tanh = lut_lerp_i16 (Q15), code = min(63, round_shift_right(tanh, 9)), added into the
- * cell (fe_snr_mel's per-band tail). */
+/* The snr_mel code of band m in frame t from its SNR sum S (fe_snr_mel's per-band tail):
+ * z = fe_snr_z(S, e) (Q16), code = fe_snr_code(z) = min(63, round(64 tanh(z))) by one
+ * table read and one compare, added into the cell. */
 FE_ALWAYS_INLINE void fe_snr_code(kws_frontend_state_t *st, int32_t t, int32_t m, uint64_t acc, int32_t e)
 {
     FE_TAP("snr_sum", t, &acc, sizeof acc);
     const int32_t z = fe_snr_z(acc, e);
     FE_TAP("tanh_in", t, &z, sizeof z);
-    const int16_t th = (int16_t)lut_lerp_i16(st->p->tanh_table_q15, KWS_FE_TANH_N, z, KWS_FE_TANH_LUT_FRAC);
-    FE_TAP("tanh", t, &th, sizeof th);
-    int32_t code = (int32_t)round_shift_right(th, 15 - KWS_FE_SNR_BITS);
-    if (code > (1 << KWS_FE_SNR_BITS) - 1) { code = (1 << KWS_FE_SNR_BITS) - 1; }
+    const int32_t i = z >> KWS_FE_SNR_CODE_STEP;
+    int32_t code = 63;
+    if (i < KWS_FE_SNR_CODE_N) {
+        const int32_t ent = (int32_t)st->p->snr_code_table[i];
+        code = (ent & 63) + (((z & ((1 << KWS_FE_SNR_CODE_STEP) - 1)) > (ent >> 6)) ? 1 : 0);
+    }
 #ifdef KWS_FRONTEND_TAPS
     const uint8_t code8 = (uint8_t)code;
     FE_TAP("snr_code", t, &code8, 1);
@@ -438,6 +522,48 @@ FE_ALWAYS_INLINE void fe_bands(kws_frontend_state_t *st, int32_t t, const uint32
         const uint32_t *x = mag + 2 * start;
         uint64_t am = 0u, as = 0u;
         int32_t i = 0;
+#if KWS_FE_ASM
+        if (snr != 0) {     /* 6 instructions per weight: LDR, LDRH, LDRB, 2 UMLAL (+ loop) */
+            uint32_t aml = 0u, amh = 0u, asl = 0u, ash = 0u, x0, x1, t0, t1;
+            const uint32_t *xp = x;
+            const uint16_t *wp = w;
+            const uint8_t *cp = c;
+            int32_t cnt = n;
+            __asm__ volatile(
+                "subs   %[cnt], %[cnt], #2\n\t"
+                "blt    2f\n\t"
+                "1:\n\t"
+                "ldr    %[x0], [%[xp]], #8\n\t"
+                "ldrh   %[t0], [%[wp]], #2\n\t"
+                "ldr    %[x1], [%[xp]], #8\n\t"
+                "ldrh   %[t1], [%[wp]], #2\n\t"
+                "umlal  %[aml], %[amh], %[x0], %[t0]\n\t"
+                "ldrb   %[t0], [%[cp]], #1\n\t"
+                "umlal  %[aml], %[amh], %[x1], %[t1]\n\t"
+                "ldrb   %[t1], [%[cp]], #1\n\t"
+                "umlal  %[asl], %[ash], %[x0], %[t0]\n\t"
+                "umlal  %[asl], %[ash], %[x1], %[t1]\n\t"
+                "subs   %[cnt], %[cnt], #2\n\t"
+                "bge    1b\n\t"
+                "2:\n\t"
+                "adds   %[cnt], %[cnt], #2\n\t"       /* 0 or 1 left */
+                "beq    3f\n\t"
+                "ldr    %[x0], [%[xp]]\n\t"
+                "ldrh   %[t0], [%[wp]]\n\t"
+                "umlal  %[aml], %[amh], %[x0], %[t0]\n\t"
+                "ldrb   %[t0], [%[cp]]\n\t"
+                "umlal  %[asl], %[ash], %[x0], %[t0]\n\t"
+                "3:\n\t"
+                : [xp] "+r"(xp), [wp] "+r"(wp), [cp] "+r"(cp), [cnt] "+r"(cnt),
+                  [aml] "+r"(aml), [amh] "+r"(amh), [asl] "+r"(asl), [ash] "+r"(ash),
+                  [x0] "=&r"(x0), [x1] "=&r"(x1), [t0] "=&r"(t0), [t1] "=&r"(t1)
+                :
+                : "cc", "memory");
+            am = ((uint64_t)amh << 32) | aml;
+            as = ((uint64_t)ash << 32) | asl;
+            i = n;
+        }
+#endif
         for (; i + 1 < n; i += 2) {
             const uint32_t x0 = x[2 * i], x1 = x[2 * i + 2];
             am += (uint64_t)w[i] * x0;
@@ -447,10 +573,14 @@ FE_ALWAYS_INLINE void fe_bands(kws_frontend_state_t *st, int32_t t, const uint32
                 as += (uint64_t)c[i + 1] * x1;
             }
         }
-        for (; i < count; i++) {          /* odd count, and bin 256 (word 1) */
-            const uint32_t xv = (start + i < KWS_FE_HALF) ? x[2 * i] : mag[1];
-            am += (uint64_t)w[i] * xv;
-            if (snr != 0) { as += (uint64_t)c[i] * xv; }
+        if (i < n) {
+            am += (uint64_t)w[i] * x[2 * i];
+            if (snr != 0) { as += (uint64_t)c[i] * x[2 * i]; }
+            i++;
+        }
+        if (i < count) {                  /* bin 256 (word 1) */
+            am += (uint64_t)w[i] * mag[1];
+            if (snr != 0) { as += (uint64_t)c[i] * mag[1]; }
         }
         w += count;
         c += count;

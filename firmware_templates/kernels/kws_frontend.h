@@ -56,10 +56,9 @@
 #define KWS_FE_SNR_W_SHIFT 23      /* 31 - KWS_FE_SNR_W_BITS */
 #define KWS_FE_LOG_BITS 10         /* signed log-mel code bits in a cell */
 #define KWS_FE_SNR_BITS 6          /* unsigned snr code bits in a cell */
-#define KWS_FE_TANH_N 257          /* tanh table entries */
-#define KWS_FE_TANH_LUT_FRAC 11    /* tanh table step 2^-5 in a Q16 input */
-#define KWS_FE_TANH_IN_MAX 524288  /* 8.0 in Q16 */
-#define KWS_FE_SNR_SUM_CAP 80      /* S (float) >= 80 saturates z = S / 10 at 8 */
+#define KWS_FE_TANH_IN_MAX 524288  /* z = S / 10 clamped to 8.0 (Q16) */
+#define KWS_FE_SNR_CODE_N 142      /* snr code table entries (z < 142 * 2^10; above: 63) */
+#define KWS_FE_SNR_CODE_STEP 10    /* one entry per 2^10 of z */
 #define KWS_FE_DIV10_MULT 429496730LL    /* round(2^32 / 10) */
 #define KWS_FE_FEATURE_FRAC 11     /* features Q11 (scale 2^-11) */
 
@@ -78,7 +77,7 @@ typedef struct {
     const int16_t *mel_count;         /* [n_mels] bins of each band */
     const uint16_t *mel_weights_q15;  /* [mel_nnz] weights, Q15 */
     const int32_t *log2_table_q24;    /* [129] log2(1 + i/128), Q24 */
-    const int16_t *tanh_table_q15;    /* [257] tanh(i / 32), Q15 */
+    const uint16_t *snr_code_table;   /* [142] snr code of z = S / 10 (Q16) per 2^10 */
     const int32_t *log_eps;           /* [16] 1e-8 in mel units, per block shift */
     int32_t n_mels;
     int32_t mel_nnz;                  /* stored mel weights (sum of mel_count) */
