@@ -104,6 +104,8 @@ INTERMEDIATES: dict[str, tuple[str, tuple]] = {
     "norm_var": ("int64", (None,)),
     "norm_rsqrt": ("uint32", (None,)),
     "norm_rsqrt_exp": ("int8", (None,)),
+    "norm_mult": ("int32", (None,)),
+    "norm_shift": ("uint8", (None,)),
     "features": ("int16", (N_FRAMES, None)),
     "snr_mel": ("int8", (N_FRAMES, None)),
 }
@@ -566,30 +568,36 @@ def fe_instance_norm(cells: np.ndarray, band_shift: np.ndarray, norm_eps: int):
     """Instance-norm statistics per band over the 101 frames, from the stored cells:
     c = cells >> SNR_BITS; S1 = sum c; S2 = sum c^2; V = (N S2 - S1^2) 2^(2 band_shift) +
     norm_eps (= N^2 (var + 1e-5/ln2^2) in Q32 log2^2 units, N = 101);
-    (rsqrt, rsqrt_exp) = rsqrt_u64(V).
+    (rsqrt, rsqrt_exp) = rsqrt_u64(V); then the requantize constants of the features:
+    P = 43 + band_shift - rsqrt_exp (feature Q11 = (N c - S1) rsqrt 2^(P - 32)),
+    norm_shift = max(0, P - 8), norm_mult = rsqrt 2^(P - norm_shift) (a left shift by at
+    most 8, or round_shift_right by -P when P < 0), in [2^13, 2^30].
 
-    Returns: S1, S2, V, rsqrt, rsqrt_exp (B, M) int64.
+    Returns: S1, S2, V, rsqrt, rsqrt_exp, norm_mult, norm_shift (B, M) int64.
     """
     c = cells >> SNR_BITS
     s1 = c.sum(axis=1)
     s2 = (c * c).sum(axis=1)
     v = np.left_shift(N_FRAMES * s2 - s1 * s1, 2 * band_shift) + np.int64(norm_eps)
     r, e = im.rsqrt_u64(v)
-    return s1, s2, v, r, e
+    p = 43 + band_shift - e
+    la = np.maximum(0, p - 8)
+    sc = p - la
+    mult = np.where(sc >= 0, np.left_shift(r, np.maximum(sc, 0)), im.round_shift_right(r, np.maximum(-sc, 0)))
+    return s1, s2, v, r, e, mult, la
 
 
-def fe_output_row(cells: np.ndarray, band_shift, s1, rsqrt, rsqrt_exp):
-    """Network inputs of frames: features = saturate_int16(round_shift_right((N c - S1) *
-    rsqrt, rsqrt_exp - band_shift - 11)) (Q11 = (log - mean) / sqrt(var + 1e-5)),
-    snr_mel = cells & 63 (the 6-bit code, scale 2^-6).
+def fe_output_row(cells: np.ndarray, s1, norm_mult, norm_shift):
+    """Network inputs of frames: features = saturate_int16(mul_hi_round32((N c - S1)
+    2^norm_shift, norm_mult)) (Q11 of (log - mean) / sqrt(var + 1e-5); SMMULR + SSAT in
+    C), snr_mel = cells & 63 (the 6-bit code, scale 2^-6).
 
-    Args: cells (B, T, M); per-band stats (B, M).
+    Args: cells (B, T, M); per-band S1, norm_mult, norm_shift (B, M).
     Returns: features (B, T, M) int64, snr_mel (B, T, M) int64.
     """
     c = cells >> SNR_BITS
-    a = N_FRAMES * c - s1[:, None, :]
-    sh = (rsqrt_exp - band_shift - FEATURE_FRAC)[:, None, :]
-    feat = im.saturate_int16(im.round_shift_right(a * rsqrt[:, None, :], sh))
+    a = (N_FRAMES * c - s1[:, None, :]) << norm_shift[:, None, :]
+    feat = im.saturate_int16((a * norm_mult[:, None, :] + (1 << 31)) >> 32)
     return feat, cells - c * (1 << SNR_BITS)
 
 
@@ -629,8 +637,8 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
                                 arr["snr_code_table"])
     ref, kb, code = fe_log_code(log_mel)
     cells = code * (1 << SNR_BITS) + scode
-    s1, s2, var, rs, rse = fe_instance_norm(cells, kb, meta["norm_eps"])
-    feat, snr_mel = fe_output_row(cells, kb, s1, rs, rse)
+    s1, s2, var, rs, rse, nmul, nsh = fe_instance_norm(cells, kb, meta["norm_eps"])
+    feat, snr_mel = fe_output_row(cells, s1, nmul, nsh)
     if keep:
         fft = np.empty((f, N_FFT), np.int64)
         fft[:, 0::2], fft[:, 1::2] = zr, zi
@@ -643,6 +651,7 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
             "snr_sum": ssum, "tanh_in": z, "snr_code": scode, "log_ref": ref,
             "band_shift": kb, "log_code": code, "cells": cells, "norm_sum": s1,
             "norm_sumsq": s2, "norm_var": var, "norm_rsqrt": rs, "norm_rsqrt_exp": rse,
+            "norm_mult": nmul, "norm_shift": nsh,
         }
     else:
         local = {}

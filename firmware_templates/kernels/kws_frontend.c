@@ -643,7 +643,9 @@ static void fe_process_frame(kws_frontend_state_t *st, int32_t *scratch, const i
 
 /* fe_instance_norm (twin: frontend_fixed.fe_instance_norm). Per band over the 101 stored
  * codes c: S1 = sum c, S2 = sum c^2, V = (101 S2 - S1^2) 2^(2 band_shift) + norm_eps,
- * (rsqrt, rsqrt_exp) = rsqrt_u64(V). Overwrites the window-only union (SNR weights). */
+ * (rsqrt, rsqrt_exp) = rsqrt_u64(V), and the feature requantize constants:
+ * P = 43 + band_shift - rsqrt_exp, shift = max(0, P - 8), mult = rsqrt 2^(P - shift).
+ * Overwrites the window-only union (SNR weights). */
 static void fe_instance_norm(kws_frontend_state_t *st)
 {
     const int16_t *cells = st->store.cells;
@@ -667,30 +669,38 @@ static void fe_instance_norm(kws_frontend_state_t *st)
         const uint64_t v = (spread << (2 * (int32_t)st->band_shift[m])) + (uint64_t)st->p->norm_eps;
         int32_t e = 0;
         const uint32_t r = rsqrt_u64(v, &e);
+        const int32_t pw = 43 + (int32_t)st->band_shift[m] - e;
+        const int32_t la = (pw > 8) ? pw - 8 : 0;
+        const int32_t sc = pw - la;
+        const int32_t mult = (sc >= 0) ? (int32_t)(r << sc) : (int32_t)round_shift_right((int64_t)r, -sc);
         st->u.norm.sum[m] = s1;
-        st->u.norm.rsqrt[m] = r;
-        st->u.norm.rsqrt_exp[m] = (int8_t)e;
+        st->u.norm.mult[m] = mult;
+        st->u.norm.shift[m] = (uint8_t)la;
+#ifdef KWS_FRONTEND_TAPS
+        const int8_t e8 = (int8_t)e;
+        const uint8_t la8 = (uint8_t)la;
         FE_TAP("norm_sum", -1, &s1, sizeof s1);
         FE_TAP("norm_sumsq", -1, &s2, sizeof s2);
         FE_TAP("norm_var", -1, &v, sizeof v);
         FE_TAP("norm_rsqrt", -1, &r, sizeof r);
-        FE_TAP("norm_rsqrt_exp", -1, &st->u.norm.rsqrt_exp[m], 1);
+        FE_TAP("norm_rsqrt_exp", -1, &e8, 1);
+        FE_TAP("norm_mult", -1, &mult, sizeof mult);
+        FE_TAP("norm_shift", -1, &la8, 1);
+#endif
     }
 }
 
-/* fe_output_row (twin: frontend_fixed.fe_output_row). features = saturate_int16(
- * round_shift_right((101 c - S1) rsqrt, rsqrt_exp - band_shift - 11)) (Q11 of
- * (log - mean) / sqrt(var + 1e-5)); snr_mel = the cell's 6-bit snr code. */
+/* fe_output_row (twin: frontend_fixed.fe_output_row). features = saturate_int16(SMMULR(
+ * (101 c - S1) 2^shift, mult)) (Q11 of (log - mean) / sqrt(var + 1e-5)); snr_mel = the
+ * cell's 6-bit snr code. */
 static void fe_output_row(const kws_frontend_state_t *st, int32_t t, int16_t *features, int8_t *snr_mel)
 {
     const int16_t *row = &st->store.cells[t * KWS_FE_N_MELS];
     for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
         const int32_t c = (int32_t)row[m] >> KWS_FE_SNR_BITS;
         if (features != 0) {
-            const int64_t a = (int64_t)KWS_FE_N_FRAMES * c - st->u.norm.sum[m];
-            const int32_t sh = (int32_t)st->u.norm.rsqrt_exp[m] - (int32_t)st->band_shift[m]
-                               - KWS_FE_FEATURE_FRAC;
-            features[m] = (int16_t)saturate_int16((int32_t)round_shift_right(a * (int64_t)st->u.norm.rsqrt[m], sh));
+            const int32_t a = (KWS_FE_N_FRAMES * c - st->u.norm.sum[m]) * ((int32_t)1 << st->u.norm.shift[m]);
+            features[m] = (int16_t)saturate_int16(mul_hi_round32(a, st->u.norm.mult[m]));
         }
         if (snr_mel != 0) { snr_mel[m] = (int8_t)((int32_t)row[m] - c * (1 << KWS_FE_SNR_BITS)); }
     }

@@ -107,8 +107,8 @@ typedef struct {
         } snr;
         struct {                               /* after finish */
             int32_t sum[KWS_FE_N_MELS];        /* S1 = sum of codes */
-            uint32_t rsqrt[KWS_FE_N_MELS];     /* rsqrt mantissa of V */
-            int8_t rsqrt_exp[KWS_FE_N_MELS];
+            int32_t mult[KWS_FE_N_MELS];       /* feature multiplier (SMMULR) */
+            uint8_t shift[KWS_FE_N_MELS];      /* feature pre-shift */
         } norm;
     } u;
     int16_t hist[KWS_FE_HIST];                 /* last 416 samples */
