@@ -182,8 +182,7 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         ``window_q25`` (257,) int32 (periodic Hann w[n] = w[512 - n], Q25),
         ``fft_twiddles_q31`` (378,) int32 (per j = 1..63: cos, sin of 2 pi m j / 256 for
         m = 1, 2, 3, Q31), ``split_twiddles_q31`` (254,) int32 (per k = 1..127: cos, sin of
-        2 pi k / 512, Q31), ``digit_rev3`` (64,) uint8 (base-4 digit reversal),
-        ``mag_table_q31`` (64,) uint32 (:func:`intmath.magnitude_table`),
+        2 pi k / 512, Q31), ``mag_table_q31`` (64,) uint32 (:func:`intmath.magnitude_table`),
         ``mel_start``/``mel_count`` (n_mels,) int16, ``mel_weights_q15`` (nnz,) uint16,
         ``log2_table_q24`` (129,) int32, ``snr_code_table`` (142,) uint16
         (:func:`snr_code_table`), ``log_eps`` (16,) int32 (1e-8 in mel units per block
@@ -205,9 +204,13 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         raise FrontendError(f"snr_estimator.noise_scale: |{ns}| is too large (>= 2^24)")
     n_mels = fb.shape[0]
 
-    n = np.arange(HALF + 1)
+    n = np.arange(N_FFT)
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)
-    window = im.round_half_away(hann * 2 ** WINDOW_FRAC).astype(np.int32)
+    full = im.round_half_away(hann * 2 ** WINDOW_FRAC)
+    q = np.arange(64)
+    cols = [full[2 * q + 128 * j + e] for j in range(4) for e in range(2)]
+    cols.append(32 * np.array([_rev3(i) for i in q]))
+    window = np.stack(cols, axis=1).astype(np.int32).reshape(-1)
 
     j = np.arange(1, 64)
     ang = 2 * np.pi * j[:, None] * np.arange(1, 4)[None, :] / HALF      # (63, 3)
@@ -263,10 +266,9 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         },
     }
     arrays = {
-        "window_q25": window,
+        "window_stage1_q25": window,
         "fft_twiddles_q31": fft_tw,
         "split_twiddles_q31": split_tw,
-        "digit_rev3": np.array([_rev3(q) for q in range(64)], dtype=np.uint8),
         "mag_table_q31": im.magnitude_table(),
         "mel_start": np.array(starts, dtype=np.int16),
         "mel_count": np.array(counts, dtype=np.int16),
@@ -348,17 +350,21 @@ def fe_block_shift(hop_bits: np.ndarray) -> np.ndarray:
     return SAMPLE_BITS - win.max(axis=-1)
 
 
-def fe_window(frames: np.ndarray, block_shift: np.ndarray, window: np.ndarray) -> np.ndarray:
+def window_natural(window_stage1: np.ndarray) -> np.ndarray:
+    """The (512,) Q25 Hann window in sample order from the stage-1 table."""
+    t = np.asarray(window_stage1, dtype=np.int64).reshape(64, 9)[:, :8].reshape(64, 4, 2)
+    return np.ascontiguousarray(t.transpose(1, 0, 2)).reshape(N_FFT)
+
+
+def fe_window(frames: np.ndarray, block_shift: np.ndarray, window_stage1: np.ndarray) -> np.ndarray:
     """Window one frame in block floating point: v = mul_q16_i16(w[n], x << k) =
     (w * x 2^k) >> 16 = x 2^k hann(n) 2^9 (floor), |v| <= 2^24 (SMULWB).
 
-    Args: frames (..., 512) int16; block_shift (...,); window (257,) int32 Q25 (half).
+    Args: frames (..., 512) int16; block_shift (...,); window_stage1 (576,) int32 table.
     Returns: (..., 512) int64.
     """
-    w = window.astype(np.int64)
-    full = np.concatenate([w, w[-2:0:-1]])          # w[512 - n] = w[n]
     x = frames.astype(np.int64) << block_shift[..., None]
-    return (full * x) >> 16
+    return (window_natural(window_stage1) * x) >> 16
 
 
 def _cmul_half(xr, xi, c, s):
@@ -624,7 +630,7 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP]
     hb = fe_hop_bits(audio.reshape(b, N_HOPS, HOP))
     s = fe_block_shift(hb)
-    v = fe_window(frames, s, arr["window_q25"])
+    v = fe_window(frames, s, arr["window_stage1_q25"])
     f = b * N_FRAMES
     zr, zi = fe_fft256(v.reshape(f, N_FFT), arr["fft_twiddles_q31"])
     xr, xi = fe_rfft_split(zr, zi, arr["split_twiddles_q31"])

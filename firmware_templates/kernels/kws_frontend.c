@@ -71,7 +71,7 @@ static int32_t fe_sample(const kws_frontend_state_t *st, const int16_t *hop, int
 }
 
 /* Stage 1 of the radix-4 DIT FFT on four windowed complex inputs z_q, z_{q+64}, z_{q+128},
- * z_{q+192} (4-point DFT, no scaling), written to complex positions 4 rev3(q) + 0..3. */
+ * z_{q+192} (4-point DFT, no scaling), written to out (complex positions 4 rev3(q) + 0..3). */
 FE_ALWAYS_INLINE void fe_stage1(int32_t *out, int32_t x0r, int32_t x0i, int32_t x1r, int32_t x1i,
                                 int32_t x2r, int32_t x2i, int32_t x3r, int32_t x3i)
 {
@@ -87,67 +87,122 @@ FE_ALWAYS_INLINE void fe_stage1(int32_t *out, int32_t x0r, int32_t x0i, int32_t 
     out[7] = y1i + y3r;
 }
 
-/* Window + stage 1 for stage-1 butterflies q0..q1-1 of a frame whose four 128-sample
- * streams j (samples 128 j .. 128 j + 127) start, at q0, at s0..s3 (pairs). */
-FE_ALWAYS_INLINE void fe_ws1_range(const int32_t *w, const uint8_t *rev, int32_t *buf,
-                                   int32_t q0, int32_t q1, const int16_t *s0, const int16_t *s1,
-                                   const int16_t *s2, const int16_t *s3, int32_t k, uint32_t mask)
-{
-    for (int32_t q = q0; q < q1; q++) {
-        const int32_t i = 2 * (q - q0);
-        const uint32_t a0 = (fe_pair(s0 + i) << k) & mask;
-        const uint32_t a1 = (fe_pair(s1 + i) << k) & mask;
-        const uint32_t a2 = (fe_pair(s2 + i) << k) & mask;
-        const uint32_t a3 = (fe_pair(s3 + i) << k) & mask;
-        /* w[n] for n = 2q + 128 j (+1); w[512 - n] = w[n] for the upper half */
-        fe_stage1(buf + 8 * (int32_t)rev[q],
-                  __SMULWB(w[2 * q], a0), __SMULWT(w[2 * q + 1], a0),
-                  __SMULWB(w[128 + 2 * q], a1), __SMULWT(w[129 + 2 * q], a1),
-                  __SMULWB(w[256 - 2 * q], a2), __SMULWT(w[255 - 2 * q], a2),
-                  __SMULWB(w[128 - 2 * q], a3), __SMULWT(w[127 - 2 * q], a3));
-    }
-}
-
 /* fe_window (twin: frontend_fixed.fe_window, fused with stage 1 of fe_fft256). Frame t
  * (samples 160 t - 256 .. 160 t + 255, reflect-padded) times the Q25 Hann window in block
  * floating point: v = __SMULWB(w, x << k) = (w x 2^k) >> 16, |v| <= 2^24, written after
- * stage 1 of the FFT into buf (256 complex, digit-reversed order for the DIT). */
+ * stage 1 of the FFT into buf (256 complex, digit-reversed order for the DIT). Frames
+ * 2..98 read st->hist, which then holds the frame's 512 samples (push_hop appends the
+ * hop's first 96); frames 0, 1, 99, 100 (reflection) go one sample at a time. */
 static void fe_window(const kws_frontend_state_t *st, const int16_t *hop, int32_t t, int32_t k,
                       int32_t *buf)
 {
-    const kws_frontend_params_t *p = st->p;
-    const int32_t *w = p->window_q25;
-    const uint32_t mask = ~((((uint32_t)1 << k) - 1u) << 16);   /* bits the low half spills */
+    const int32_t *wt = st->p->window_stage1_q25;
     const int32_t first = KWS_FE_HOP * t - KWS_FE_N_FFT / 2;
     if (first >= 0 && first + KWS_FE_N_FFT <= KWS_FE_CLIP_SAMPLES) {
-        /* frames 1..98: samples 0..415 are the history, 416..511 the hop's first 96 */
-        const int16_t *h = st->hist;
-        fe_ws1_range(w, p->digit_rev3, buf, 0, 16, h, h + 128, h + 256, h + 384, k, mask);
-        fe_ws1_range(w, p->digit_rev3, buf, 16, 64, h + 32, h + 160, h + 288, hop, k, mask);
+        const int16_t *x = st->hist;
+        /* per pair: (x << k) & mask keeps each half's own bits (the low half's sign bits
+         * would spill into the high half) */
+        const uint32_t mask = ~((((uint32_t)1 << k) - 1u) << 16);
+#if KWS_FE_ASM
+        /* 48 instructions per butterfly; k, mask, end are read from memory in the loop.
+         * out2 = 2 y0 - out0 and out3 = 2 y1 - out1 (exact in int32) save registers. */
+        uint32_t kme[3];
+        kme[0] = (uint32_t)k;
+        kme[1] = mask;
+        const int16_t *xp = x;
+        kme[2] = (uint32_t)(uintptr_t)(x + 128);
+        const int32_t *w = wt;
+        int32_t *out = buf;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr    r4, [%[x], #256]\n\t"         /* pair of stream 1 */
+            "ldr    r5, [%[x], #512]\n\t"         /* stream 2 */
+            "ldr    r6, [%[x], #768]\n\t"         /* stream 3 */
+            "ldr    r3, [%[x]], #4\n\t"           /* stream 0 */
+            "ldrd   r0, r1, %[kme]\n\t"           /* k, mask */
+            "lsl    r3, r3, r0\n\t"
+            "and    r3, r3, r1\n\t"
+            "lsl    r4, r4, r0\n\t"
+            "and    r4, r4, r1\n\t"
+            "lsl    r5, r5, r0\n\t"
+            "and    r5, r5, r1\n\t"
+            "lsl    r6, r6, r0\n\t"
+            "and    r6, r6, r1\n\t"
+            "ldrd   r0, r1, [%[w]]\n\t"           /* w0e, w0o */
+            "smulwb r0, r0, r3\n\t"               /* x0r */
+            "smulwt r1, r1, r3\n\t"               /* x0i */
+            "ldrd   r2, r3, [%[w], #16]\n\t"      /* w2e, w2o */
+            "smulwb r2, r2, r5\n\t"               /* x2r */
+            "smulwt r3, r3, r5\n\t"               /* x2i */
+            "add    r5, r0, r2\n\t"               /* y0r */
+            "sub    r0, r0, r2\n\t"               /* y1r */
+            "add    r2, r1, r3\n\t"               /* y0i */
+            "sub    r1, r1, r3\n\t"               /* y1i */
+            "ldrd   r3, r8, [%[w], #8]\n\t"       /* w1e, w1o */
+            "smulwb r3, r3, r4\n\t"               /* x1r */
+            "smulwt r8, r8, r4\n\t"               /* x1i */
+            "ldrd   r4, r9, [%[w], #24]\n\t"      /* w3e, w3o */
+            "smulwb r4, r4, r6\n\t"               /* x3r */
+            "smulwt r9, r9, r6\n\t"               /* x3i */
+            "add    r6, r3, r4\n\t"               /* y2r */
+            "sub    r3, r3, r4\n\t"               /* y3r */
+            "add    r4, r8, r9\n\t"               /* y2i */
+            "sub    r8, r8, r9\n\t"               /* y3i */
+            "ldr    r9, [%[w], #32]\n\t"          /* output byte offset 32 rev3(q) */
+            "adds   %[w], %[w], #36\n\t"
+            "add    r9, r9, %[o]\n\t"
+            "add    r6, r5, r6\n\t"               /* out0 = y0 + y2 */
+            "add    r4, r2, r4\n\t"
+            "strd   r6, r4, [r9]\n\t"
+            "rsb    r5, r6, r5, lsl #1\n\t"       /* out2 = y0 - y2 = 2 y0 - out0 */
+            "rsb    r2, r4, r2, lsl #1\n\t"
+            "strd   r5, r2, [r9, #16]\n\t"
+            "add    r8, r0, r8\n\t"               /* out1 = y1 - i y3 */
+            "sub    r3, r1, r3\n\t"
+            "strd   r8, r3, [r9, #8]\n\t"
+            "rsb    r0, r8, r0, lsl #1\n\t"       /* out3 = y1 + i y3 = 2 y1 - out1 */
+            "rsb    r1, r3, r1, lsl #1\n\t"
+            "strd   r0, r1, [r9, #24]\n\t"
+            "ldr    r9, %[end]\n\t"
+            "cmp    %[x], r9\n\t"
+            "bne    1b\n\t"
+            : [x] "+r"(xp), [w] "+r"(w)
+            : [o] "r"(out), [kme] "m"(*(const uint32_t(*)[2])kme), [end] "m"(kme[2])
+            : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "cc", "memory");
+#else
+        for (int32_t q = 0; q < 64; q++, wt += 9) {
+            const uint32_t a0 = (fe_pair(x + 2 * q) << k) & mask;
+            const uint32_t a1 = (fe_pair(x + 128 + 2 * q) << k) & mask;
+            const uint32_t a2 = (fe_pair(x + 256 + 2 * q) << k) & mask;
+            const uint32_t a3 = (fe_pair(x + 384 + 2 * q) << k) & mask;
+            fe_stage1(buf + wt[8] / 4, __SMULWB(wt[0], a0), __SMULWT(wt[1], a0),
+                      __SMULWB(wt[2], a1), __SMULWT(wt[3], a1), __SMULWB(wt[4], a2),
+                      __SMULWT(wt[5], a2), __SMULWB(wt[6], a3), __SMULWT(wt[7], a3));
+        }
+#endif
     } else {
-        /* frames 0, 99, 100: reflection, one sample at a time */
         const int32_t last_base = KWS_FE_CLIP_SAMPLES - KWS_FE_HIST;
         const int32_t base = (first < last_base) ? first : last_base;
-        for (int32_t q = 0; q < 64; q++) {
+        for (int32_t q = 0; q < 64; q++, wt += 9) {
             int32_t v[8];
             for (int32_t j = 0; j < 4; j++) {
                 const int32_t n = 2 * q + 128 * j;
-                const int32_t ne = (n <= 256) ? n : 512 - n;
-                const int32_t no = (n + 1 <= 256) ? n + 1 : 511 - n;
-                v[2 * j] = mul_q16_i16(w[ne], fe_sample(st, hop, base, first + n) * ((int32_t)1 << k));
-                v[2 * j + 1] = mul_q16_i16(w[no], fe_sample(st, hop, base, first + n + 1) * ((int32_t)1 << k));
+                v[2 * j] = mul_q16_i16(wt[2 * j], fe_sample(st, hop, base, first + n) * ((int32_t)1 << k));
+                v[2 * j + 1] = mul_q16_i16(wt[2 * j + 1], fe_sample(st, hop, base, first + n + 1) * ((int32_t)1 << k));
             }
-            fe_stage1(buf + 8 * (int32_t)p->digit_rev3[q], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+            fe_stage1(buf + wt[8] / 4, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
         }
     }
 #ifdef KWS_FRONTEND_TAPS
     {
         const int32_t last_base = KWS_FE_CLIP_SAMPLES - KWS_FE_HIST;
         const int32_t base = (first < last_base) ? first : last_base;
+        const int32_t *w0 = st->p->window_stage1_q25;
         for (int32_t n = 0; n < KWS_FE_N_FFT; n++) {
             const int32_t x = fe_sample(st, hop, base, first + n);
             const int16_t x16 = (int16_t)x;
-            const int32_t v = mul_q16_i16(w[(n <= 256) ? n : 512 - n], x * ((int32_t)1 << k));
+            const int32_t wn = w0[9 * ((n % 128) / 2) + 2 * (n / 128) + (n % 2)];
+            const int32_t v = mul_q16_i16(wn, x * ((int32_t)1 << k));
             FE_TAP("frames", t, &x16, sizeof x16);
             FE_TAP("windowed", t, &v, sizeof v);
         }
@@ -729,7 +784,11 @@ int32_t kws_frontend_push_hop(kws_frontend_state_t *st, int32_t *scratch, const 
     const uint8_t b8 = (uint8_t)bits;
     FE_TAP("hop_bits", h, &b8, 1);
 #endif
-    if (h >= 1) { fe_process_frame(st, scratch, hop, h - 1); }
+    if (h >= 1) {
+        /* the frame's last 96 samples after the history: frame h - 1 is contiguous */
+        memcpy(st->hist + KWS_FE_HIST, hop, (KWS_FE_N_FFT - KWS_FE_HIST) * sizeof(int16_t));
+        fe_process_frame(st, scratch, hop, h - 1);
+    }
     memmove(st->hist, st->hist + KWS_FE_HOP, (KWS_FE_HIST - KWS_FE_HOP) * sizeof(int16_t));
     memcpy(st->hist + (KWS_FE_HIST - KWS_FE_HOP), hop, KWS_FE_HOP * sizeof(int16_t));
     st->n_hops = (int16_t)(h + 1);

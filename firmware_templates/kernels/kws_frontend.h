@@ -36,6 +36,7 @@
 #define KWS_FE_N_BINS 257          /* one-sided bins */
 #define KWS_FE_NOISE_FRAMES 5      /* frames averaged for the noise estimate */
 #define KWS_FE_HIST 416            /* samples kept between hops */
+#define KWS_FE_WIN_TABLE_N 576     /* window_stage1_q25 entries (64 x 9) */
 #ifndef KWS_FE_N_MELS
 #define KWS_FE_N_MELS 40           /* mel bands (checked against the params at reset) */
 #endif
@@ -68,10 +69,10 @@
 
 /* Per-model constants (export/frontend_fixed.py: make_frontend_params). */
 typedef struct {
-    const int32_t *window_q25;        /* [257] periodic Hann w[n] = w[512 - n], Q25 */
+    const int32_t *window_stage1_q25; /* [64 * 9] per stage-1 butterfly q: Hann (Q25) at samples
+                                         2q + 128 j (+1), j = 0..3, and its output byte offset */
     const int32_t *fft_twiddles_q31;  /* [63 * 6] per j = 1..63: cos, sin of 2 pi m j / 256, m = 1..3 */
     const int32_t *split_twiddles_q31;/* [127 * 2] per k = 1..127: cos, sin of 2 pi k / 512 */
-    const uint8_t *digit_rev3;        /* [64] base-4 digit reversal of 3 digits */
     const uint32_t *mag_table_q31;    /* [64] sqrt(1 + ((r + 1/2) / 64)^2), Q31 */
     const int16_t *mel_start;         /* [n_mels] first bin of each band */
     const int16_t *mel_count;         /* [n_mels] bins of each band */
@@ -111,7 +112,7 @@ typedef struct {
             uint8_t shift[KWS_FE_N_MELS];      /* feature pre-shift */
         } norm;
     } u;
-    int16_t hist[KWS_FE_HIST];                 /* last 416 samples */
+    int16_t hist[KWS_FE_N_FFT];                /* last 416 samples, then the frame's last 96 */
     uint8_t band_shift[KWS_FE_N_MELS];         /* per-band code shift */
     uint8_t shift5[KWS_FE_NOISE_FRAMES];       /* block shifts of frames 0..4 */
     uint8_t hop_bits[4];                       /* peak bit lengths of the last 4 hops (ring) */
