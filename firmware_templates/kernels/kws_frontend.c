@@ -59,17 +59,6 @@ static int32_t fe_hop_bits(const int16_t *hop)
     return 32 - clz32(acc);
 }
 
-/* Sample i of the window (absolute index, -256..16255) after reflect padding
- * (torch.stft center=True, pad_mode='reflect'), from the kept history (which holds samples
- * base .. base + 415) and, beyond it, the current hop. */
-static int32_t fe_sample(const kws_frontend_state_t *st, const int16_t *hop, int32_t base, int32_t i)
-{
-    if (i < 0) { i = -i; }
-    if (i >= KWS_FE_CLIP_SAMPLES) { i = 2 * (KWS_FE_CLIP_SAMPLES - 1) - i; }
-    const int32_t r = i - base;
-    return (r < KWS_FE_HIST) ? (int32_t)st->hist[r] : (int32_t)hop[r - KWS_FE_HIST];
-}
-
 /* Stage 1 of the radix-4 DIT FFT on four windowed complex inputs z_q, z_{q+64}, z_{q+128},
  * z_{q+192} (4-point DFT, no scaling), written to out (complex positions 4 rev3(q) + 0..3). */
 FE_ALWAYS_INLINE void fe_stage1(int32_t *out, int32_t x0r, int32_t x0i, int32_t x1r, int32_t x1i,
@@ -90,15 +79,12 @@ FE_ALWAYS_INLINE void fe_stage1(int32_t *out, int32_t x0r, int32_t x0i, int32_t 
 /* fe_window (twin: frontend_fixed.fe_window, fused with stage 1 of fe_fft256). Frame t
  * (samples 160 t - 256 .. 160 t + 255, reflect-padded) times the Q25 Hann window in block
  * floating point: v = __SMULWB(w, x << k) = (w x 2^k) >> 16, |v| <= 2^24, written after
- * stage 1 of the FFT into buf (256 complex, digit-reversed order for the DIT). Frames
- * 2..98 read st->hist, which then holds the frame's 512 samples (push_hop appends the
- * hop's first 96); frames 0, 1, 99, 100 (reflection) go one sample at a time. */
-static void fe_window(const kws_frontend_state_t *st, const int16_t *hop, int32_t t, int32_t k,
-                      int32_t *buf)
+ * stage 1 of the FFT into buf (256 complex, digit-reversed order for the DIT). st->hist
+ * holds the frame's 512 samples (reflection included: push_hop and finish arrange it). */
+static void fe_window(const kws_frontend_state_t *st, int32_t t, int32_t k, int32_t *buf)
 {
     const int32_t *wt = st->p->window_stage1_q25;
-    const int32_t first = KWS_FE_HOP * t - KWS_FE_N_FFT / 2;
-    if (first >= 0 && first + KWS_FE_N_FFT <= KWS_FE_CLIP_SAMPLES) {
+    {
         const int16_t *x = st->hist;
         /* per pair: (x << k) & mask keeps each half's own bits (the low half's sign bits
          * would spill into the high half) */
@@ -180,33 +166,20 @@ static void fe_window(const kws_frontend_state_t *st, const int16_t *hop, int32_
                       __SMULWT(wt[5], a2), __SMULWB(wt[6], a3), __SMULWT(wt[7], a3));
         }
 #endif
-    } else {
-        const int32_t last_base = KWS_FE_CLIP_SAMPLES - KWS_FE_HIST;
-        const int32_t base = (first < last_base) ? first : last_base;
-        for (int32_t q = 0; q < 64; q++, wt += 9) {
-            int32_t v[8];
-            for (int32_t j = 0; j < 4; j++) {
-                const int32_t n = 2 * q + 128 * j;
-                v[2 * j] = mul_q16_i16(wt[2 * j], fe_sample(st, hop, base, first + n) * ((int32_t)1 << k));
-                v[2 * j + 1] = mul_q16_i16(wt[2 * j + 1], fe_sample(st, hop, base, first + n + 1) * ((int32_t)1 << k));
-            }
-            fe_stage1(buf + wt[8] / 4, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
-        }
     }
 #ifdef KWS_FRONTEND_TAPS
     {
-        const int32_t last_base = KWS_FE_CLIP_SAMPLES - KWS_FE_HIST;
-        const int32_t base = (first < last_base) ? first : last_base;
         const int32_t *w0 = st->p->window_stage1_q25;
         for (int32_t n = 0; n < KWS_FE_N_FFT; n++) {
-            const int32_t x = fe_sample(st, hop, base, first + n);
-            const int16_t x16 = (int16_t)x;
+            const int32_t x = st->hist[n];
             const int32_t wn = w0[9 * ((n % 128) / 2) + 2 * (n / 128) + (n % 2)];
             const int32_t v = mul_q16_i16(wn, x * ((int32_t)1 << k));
-            FE_TAP("frames", t, &x16, sizeof x16);
+            FE_TAP("frames", t, &st->hist[n], sizeof st->hist[n]);
             FE_TAP("windowed", t, &v, sizeof v);
         }
     }
+#else
+    (void)t;
 #endif
 }
 
@@ -662,7 +635,7 @@ static void fe_snr_mel(kws_frontend_state_t *st, int32_t t, const uint32_t *mag,
 
 /* One frame: block shift, window + FFT, split + magnitude, mel + log code, and the SNR
  * part (buffered for frames 0..3 until frame 4 gives the noise). */
-static void fe_process_frame(kws_frontend_state_t *st, int32_t *scratch, const int16_t *hop, int32_t t)
+static void fe_process_frame(kws_frontend_state_t *st, int32_t *scratch, int32_t t)
 {
     int32_t bits = 0;
     for (int32_t i = 0; i < 4; i++) {
@@ -673,7 +646,7 @@ static void fe_process_frame(kws_frontend_state_t *st, int32_t *scratch, const i
     const uint8_t k8 = (uint8_t)k;
     FE_TAP("block_shift", t, &k8, 1);
 #endif
-    fe_window(st, hop, t, k, scratch);
+    fe_window(st, t, k, scratch);
     fe_fft256(st->p, scratch);
     FE_TAP("fft", t, scratch, KWS_FE_N_FFT * sizeof(int32_t));
     fe_rfft_split(st->p, t, scratch);
@@ -785,9 +758,16 @@ int32_t kws_frontend_push_hop(kws_frontend_state_t *st, int32_t *scratch, const 
     FE_TAP("hop_bits", h, &b8, 1);
 #endif
     if (h >= 1) {
-        /* the frame's last 96 samples after the history: frame h - 1 is contiguous */
-        memcpy(st->hist + KWS_FE_HIST, hop, (KWS_FE_N_FFT - KWS_FE_HIST) * sizeof(int16_t));
-        fe_process_frame(st, scratch, hop, h - 1);
+        /* frame h - 1 = the history + the hop's first 96 samples, contiguous in hist */
+        int16_t *x = st->hist;
+        memcpy(x + KWS_FE_HIST, hop, (KWS_FE_N_FFT - KWS_FE_HIST) * sizeof(int16_t));
+        if (h == 1) {
+            /* frame 0: samples -256..-1 reflect to x[256..1] = hist[512 - n]; the history
+             * after this hop then also holds frame 1's reflected samples -96..-1 */
+            x[0] = hop[KWS_FE_N_FFT - KWS_FE_HIST];
+            for (int32_t n = 1; n < KWS_FE_N_FFT / 2; n++) { x[n] = x[KWS_FE_N_FFT - n]; }
+        }
+        fe_process_frame(st, scratch, h - 1);
     }
     memmove(st->hist, st->hist + KWS_FE_HOP, (KWS_FE_HIST - KWS_FE_HOP) * sizeof(int16_t));
     memcpy(st->hist + (KWS_FE_HIST - KWS_FE_HOP), hop, KWS_FE_HOP * sizeof(int16_t));
@@ -799,10 +779,19 @@ int32_t kws_frontend_finish(kws_frontend_state_t *st, int32_t *scratch)
 {
     if (st->p == 0 || st->finished != 0 || st->n_hops != KWS_FE_N_HOPS) { return KWS_FE_ERR_ORDER; }
     /* frame 99 spans hops 97..99, frame 100 hops 98..99: drop hops 96, then 97 */
+    int16_t *x = st->hist;                     /* samples 15584..15999 */
     st->hop_bits[(KWS_FE_N_HOPS - 4) & 3] = 0u;
-    fe_process_frame(st, scratch, 0, KWS_FE_N_FRAMES - 2);
+    /* frame 99 = 15584..16095: samples 16000 + i reflect to 15998 - i = hist[414 - i] */
+    for (int32_t i = 0; i < KWS_FE_N_FFT - KWS_FE_HIST; i++) { x[KWS_FE_HIST + i] = x[KWS_FE_HIST - 2 - i]; }
+    fe_process_frame(st, scratch, KWS_FE_N_FRAMES - 2);
     st->hop_bits[(KWS_FE_N_HOPS - 3) & 3] = 0u;
-    fe_process_frame(st, scratch, 0, KWS_FE_N_FRAMES - 1);
+    /* frame 100 = 15744..16255: shift the history by a hop, reflect 256 samples; the last
+     * one, x[15743], comes from before the shift */
+    const int16_t x15743 = x[KWS_FE_HOP - 1];
+    memmove(x, x + KWS_FE_HOP, (KWS_FE_HIST - KWS_FE_HOP) * sizeof(int16_t));
+    for (int32_t i = 0; i < KWS_FE_N_FFT / 2 - 1; i++) { x[KWS_FE_N_FFT / 2 + i] = x[KWS_FE_N_FFT / 2 - 2 - i]; }
+    x[KWS_FE_N_FFT - 1] = x15743;
+    fe_process_frame(st, scratch, KWS_FE_N_FRAMES - 1);
     fe_instance_norm(st);
     st->finished = 1;
     return KWS_FE_OK;
