@@ -50,11 +50,11 @@ NOISE_FRAMES = 5             #: frames averaged for the per-bin noise
 WINDOW_FRAC = 25       #: Hann window Q25 (int32): v = (w * (x << k)) >> 16 = x 2^k hann 2^9, |v| <= 2^24
 SAMPLE_BITS = 15       #: block shift k = 15 - bitlen(peak): x << k stays an int16
 TWIDDLE_FRAC = 31      #: FFT and split twiddles Q31 (+1.0 clamped to 2^31 - 1; never used: W^0 is exact)
-MAG_FLOAT_SHIFT = 20   #: |X| (float units, input / 32768) = mag * 2^-(20 + k)
+MAG_FLOAT_SHIFT = 21   #: |X| (float units, input / 32768) = mag * 2^-(21 + k)
 MEL_W_FRAC = 15        #: mel weights Q15 (uint16, weight 1.0 = 32768)
-MEL_FLOAT_SHIFT = MAG_FLOAT_SHIFT + MEL_W_FRAC  #: mel (float) = mel_int * 2^-(35 + k)
-NOISE_SHIFT = 15       #: noise = sum_{t<5} mag_t 2^(15 - k_t) = 5 * noise_float * 2^35
-NOISE_FLOAT_SHIFT = MAG_FLOAT_SHIFT + NOISE_SHIFT  #: 35
+MEL_FLOAT_SHIFT = MAG_FLOAT_SHIFT + MEL_W_FRAC  #: mel (float) = mel_int * 2^-(36 + k)
+NOISE_SHIFT = 15       #: noise = sum_{t<5} mag_t 2^(15 - k_t) = 5 * noise_float * 2^36
+NOISE_FLOAT_SHIFT = MAG_FLOAT_SHIFT + NOISE_SHIFT  #: 36
 NOISE_MULT_BITS = 15   #: noise_mult = round(|ns| / 5 * 2^G) in [2^14, 2^15]
 LOG_FRAC = 16          #: log2 values Q16
 LOG_REF_SHIFT = 8      #: log_ref = log_mel of frame 0 >> 8 (int16, Q8)
@@ -182,7 +182,7 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         ``window_q25`` (257,) int32 (periodic Hann w[n] = w[512 - n], Q25),
         ``fft_twiddles_q31`` (378,) int32 (per j = 1..63: cos, sin of 2 pi m j / 256 for
         m = 1, 2, 3, Q31), ``split_twiddles_q31`` (254,) int32 (per k = 1..127: cos, sin of
-        2 pi k / 512, Q31), ``mag_table_q31`` (64,) uint32 (:func:`intmath.magnitude_table`),
+        2 pi k / 512, Q31), ``sqrt_table`` (192,) uint16 (:func:`intmath.magnitude_table`),
         ``mel_start``/``mel_count`` (n_mels,) int16, ``mel_weights_q15`` (nnz,) uint16,
         ``log2_table_q24`` (129,) int32, ``snr_code_table`` (142,) uint16
         (:func:`snr_code_table`), ``log_eps`` (16,) int32 (1e-8 in mel units per block
@@ -237,7 +237,7 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
     log_eps = np.array([_rha(LOG_EPS * 2.0 ** (MEL_FLOAT_SHIFT + s))
                         for s in range(MAX_BLOCK_SHIFT + 1)], dtype=np.int32)
 
-    # Noise denominator D = noise_mult * noise + snr_eps, units 2^-(35 + G) float:
+    # Noise denominator D = noise_mult * noise + snr_eps, units 2^-(36 + G) float:
     # noise_mult in [2^14, 2^15] keeps D < 2^62 (docs/FRONTEND.md).
     if ns > 0:
         g = (NOISE_MULT_BITS - 1) - math.floor(math.log2(ns / NOISE_FRAMES))
@@ -269,7 +269,7 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         "window_stage1_q25": window,
         "fft_twiddles_q31": fft_tw,
         "split_twiddles_q31": split_tw,
-        "mag_table_q31": im.magnitude_table(),
+        "sqrt_table": im.magnitude_table(),
         "mel_start": np.array(starts, dtype=np.int16),
         "mel_count": np.array(counts, dtype=np.int16),
         "mel_weights_q15": w_q.astype(np.uint16),
@@ -467,16 +467,16 @@ def pack_spectrum(xr: np.ndarray, xi: np.ndarray) -> np.ndarray:
     return packed
 
 
-def fe_magnitude(xr: np.ndarray, xi: np.ndarray, mag_table: np.ndarray) -> np.ndarray:
-    """mag = magnitude_i32(X_re, X_im) = about |X| / 2 (relative error < 0.6 %), uint32 values;
-    in float units |X| = mag * 2^-(20 + block_shift)."""
-    return im.magnitude_i32(xr, xi, mag_table)
+def fe_magnitude(xr: np.ndarray, xi: np.ndarray, sqrt_table: np.ndarray) -> np.ndarray:
+    """mag = magnitude_i32(X_re, X_im) ~= |X| (relative error < 0.4 %, phase-independent),
+    uint32 values; in float units |X| = mag * 2^-(21 + block_shift)."""
+    return im.magnitude_i32(xr, xi, sqrt_table)
 
 
 def fe_mel_log(mag: np.ndarray, block_shift: np.ndarray, mel: MelSparse,
                log2_table: np.ndarray, log_eps: np.ndarray):
     """Mel projection and log: mel = sum_k w_q15 * mag (uint64 < 2^49), then
-    log_mel = log2_u64_q16(mel + log_eps[k]) - (35 + k) * 2^16, i.e. Q16 log2 of
+    log_mel = log2_u64_q16(mel + log_eps[k]) - (36 + k) * 2^16, i.e. Q16 log2 of
     (mel_fb @ |X| + 1e-8) in float units (input / 32768).
 
     Args: mag (..., 257); block_shift (...,); mel: the sparse Q15 weights; tables.
@@ -491,12 +491,12 @@ def fe_mel_log(mag: np.ndarray, block_shift: np.ndarray, mel: MelSparse,
 def fe_noise_weights(mag5: np.ndarray, shift5: np.ndarray, noise_mult: int, snr_eps: int,
                      mel: MelSparse):
     """Per-window SNR weights from the first 5 frames, computed once (at frame 4):
-    noise_k = sum_{t<5} mag_t,k 2^(15 - k_t) (units 2^-35 float, = 5 x the mean |X|);
-    D_k = noise_mult * noise_k + snr_eps (units 2^-(35+G): noise_mult = round(|ns| / 5 2^G),
-    snr_eps = round(1e-8 2^(35+G))); (recip_k, recip_exp_k) = reciprocal_u64(D_k);
+    noise_k = sum_{t<5} mag_t,k 2^(15 - k_t) (units 2^-36 float, = 5 x the mean |X|);
+    D_k = noise_mult * noise_k + snr_eps (units 2^-(36+G): noise_mult = round(|ns| / 5 2^G),
+    snr_eps = round(1e-8 2^(36+G))); (recip_k, recip_exp_k) = reciprocal_u64(D_k);
     per band m: F_m = min over its stored bins of recip_exp; per stored (m, k):
     C_mk = min(255, round_shift_right(w_q15 * recip_k, min(32, recip_exp_k - F_m + 23))),
-    uint8, so that w_mk / D_k (float) ~= C_mk 2^(23 + 20 + G - F_m).
+    uint8, so that w_mk / D_k (float) ~= C_mk 2^(23 + 21 + G - F_m).
 
     Args: mag5 (B, 5, 257); shift5 (B, 5); scalars from params meta; mel layout.
     Returns: noise, denom (B, 257) int64, recip, recip_exp (B, 257) int64,
@@ -634,7 +634,7 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     f = b * N_FRAMES
     zr, zi = fe_fft256(v.reshape(f, N_FFT), arr["fft_twiddles_q31"])
     xr, xi = fe_rfft_split(zr, zi, arr["split_twiddles_q31"])
-    mag = fe_magnitude(xr, xi, arr["mag_table_q31"]).reshape(b, N_FRAMES, N_BINS)
+    mag = fe_magnitude(xr, xi, arr["sqrt_table"]).reshape(b, N_FRAMES, N_BINS)
     sparse = MelSparse(params)
     mel, log_mel = fe_mel_log(mag, s, sparse, arr["log2_table_q24"], arr["log_eps"])
     noise, denom, recip, rexp, wexp, wts = fe_noise_weights(

@@ -325,7 +325,7 @@ __attribute__((noinline)) static void fe_fft256(const kws_frontend_params_t *p, 
 static void fe_rfft_split(const kws_frontend_params_t *p, int32_t t, int32_t *buf)
 {
     const int32_t *tw = p->split_twiddles_q31;
-    const uint32_t *mt = p->mag_table_q31;
+    const uint16_t *mt = p->sqrt_table;
     uint32_t *mag = (uint32_t *)buf;
     const int32_t z0r = buf[0], z0i = buf[1];
     const int32_t x128r = buf[256], x128i = -buf[257];
@@ -339,6 +339,74 @@ static void fe_rfft_split(const kws_frontend_params_t *p, int32_t t, int32_t *bu
 #else
     (void)t;
 #endif
+#if KWS_FE_ASM && !defined(KWS_FRONTEND_TAPS)
+    /* 47 instructions per pair of bins (the magnitude of p < 2^32 takes an out-of-line
+     * path, exact like magnitude_i32) */
+    {
+        int32_t *pk = buf + 2, *pn = buf + 2 * (KWS_FE_HALF - 1);
+        const uint16_t *tb = mt;
+#define FE_MAG_ASM(RE, IM, PTR, INC, LS, LR) \
+        "smull  r4, r5, " RE ", " RE "\n\t" \
+        "smlal  r4, r5, " IM ", " IM "\n\t" \
+        "cmp    r5, #0\n\t" \
+        "beq    " LS "f\n\t" \
+        "clz    r6, r5\n\t" \
+        "bic    r6, r6, #1\n\t"              /* N = clz64(p) & ~1 */ \
+        "lsl    r8, r5, r6\n\t" \
+        "rsb    r5, r6, #32\n\t" \
+        "lsr    r4, r4, r5\n\t" \
+        "orr    r8, r8, r4\n\t"              /* m = top word of p << N */ \
+        "lsr    r8, r8, #24\n\t" \
+        "ldrh   r8, [%[tb], r8, lsl #1]\n\t" \
+        "lsr    r5, r5, #1\n\t" \
+        "lsl    r8, r8, r5\n\t"              /* s << (16 - N / 2) */ \
+        LR ":\n\t" \
+        "str    r8, [" PTR "], #" INC "\n\t"
+#define FE_MAG_SLOW_ASM(LS, LR) \
+        LS ":\n\t"                          /* p < 2^32: p = r4 */ \
+        "movs   r8, r4\n\t" \
+        "beq    " LR "b\n\t" \
+        "clz    r6, r4\n\t" \
+        "bic    r6, r6, #1\n\t" \
+        "lsl    r8, r4, r6\n\t" \
+        "lsr    r8, r8, #24\n\t" \
+        "ldrh   r8, [%[tb], r8, lsl #1]\n\t" \
+        "lsr    r6, r6, #1\n\t" \
+        "lsr    r8, r8, r6\n\t"              /* s >> (N / 2 - 16) */ \
+        "b      " LR "b\n\t"
+        __asm__ volatile(
+            "sub    %[tb], %[tb], #128\n\t"   /* table index (m >> 24) - 64 */
+            "1:\n\t"
+            "ldrd   r0, r1, [%[pk]]\n\t"      /* Z_k */
+            "ldrd   r2, r3, [%[pn]]\n\t"      /* Z_{256-k} */
+            "add    r4, r0, r2\n\t"           /* er */
+            "sub    r0, r0, r2\n\t"           /* or */
+            "sub    r5, r1, r3\n\t"           /* ei */
+            "add    r1, r1, r3\n\t"           /* oi */
+            "ldrd   r2, r3, [%[tw]], #8\n\t"  /* c, s */
+            "smmulr r6, r0, r2\n\t"
+            "smmulr r8, r1, r2\n\t"
+            "smmlar r6, r1, r3, r6\n\t"       /* pr */
+            "smmlsr r8, r0, r3, r8\n\t"       /* pi */
+            "add    r0, r8, r4, asr #1\n\t"   /* X_k = (er/2 + pi, ei/2 - pr) */
+            "rsb    r1, r6, r5, asr #1\n\t"
+            "rsb    r2, r8, r4, asr #1\n\t"   /* X_{256-k} ~ (er/2 - pi, ei/2 + pr) */
+            "add    r3, r6, r5, asr #1\n\t"
+            FE_MAG_ASM("r0", "r1", "%[pk]", "8", "5", "6")
+            FE_MAG_ASM("r2", "r3", "%[pn]", "-8", "7", "8")
+            "cmp    %[pk], %[pn]\n\t"         /* they meet after k = 127 */
+            "bne    1b\n\t"
+            "b      9f\n\t"
+            FE_MAG_SLOW_ASM("5", "6")
+            FE_MAG_SLOW_ASM("7", "8")
+            "9:\n\t"
+            : [pk] "+r"(pk), [pn] "+r"(pn), [tw] "+r"(tw), [tb] "+r"(tb)
+            :
+            : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "cc", "memory");
+#undef FE_MAG_ASM
+#undef FE_MAG_SLOW_ASM
+    }
+#else
     for (int32_t k = 1; k < KWS_FE_HALF / 2; k++) {
         int32_t *zk = buf + 2 * k;
         int32_t *zn = buf + 2 * (KWS_FE_HALF - k);
@@ -358,6 +426,7 @@ static void fe_rfft_split(const kws_frontend_params_t *p, int32_t t, int32_t *bu
         mag[2 * k] = magnitude_i32(xr, xi, mt);
         mag[2 * (KWS_FE_HALF - k)] = magnitude_i32(nr, ni, mt);
     }
+#endif
     mag[0] = magnitude_i32(z0r + z0i, 0, mt);
     mag[1] = magnitude_i32(z0r - z0i, 0, mt);
     mag[KWS_FE_HALF] = magnitude_i32(x128r, x128i, mt);
@@ -520,7 +589,7 @@ FE_ALWAYS_INLINE void fe_snr_code(kws_frontend_state_t *st, int32_t t, int32_t m
 }
 
 /* The log-mel code of band m in frame t from its mel sum (fe_mel_log's per-band tail):
- * log_mel = log2_u64_q16(mel + log_eps[k]) - (35 + k) 2^16, then fe_log_code. */
+ * log_mel = log2_u64_q16(mel + log_eps[k]) - (36 + k) 2^16, then fe_log_code. */
 FE_ALWAYS_INLINE void fe_log_of(kws_frontend_state_t *st, int32_t t, int32_t m, uint64_t acc,
                                 uint64_t eps, int32_t off)
 {

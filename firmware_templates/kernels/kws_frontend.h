@@ -48,8 +48,8 @@
 /* Number formats (export/frontend_fixed.py has the same constants). */
 #define KWS_FE_SAMPLE_BITS 15      /* block shift k = 15 - bitlen(peak): x << k is an int16 */
 #define KWS_FE_WINDOW_FRAC 25      /* Hann window Q25: v = (w * (x << k)) >> 16, |v| <= 2^24 */
-#define KWS_FE_MAG_FLOAT_SHIFT 20  /* |X| (float) = mag * 2^-(20 + k) */
-#define KWS_FE_MEL_FLOAT_SHIFT 35  /* mel (float) = mel_int * 2^-(35 + k) */
+#define KWS_FE_MAG_FLOAT_SHIFT 21  /* |X| (float) = mag * 2^-(21 + k) */
+#define KWS_FE_MEL_FLOAT_SHIFT 36  /* mel (float) = mel_int * 2^-(36 + k) */
 #define KWS_FE_NOISE_SHIFT 15      /* noise = sum_{t<5} mag_t 2^(15 - k_t) */
 #define KWS_FE_LOG_FRAC 16         /* log2 Q16 */
 #define KWS_FE_LOG_REF_SHIFT 8     /* log_ref = log_mel of frame 0 >> 8 (int16) */
@@ -73,7 +73,7 @@ typedef struct {
                                          2q + 128 j (+1), j = 0..3, and its output byte offset */
     const int32_t *fft_twiddles_q31;  /* [63 * 6] per j = 1..63: cos, sin of 2 pi m j / 256, m = 1..3 */
     const int32_t *split_twiddles_q31;/* [127 * 2] per k = 1..127: cos, sin of 2 pi k / 512 */
-    const uint32_t *mag_table_q31;    /* [64] sqrt(1 + ((r + 1/2) / 64)^2), Q31 */
+    const uint16_t *sqrt_table;       /* [192] round(sqrt((i + 1/2) 2^24)), i = 64..255 */
     const int16_t *mel_start;         /* [n_mels] first bin of each band */
     const int16_t *mel_count;         /* [n_mels] bins of each band */
     const uint16_t *mel_weights_q15;  /* [mel_nnz] weights, Q15 */
@@ -84,7 +84,7 @@ typedef struct {
     int32_t mel_nnz;                  /* stored mel weights (sum of mel_count) */
     int32_t noise_mult;               /* round(|noise_scale| / 5 * 2^noise_shift), <= 2^15 */
     int32_t noise_shift;              /* G */
-    int64_t snr_eps;                  /* round(1e-8 * 2^(35 + G)) */
+    int64_t snr_eps;                  /* round(1e-8 * 2^(36 + G)) */
     int64_t norm_eps;                 /* round(101^2 * 1e-5 / ln(2)^2 * 2^32) */
 } kws_frontend_params_t;
 

@@ -254,19 +254,19 @@ static inline int32_t mul_hi_round_sub32(int32_t a, int32_t b, int32_t acc) { re
 /* mul_q16_i16: (a * x) >> 16 (floor), int32 a, int16 x (__SMULWB). */
 static inline int32_t mul_q16_i16(int32_t a, int32_t x) { return __SMULWB(a, (uint32_t)(uint16_t)(int16_t)x); }
 
-/* magnitude_i32: about |re + i im| / 2 with a relative error below 0.6 %: a = |re|,
- * b = |im|, hi = max, lo = min, r = 2 lo / ((hi >> 5) + 1) (0..63), (hi * table[r]) >> 32
- * with table[r] = sqrt(1 + ((r + 1/2) / 64)^2) in Q31 (intmath.magnitude_table).
- * re, im in [-(2^31 - 1), 2^31 - 1]. One UDIV, one table read, one UMULL. */
-static inline uint32_t magnitude_i32(int32_t re, int32_t im, const uint32_t *table)
+/* magnitude_i32: |re + i im| from the power, relative error below 0.4 % (phase-independent):
+ * p = re^2 + im^2 (uint64), N = clz64(p) & ~1, m = top 32 bits of p << N (in [2^30, 2^32)),
+ * s = table[(m >> 24) - 64] ~= sqrt(m) (intmath.magnitude_table, 192 entries),
+ * result = s 2^(16 - N/2) (left shift, or right shift rounding down); 0 for p = 0.
+ * re, im in [-(2^31 - 1), 2^31 - 1]. */
+static inline uint32_t magnitude_i32(int32_t re, int32_t im, const uint16_t *table)
 {
-    const uint32_t sr = (uint32_t)(re >> 31), si = (uint32_t)(im >> 31);
-    const uint32_t a = ((uint32_t)re ^ sr) - sr;
-    const uint32_t b = ((uint32_t)im ^ si) - si;
-    const uint32_t hi = (a > b) ? a : b;
-    const uint32_t lo = (a > b) ? b : a;
-    const uint32_t r = (2u * lo) / ((hi >> 5) + 1u);
-    return (uint32_t)(((uint64_t)hi * table[r]) >> 32);
+    const uint64_t p = (uint64_t)((int64_t)re * re) + (uint64_t)((int64_t)im * im);
+    if (p == 0u) { return 0u; }
+    const int32_t n = clz64(p) & ~1;
+    const uint32_t m = (uint32_t)((p << n) >> 32);
+    const uint32_t sq = table[(m >> 24) - 64u];
+    return (n <= 32) ? (sq << (16 - n / 2)) : (sq >> (n / 2 - 16));
 }
 
 #endif /* KWS_INTMATH_H */

@@ -9,7 +9,7 @@
  * lines (which print nothing). Pair-valued functions print "r e" on one line. */
 static int32_t log2_tab[129];
 static int16_t lut_tab[4096];
-static uint32_t mag_tab[64];
+static uint16_t mag_tab[192];
 
 int main(void)
 {
@@ -33,7 +33,7 @@ int main(void)
         /* front end primitives */
         else if (strcmp(name, "set_log2_table") == 0) { log2_tab[a] = (int32_t)b; continue; }
         else if (strcmp(name, "set_lut_table") == 0) { lut_tab[a] = (int16_t)b; continue; }
-        else if (strcmp(name, "set_mag_table") == 0) { mag_tab[a] = (uint32_t)b; continue; }
+        else if (strcmp(name, "set_mag_table") == 0) { mag_tab[a] = (uint16_t)b; continue; }
         /* front end v2 primitives */
         else if (strcmp(name, "mul_hi_round32") == 0) { r = mul_hi_round32((int32_t)a, (int32_t)b); }
         else if (strcmp(name, "mul_hi_round_add32") == 0) { r = mul_hi_round_add32((int32_t)a, (int32_t)b, (int32_t)c); }
