@@ -182,7 +182,7 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         ``window_q25`` (257,) int32 (periodic Hann w[n] = w[512 - n], Q25),
         ``fft_twiddles_q31`` (378,) int32 (per j = 1..63: cos, sin of 2 pi m j / 256 for
         m = 1, 2, 3, Q31), ``split_twiddles_q31`` (254,) int32 (per k = 1..127: cos, sin of
-        2 pi k / 512, Q31), ``sqrt_table`` (192,) uint16 (:func:`intmath.magnitude_table`),
+        2 pi k / 512, Q31), ``sqrt_table`` (48,) uint16 (:func:`intmath.magnitude_table`),
         ``mel_start``/``mel_count`` (n_mels,) int16, ``mel_weights_q15`` (nnz,) uint16,
         ``log2_table_q24`` (129,) int32, ``snr_code_table`` (142,) uint16
         (:func:`snr_code_table`), ``log_eps`` (16,) int32 (1e-8 in mel units per block
@@ -468,7 +468,7 @@ def pack_spectrum(xr: np.ndarray, xi: np.ndarray) -> np.ndarray:
 
 
 def fe_magnitude(xr: np.ndarray, xi: np.ndarray, sqrt_table: np.ndarray) -> np.ndarray:
-    """mag = magnitude_i32(X_re, X_im) ~= |X| (relative error < 0.4 %, phase-independent),
+    """mag = magnitude_i32(X_re, X_im) ~= |X| (relative error < 1.5e-4, phase-independent),
     uint32 values; in float units |X| = mag * 2^-(21 + block_shift)."""
     return im.magnitude_i32(xr, xi, sqrt_table)
 

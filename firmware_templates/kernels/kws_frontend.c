@@ -322,7 +322,7 @@ __attribute__((noinline)) static void fe_fft256(const kws_frontend_params_t *p, 
  * O = Z_k - conj(Z_{256-k})), X_{256-k} = conj(E/2 + i W^k O / 2), X_0 = Z0.re + Z0.im,
  * X_256 = Z0.re - Z0.im, X_128 = conj(Z_128); mag = magnitude_i32(X). In place: the
  * magnitude of bin k (0..255) goes to word 2 k, bin 256 to word 1. */
-static void fe_rfft_split(const kws_frontend_params_t *p, int32_t t, int32_t *buf)
+__attribute__((noinline)) static void fe_rfft_split(const kws_frontend_params_t *p, int32_t t, int32_t *buf)
 {
     const int32_t *tw = p->split_twiddles_q31;
     const uint16_t *mt = p->sqrt_table;
@@ -340,7 +340,7 @@ static void fe_rfft_split(const kws_frontend_params_t *p, int32_t t, int32_t *bu
     (void)t;
 #endif
 #if KWS_FE_ASM && !defined(KWS_FRONTEND_TAPS)
-    /* 47 instructions per pair of bins (the magnitude of p < 2^32 takes an out-of-line
+    /* 55 instructions per pair of bins (the magnitude of p < 2^32 takes an out-of-line
      * path, exact like magnitude_i32) */
     {
         int32_t *pk = buf + 2, *pn = buf + 2 * (KWS_FE_HALF - 1);
@@ -356,26 +356,34 @@ static void fe_rfft_split(const kws_frontend_params_t *p, int32_t t, int32_t *bu
         "rsb    r5, r6, #32\n\t" \
         "lsr    r4, r4, r5\n\t" \
         "orr    r8, r8, r4\n\t"              /* m = top word of p << N */ \
-        "lsr    r8, r8, #24\n\t" \
-        "ldrh   r8, [%[tb], r8, lsl #1]\n\t" \
+        "lsr    r6, r8, #26\n\t" \
+        "ldrh   r6, [%[tb], r6, lsl #1]\n\t"  /* s0 */ \
+        "mls    r4, r6, r6, r8\n\t"          /* m - s0^2 */ \
+        "add    r8, r6, r6\n\t" \
+        "sdiv   r4, r4, r8\n\t" \
+        "add    r6, r6, r4\n\t"              /* s = s0 + (m - s0^2) / (2 s0) */ \
         "lsr    r5, r5, #1\n\t" \
-        "lsl    r8, r8, r5\n\t"              /* s << (16 - N / 2) */ \
+        "lsl    r8, r6, r5\n\t"              /* s << (16 - N / 2) */ \
         LR ":\n\t" \
         "str    r8, [" PTR "], #" INC "\n\t"
 #define FE_MAG_SLOW_ASM(LS, LR) \
         LS ":\n\t"                          /* p < 2^32: p = r4 */ \
         "movs   r8, r4\n\t" \
         "beq    " LR "b\n\t" \
-        "clz    r6, r4\n\t" \
-        "bic    r6, r6, #1\n\t" \
-        "lsl    r8, r4, r6\n\t" \
-        "lsr    r8, r8, #24\n\t" \
-        "ldrh   r8, [%[tb], r8, lsl #1]\n\t" \
-        "lsr    r6, r6, #1\n\t" \
-        "lsr    r8, r8, r6\n\t"              /* s >> (N / 2 - 16) */ \
+        "clz    r5, r4\n\t" \
+        "bic    r5, r5, #1\n\t" \
+        "lsl    r8, r4, r5\n\t"              /* m */ \
+        "lsr    r6, r8, #26\n\t" \
+        "ldrh   r6, [%[tb], r6, lsl #1]\n\t" \
+        "mls    r4, r6, r6, r8\n\t" \
+        "add    r8, r6, r6\n\t" \
+        "sdiv   r4, r4, r8\n\t" \
+        "add    r6, r6, r4\n\t" \
+        "lsr    r5, r5, #1\n\t" \
+        "lsr    r8, r6, r5\n\t"              /* s >> (N / 2 - 16) */ \
         "b      " LR "b\n\t"
         __asm__ volatile(
-            "sub    %[tb], %[tb], #128\n\t"   /* table index (m >> 24) - 64 */
+            "sub    %[tb], %[tb], #32\n\t"    /* table index (m >> 26) - 16 */
             "1:\n\t"
             "ldrd   r0, r1, [%[pk]]\n\t"      /* Z_k */
             "ldrd   r2, r3, [%[pn]]\n\t"      /* Z_{256-k} */
@@ -445,38 +453,41 @@ FE_ALWAYS_INLINE uint32_t fe_mag_at(const uint32_t *mag, int32_t k)
     return (k < KWS_FE_HALF) ? mag[2 * k] : mag[1];
 }
 
+/* The band's earlier codes shifted right again when d needs a larger band shift kmin
+ * (floor shifts compose: the result equals shifting once by the final shift). Rare. */
+__attribute__((noinline)) static int32_t fe_log_reshift(kws_frontend_state_t *st, int32_t t, int32_t m,
+                                                        uint32_t mm)
+{
+    const int32_t kmin = (32 - clz32(mm)) - (KWS_FE_LOG_BITS - 1);
+    const int32_t delta = kmin - (int32_t)st->band_shift[m];
+    int16_t *c = &st->store.cells[m];
+    for (int32_t tt = 0; tt < t; tt++, c += KWS_FE_N_MELS) {
+        const int32_t code = (int32_t)*c >> KWS_FE_SNR_BITS;
+        const int32_t snr = (int32_t)*c - code * (1 << KWS_FE_SNR_BITS);
+        *c = (int16_t)((code >> delta) * (1 << KWS_FE_SNR_BITS) + snr);
+    }
+    st->band_shift[m] = (uint8_t)kmin;
+    return kmin;
+}
+
 /* fe_log_code (twin: frontend_fixed.fe_log_code). Store log2 mel lg (Q16) of band m,
  * frame t as a signed 10-bit code relative to log_ref = lg_0 >> 8 (kept in cell row 100
  * until frame 100), d = lg - log_ref 2^8, code = d >> band_shift; when d needs a larger
- * shift, the earlier codes of the band are shifted right again (floor shifts compose: the
- * result equals shifting once by the final shift). */
-static void fe_log_code(kws_frontend_state_t *st, int32_t t, int32_t m, int32_t lg)
+ * shift (bitlen(d >= 0 ? d : -d - 1) > band_shift + 9), fe_log_reshift. */
+FE_ALWAYS_INLINE void fe_log_code(kws_frontend_state_t *st, int32_t t, int32_t m, int32_t lg)
 {
-    const int32_t nm = KWS_FE_N_MELS;
     int16_t *cells = st->store.cells;
-    int16_t *ref = &cells[(KWS_FE_N_FRAMES - 1) * nm + m];
+    int16_t *ref = &cells[(KWS_FE_N_FRAMES - 1) * KWS_FE_N_MELS + m];
     if (t == 0) {
         *ref = (int16_t)(lg >> KWS_FE_LOG_REF_SHIFT);
         st->band_shift[m] = 0u;
         FE_TAP("log_ref", -1, ref, sizeof *ref);
     }
     const int32_t d = lg - (int32_t)*ref * (1 << KWS_FE_LOG_REF_SHIFT);
-    const uint32_t mm = (d >= 0) ? (uint32_t)d : (uint32_t)(-(d + 1));
-    int32_t kmin = (32 - clz32(mm)) - (KWS_FE_LOG_BITS - 1);
-    if (kmin < 0) { kmin = 0; }
+    const uint32_t mm = (uint32_t)(d ^ (d >> 31));
     int32_t kb = (int32_t)st->band_shift[m];
-    if (kmin > kb) {
-        const int32_t delta = kmin - kb;
-        for (int32_t tt = 0; tt < t; tt++) {
-            int16_t *c = &cells[tt * nm + m];
-            const int32_t code = (int32_t)*c >> KWS_FE_SNR_BITS;
-            const int32_t snr = (int32_t)*c - code * (1 << KWS_FE_SNR_BITS);
-            *c = (int16_t)((code >> delta) * (1 << KWS_FE_SNR_BITS) + snr);
-        }
-        kb = kmin;
-        st->band_shift[m] = (uint8_t)kb;
-    }
-    cells[t * nm + m] = (int16_t)((d >> kb) * (1 << KWS_FE_SNR_BITS));
+    if ((mm >> (kb + KWS_FE_LOG_BITS - 1)) != 0u) { kb = fe_log_reshift(st, t, m, mm); }
+    cells[t * KWS_FE_N_MELS + m] = (int16_t)((d >> kb) * (1 << KWS_FE_SNR_BITS));
 }
 
 /* fe_noise_weights (twin: frontend_fixed.fe_noise_weights). Once per window, at frame 4:
@@ -603,86 +614,90 @@ FE_ALWAYS_INLINE void fe_log_of(kws_frontend_state_t *st, int32_t t, int32_t m, 
  * fused: one pass over the magnitudes (split layout: bin b at word 2 b, bin 256 at word 1)
  * accumulates per band mel = sum_k w_q15 mag (uint64 < 2^49; log_mel = Q16 log2 of
  * mel_fb @ |X| + 1e-8 in float units) and, when snr != 0, S = sum_k C_mk mag (the SNR sum,
- * exponent e = F_m + k - G - 23). */
-FE_ALWAYS_INLINE void fe_bands(kws_frontend_state_t *st, int32_t t, const uint32_t *mag, int32_t k,
+ * exponent e = F_m + k - G - 23). The sums wait in the scratch's odd words 3.. (free after
+ * the split), then the per-band logs and codes follow in a second loop. */
+FE_ALWAYS_INLINE void fe_bands(kws_frontend_state_t *st, int32_t t, uint32_t *mag, int32_t k,
                                const int32_t snr)
 {
     const kws_frontend_params_t *p = st->p;
-    const uint16_t *w = p->mel_weights_q15;
-    const uint8_t *c = st->u.snr.w;
+    uint32_t *sums = mag + 3;               /* band m: words 8 m + 3, + 5, + 7, + 9 */
+    {
+        const uint16_t *w = p->mel_weights_q15;
+        const uint8_t *c = st->u.snr.w;
+        for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
+            const int32_t start = p->mel_start[m], count = p->mel_count[m];
+            const int32_t n = (start + count > KWS_FE_HALF) ? KWS_FE_HALF - start : count;
+            const uint32_t *x = mag + 2 * start;
+            uint64_t am = 0u, as = 0u;
+            int32_t i = 0;
+#if KWS_FE_ASM
+            if (snr != 0) {     /* 6 instructions per weight: LDR, LDRH, LDRB, 2 UMLAL (+ loop) */
+                uint32_t aml = 0u, amh = 0u, asl = 0u, ash = 0u, x0, x1, t0, t1;
+                const uint32_t *xp = x;
+                const uint16_t *wp = w;
+                const uint8_t *cp = c;
+                int32_t cnt = n;
+                __asm__ volatile(
+                    "subs   %[cnt], %[cnt], #2\n\t"
+                    "blt    2f\n\t"
+                    "1:\n\t"
+                    "ldr    %[x0], [%[xp]], #8\n\t"
+                    "ldrh   %[t0], [%[wp]], #2\n\t"
+                    "ldr    %[x1], [%[xp]], #8\n\t"
+                    "ldrh   %[t1], [%[wp]], #2\n\t"
+                    "umlal  %[aml], %[amh], %[x0], %[t0]\n\t"
+                    "ldrb   %[t0], [%[cp]], #1\n\t"
+                    "umlal  %[aml], %[amh], %[x1], %[t1]\n\t"
+                    "ldrb   %[t1], [%[cp]], #1\n\t"
+                    "umlal  %[asl], %[ash], %[x0], %[t0]\n\t"
+                    "umlal  %[asl], %[ash], %[x1], %[t1]\n\t"
+                    "subs   %[cnt], %[cnt], #2\n\t"
+                    "bge    1b\n\t"
+                    "2:\n\t"
+                    "adds   %[cnt], %[cnt], #2\n\t"       /* 0 or 1 left */
+                    "beq    3f\n\t"
+                    "ldr    %[x0], [%[xp]]\n\t"
+                    "ldrh   %[t0], [%[wp]]\n\t"
+                    "umlal  %[aml], %[amh], %[x0], %[t0]\n\t"
+                    "ldrb   %[t0], [%[cp]]\n\t"
+                    "umlal  %[asl], %[ash], %[x0], %[t0]\n\t"
+                    "3:\n\t"
+                    : [xp] "+r"(xp), [wp] "+r"(wp), [cp] "+r"(cp), [cnt] "+r"(cnt),
+                      [aml] "+r"(aml), [amh] "+r"(amh), [asl] "+r"(asl), [ash] "+r"(ash),
+                      [x0] "=&r"(x0), [x1] "=&r"(x1), [t0] "=&r"(t0), [t1] "=&r"(t1)
+                    :
+                    : "cc", "memory");
+                am = ((uint64_t)amh << 32) | aml;
+                as = ((uint64_t)ash << 32) | asl;
+                i = n;
+            }
+#endif
+            for (; i < n; i++) {
+                am += (uint64_t)w[i] * x[2 * i];
+                if (snr != 0) { as += (uint64_t)c[i] * x[2 * i]; }
+            }
+            if (i < count) {                  /* bin 256 (word 1) */
+                am += (uint64_t)w[i] * mag[1];
+                if (snr != 0) { as += (uint64_t)c[i] * mag[1]; }
+            }
+            w += count;
+            c += count;
+            uint32_t *o = sums + 8 * m;
+            o[0] = (uint32_t)(am & 0xFFFFFFFFu);
+            o[2] = (uint32_t)(am >> 32);
+            o[4] = (uint32_t)(as & 0xFFFFFFFFu);
+            o[6] = (uint32_t)(as >> 32);
+        }
+    }
     const uint64_t eps = (uint64_t)p->log_eps[k];
     const int32_t off = (k + KWS_FE_MEL_FLOAT_SHIFT) * (1 << KWS_FE_LOG_FRAC);
     const int32_t e0 = k - p->noise_shift - KWS_FE_SNR_W_SHIFT;
-    for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-        const int32_t start = p->mel_start[m], count = p->mel_count[m];
-        const int32_t n = (start + count > KWS_FE_HALF) ? KWS_FE_HALF - start : count;
-        const uint32_t *x = mag + 2 * start;
-        uint64_t am = 0u, as = 0u;
-        int32_t i = 0;
-#if KWS_FE_ASM
-        if (snr != 0) {     /* 6 instructions per weight: LDR, LDRH, LDRB, 2 UMLAL (+ loop) */
-            uint32_t aml = 0u, amh = 0u, asl = 0u, ash = 0u, x0, x1, t0, t1;
-            const uint32_t *xp = x;
-            const uint16_t *wp = w;
-            const uint8_t *cp = c;
-            int32_t cnt = n;
-            __asm__ volatile(
-                "subs   %[cnt], %[cnt], #2\n\t"
-                "blt    2f\n\t"
-                "1:\n\t"
-                "ldr    %[x0], [%[xp]], #8\n\t"
-                "ldrh   %[t0], [%[wp]], #2\n\t"
-                "ldr    %[x1], [%[xp]], #8\n\t"
-                "ldrh   %[t1], [%[wp]], #2\n\t"
-                "umlal  %[aml], %[amh], %[x0], %[t0]\n\t"
-                "ldrb   %[t0], [%[cp]], #1\n\t"
-                "umlal  %[aml], %[amh], %[x1], %[t1]\n\t"
-                "ldrb   %[t1], [%[cp]], #1\n\t"
-                "umlal  %[asl], %[ash], %[x0], %[t0]\n\t"
-                "umlal  %[asl], %[ash], %[x1], %[t1]\n\t"
-                "subs   %[cnt], %[cnt], #2\n\t"
-                "bge    1b\n\t"
-                "2:\n\t"
-                "adds   %[cnt], %[cnt], #2\n\t"       /* 0 or 1 left */
-                "beq    3f\n\t"
-                "ldr    %[x0], [%[xp]]\n\t"
-                "ldrh   %[t0], [%[wp]]\n\t"
-                "umlal  %[aml], %[amh], %[x0], %[t0]\n\t"
-                "ldrb   %[t0], [%[cp]]\n\t"
-                "umlal  %[asl], %[ash], %[x0], %[t0]\n\t"
-                "3:\n\t"
-                : [xp] "+r"(xp), [wp] "+r"(wp), [cp] "+r"(cp), [cnt] "+r"(cnt),
-                  [aml] "+r"(aml), [amh] "+r"(amh), [asl] "+r"(asl), [ash] "+r"(ash),
-                  [x0] "=&r"(x0), [x1] "=&r"(x1), [t0] "=&r"(t0), [t1] "=&r"(t1)
-                :
-                : "cc", "memory");
-            am = ((uint64_t)amh << 32) | aml;
-            as = ((uint64_t)ash << 32) | asl;
-            i = n;
+    const uint32_t *o = sums;
+    for (int32_t m = 0; m < KWS_FE_N_MELS; m++, o += 8) {
+        fe_log_of(st, t, m, ((uint64_t)o[2] << 32) | o[0], eps, off);
+        if (snr != 0) {
+            fe_snr_code(st, t, m, ((uint64_t)o[6] << 32) | o[4], (int32_t)st->u.snr.exp[m] + e0);
         }
-#endif
-        for (; i + 1 < n; i += 2) {
-            const uint32_t x0 = x[2 * i], x1 = x[2 * i + 2];
-            am += (uint64_t)w[i] * x0;
-            am += (uint64_t)w[i + 1] * x1;
-            if (snr != 0) {
-                as += (uint64_t)c[i] * x0;
-                as += (uint64_t)c[i + 1] * x1;
-            }
-        }
-        if (i < n) {
-            am += (uint64_t)w[i] * x[2 * i];
-            if (snr != 0) { as += (uint64_t)c[i] * x[2 * i]; }
-            i++;
-        }
-        if (i < count) {                  /* bin 256 (word 1) */
-            am += (uint64_t)w[i] * mag[1];
-            if (snr != 0) { as += (uint64_t)c[i] * mag[1]; }
-        }
-        w += count;
-        c += count;
-        fe_log_of(st, t, m, am, eps, off);
-        if (snr != 0) { fe_snr_code(st, t, m, as, (int32_t)st->u.snr.exp[m] + e0); }
     }
 }
 

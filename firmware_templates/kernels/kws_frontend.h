@@ -73,7 +73,7 @@ typedef struct {
                                          2q + 128 j (+1), j = 0..3, and its output byte offset */
     const int32_t *fft_twiddles_q31;  /* [63 * 6] per j = 1..63: cos, sin of 2 pi m j / 256, m = 1..3 */
     const int32_t *split_twiddles_q31;/* [127 * 2] per k = 1..127: cos, sin of 2 pi k / 512 */
-    const uint16_t *sqrt_table;       /* [192] round(sqrt((i + 1/2) 2^24)), i = 64..255 */
+    const uint16_t *sqrt_table;       /* [48] round(sqrt((i + 1/2) 2^26)), i = 16..63 */
     const int16_t *mel_start;         /* [n_mels] first bin of each band */
     const int16_t *mel_count;         /* [n_mels] bins of each band */
     const uint16_t *mel_weights_q15;  /* [mel_nnz] weights, Q15 */

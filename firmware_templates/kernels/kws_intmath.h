@@ -254,19 +254,21 @@ static inline int32_t mul_hi_round_sub32(int32_t a, int32_t b, int32_t acc) { re
 /* mul_q16_i16: (a * x) >> 16 (floor), int32 a, int16 x (__SMULWB). */
 static inline int32_t mul_q16_i16(int32_t a, int32_t x) { return __SMULWB(a, (uint32_t)(uint16_t)(int16_t)x); }
 
-/* magnitude_i32: |re + i im| from the power, relative error below 0.4 % (phase-independent):
+/* magnitude_i32: |re + i im| from the power, relative error below 1.5e-4 (phase-independent):
  * p = re^2 + im^2 (uint64), N = clz64(p) & ~1, m = top 32 bits of p << N (in [2^30, 2^32)),
- * s = table[(m >> 24) - 64] ~= sqrt(m) (intmath.magnitude_table, 192 entries),
- * result = s 2^(16 - N/2) (left shift, or right shift rounding down); 0 for p = 0.
- * re, im in [-(2^31 - 1), 2^31 - 1]. */
+ * s0 = table[(m >> 26) - 16] ~= sqrt(m) (intmath.magnitude_table, 48 entries), one Newton
+ * step s = s0 + (m - s0^2) / (2 s0) (C division, toward zero: SDIV), result = s 2^(16 - N/2)
+ * (left shift, or right shift rounding down); 0 for p = 0. re, im in (-2^30, 2^30). */
 static inline uint32_t magnitude_i32(int32_t re, int32_t im, const uint16_t *table)
 {
     const uint64_t p = (uint64_t)((int64_t)re * re) + (uint64_t)((int64_t)im * im);
     if (p == 0u) { return 0u; }
     const int32_t n = clz64(p) & ~1;
     const uint32_t m = (uint32_t)((p << n) >> 32);
-    const uint32_t sq = table[(m >> 24) - 64u];
-    return (n <= 32) ? (sq << (16 - n / 2)) : (sq >> (n / 2 - 16));
+    const int32_t s0 = (int32_t)table[(m >> 26) - 16u];
+    const int32_t d = (int32_t)((int64_t)m - (int64_t)s0 * s0);   /* |d| < 2^28 */
+    const uint32_t s = (uint32_t)(s0 + d / (2 * s0));
+    return (n <= 32) ? (s << (16 - n / 2)) : (s >> (n / 2 - 16));
 }
 
 #endif /* KWS_INTMATH_H */

@@ -9,7 +9,7 @@
  * lines (which print nothing). Pair-valued functions print "r e" on one line. */
 static int32_t log2_tab[129];
 static int16_t lut_tab[4096];
-static uint16_t mag_tab[192];
+static uint16_t mag_tab[48];
 
 int main(void)
 {
