@@ -144,6 +144,34 @@ def test_api_order_errors(synth_params, taps_exe, tmp_path):
 STATE_BYTES_MAX = 9_900   # sizeof(kws_frontend_state_t) with 40 mel bands on Cortex-M (docs/FRONTEND.md)
 
 
+ASM_TARGETS = [("cortex-m4", "-mfpu=fpv4-sp-d16 -mfloat-abi=hard"), ("cortex-m4", "-mfloat-abi=soft"),
+               ("cortex-m7", "-mfpu=fpv5-d16 -mfloat-abi=hard"), ("cortex-m33", "-mfloat-abi=hard"),
+               ("cortex-m55", "-mfloat-abi=hard"), ("cortex-m0plus", "-mfloat-abi=soft")]
+
+
+@pytest.mark.parametrize("opt", ["-O2", "-Os", "-O3", "-O1"])
+def test_kernel_compiles_for_every_core_and_optimisation(synth_params, tmp_path, opt):
+    """The assembly loops' register needs fit every DSP core's allocator at every
+    optimisation level (gcc fails such asm with 'impossible constraints' otherwise), strict
+    flags, no warnings (-O0 builds use the C loops: KWS_FE_ASM needs __OPTIMIZE__)."""
+    import shutil
+    import subprocess
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+    from cmsis_stub import stub_root
+    from firmware_templates import template_root
+    for fname, text in ff.render_frontend_params_c(synth_params, fc.PROVENANCE).items():
+        (tmp_path / fname).write_text(text)
+    kernels = template_root() / "kernels"
+    for cpu, fl in ASM_TARGETS:
+        proc = subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wconversion", opt,
+                               f"-mcpu={cpu}", "-mthumb", *fl.split(), f"-I{kernels}", f"-I{stub_root()}",
+                               f"-I{tmp_path}", "-c", str(kernels / "kws_frontend.c"),
+                               "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+        assert proc.returncode == 0 and not proc.stderr.strip(), (cpu, fl, proc.stderr[:500])
+
+
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus"])
 def test_cross_compiles_warning_free_and_state_size(synth_params, tmp_path, cpu):
     """kws_frontend.c and the rendered params build with -Werror for Cortex-M4 and M0+

@@ -76,6 +76,85 @@ FE_ALWAYS_INLINE void fe_stage1(int32_t *out, int32_t x0r, int32_t x0i, int32_t 
     out[7] = y1i + y3r;
 }
 
+#if KWS_FE_ASM
+/* fe_window's loop (frames in hist, 64 stage-1 butterflies) in assembly, a naked function:
+ * r0 = the 512 samples, r1 = the stage-1 window table, r2 = the FFT buffer, r3 = k.
+ * 48 instructions per butterfly; out2 = 2 y0 - out0 and out3 = 2 y1 - out1 (exact in
+ * int32) save registers. */
+__attribute__((naked, noinline)) static void fe_asm_window(const int16_t *x __attribute__((unused)),
+                                                           const int32_t *w __attribute__((unused)),
+                                                           int32_t *out __attribute__((unused)),
+                                                           int32_t k __attribute__((unused)))
+{
+    __asm__ volatile(
+        "push   {r4-r11, lr}\n\t"
+        "mov    r10, r0\n\t"                  /* x */
+        "mov    r11, r1\n\t"                  /* w */
+        "mov    r12, r2\n\t"                  /* out */
+        "mov    r7, r3\n\t"                   /* k */
+        "movs   lr, #1\n\t"                   /* mask = ~(((1 << k) - 1) << 16) */
+        "lsl    lr, lr, r7\n\t"
+        "sub    lr, lr, #1\n\t"
+        "lsl    lr, lr, #16\n\t"
+        "mvn    lr, lr\n\t"
+        "add    r0, r10, #256\n\t"            /* end of stream 0 */
+        "push   {r0}\n\t"
+        "1:\n\t"
+        "ldr    r4, [r10, #256]\n\t"          /* pair of stream 1 */
+        "ldr    r5, [r10, #512]\n\t"          /* stream 2 */
+        "ldr    r6, [r10, #768]\n\t"          /* stream 3 */
+        "ldr    r3, [r10], #4\n\t"            /* stream 0 */
+        "lsl    r3, r3, r7\n\t"
+        "and    r3, r3, lr\n\t"
+        "lsl    r4, r4, r7\n\t"
+        "and    r4, r4, lr\n\t"
+        "lsl    r5, r5, r7\n\t"
+        "and    r5, r5, lr\n\t"
+        "lsl    r6, r6, r7\n\t"
+        "and    r6, r6, lr\n\t"
+        "ldrd   r0, r1, [r11]\n\t"            /* w0e, w0o */
+        "smulwb r0, r0, r3\n\t"               /* x0r */
+        "smulwt r1, r1, r3\n\t"               /* x0i */
+        "ldrd   r2, r3, [r11, #16]\n\t"       /* w2e, w2o */
+        "smulwb r2, r2, r5\n\t"               /* x2r */
+        "smulwt r3, r3, r5\n\t"               /* x2i */
+        "add    r5, r0, r2\n\t"               /* y0r */
+        "sub    r0, r0, r2\n\t"               /* y1r */
+        "add    r2, r1, r3\n\t"               /* y0i */
+        "sub    r1, r1, r3\n\t"               /* y1i */
+        "ldrd   r3, r8, [r11, #8]\n\t"        /* w1e, w1o */
+        "smulwb r3, r3, r4\n\t"               /* x1r */
+        "smulwt r8, r8, r4\n\t"               /* x1i */
+        "ldrd   r4, r9, [r11, #24]\n\t"       /* w3e, w3o */
+        "smulwb r4, r4, r6\n\t"               /* x3r */
+        "smulwt r9, r9, r6\n\t"               /* x3i */
+        "add    r6, r3, r4\n\t"               /* y2r */
+        "sub    r3, r3, r4\n\t"               /* y3r */
+        "add    r4, r8, r9\n\t"               /* y2i */
+        "sub    r8, r8, r9\n\t"               /* y3i */
+        "ldr    r9, [r11, #32]\n\t"           /* output byte offset 32 rev3(q) */
+        "add    r11, r11, #36\n\t"
+        "add    r9, r9, r12\n\t"
+        "add    r6, r5, r6\n\t"               /* out0 = y0 + y2 */
+        "add    r4, r2, r4\n\t"
+        "strd   r6, r4, [r9]\n\t"
+        "rsb    r5, r6, r5, lsl #1\n\t"       /* out2 = y0 - y2 = 2 y0 - out0 */
+        "rsb    r2, r4, r2, lsl #1\n\t"
+        "strd   r5, r2, [r9, #16]\n\t"
+        "add    r8, r0, r8\n\t"               /* out1 = y1 - i y3 */
+        "sub    r3, r1, r3\n\t"
+        "strd   r8, r3, [r9, #8]\n\t"
+        "rsb    r0, r8, r0, lsl #1\n\t"       /* out3 = y1 + i y3 = 2 y1 - out1 */
+        "rsb    r1, r3, r1, lsl #1\n\t"
+        "strd   r0, r1, [r9, #24]\n\t"
+        "ldr    r9, [sp]\n\t"
+        "cmp    r10, r9\n\t"
+        "bne    1b\n\t"
+        "add    sp, sp, #4\n\t"
+        "pop    {r4-r11, pc}\n\t");
+}
+#endif
+
 /* fe_window (twin: frontend_fixed.fe_window, fused with stage 1 of fe_fft256). Frame t
  * (samples 160 t - 256 .. 160 t + 255, reflect-padded) times the Q25 Hann window in block
  * floating point: v = __SMULWB(w, x << k) = (w x 2^k) >> 16, |v| <= 2^24, written after
@@ -86,76 +165,12 @@ static void fe_window(const kws_frontend_state_t *st, int32_t t, int32_t k, int3
     const int32_t *wt = st->p->window_stage1_q25;
     {
         const int16_t *x = st->hist;
+#if KWS_FE_ASM
+        fe_asm_window(x, wt, buf, k);
+#else
         /* per pair: (x << k) & mask keeps each half's own bits (the low half's sign bits
          * would spill into the high half) */
         const uint32_t mask = ~((((uint32_t)1 << k) - 1u) << 16);
-#if KWS_FE_ASM
-        /* 48 instructions per butterfly; k, mask, end are read from memory in the loop.
-         * out2 = 2 y0 - out0 and out3 = 2 y1 - out1 (exact in int32) save registers. */
-        uint32_t kme[3];
-        kme[0] = (uint32_t)k;
-        kme[1] = mask;
-        const int16_t *xp = x;
-        kme[2] = (uint32_t)(uintptr_t)(x + 128);
-        const int32_t *w = wt;
-        int32_t *out = buf;
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr    r4, [%[x], #256]\n\t"         /* pair of stream 1 */
-            "ldr    r5, [%[x], #512]\n\t"         /* stream 2 */
-            "ldr    r6, [%[x], #768]\n\t"         /* stream 3 */
-            "ldr    r3, [%[x]], #4\n\t"           /* stream 0 */
-            "ldrd   r0, r1, %[kme]\n\t"           /* k, mask */
-            "lsl    r3, r3, r0\n\t"
-            "and    r3, r3, r1\n\t"
-            "lsl    r4, r4, r0\n\t"
-            "and    r4, r4, r1\n\t"
-            "lsl    r5, r5, r0\n\t"
-            "and    r5, r5, r1\n\t"
-            "lsl    r6, r6, r0\n\t"
-            "and    r6, r6, r1\n\t"
-            "ldrd   r0, r1, [%[w]]\n\t"           /* w0e, w0o */
-            "smulwb r0, r0, r3\n\t"               /* x0r */
-            "smulwt r1, r1, r3\n\t"               /* x0i */
-            "ldrd   r2, r3, [%[w], #16]\n\t"      /* w2e, w2o */
-            "smulwb r2, r2, r5\n\t"               /* x2r */
-            "smulwt r3, r3, r5\n\t"               /* x2i */
-            "add    r5, r0, r2\n\t"               /* y0r */
-            "sub    r0, r0, r2\n\t"               /* y1r */
-            "add    r2, r1, r3\n\t"               /* y0i */
-            "sub    r1, r1, r3\n\t"               /* y1i */
-            "ldrd   r3, r8, [%[w], #8]\n\t"       /* w1e, w1o */
-            "smulwb r3, r3, r4\n\t"               /* x1r */
-            "smulwt r8, r8, r4\n\t"               /* x1i */
-            "ldrd   r4, r9, [%[w], #24]\n\t"      /* w3e, w3o */
-            "smulwb r4, r4, r6\n\t"               /* x3r */
-            "smulwt r9, r9, r6\n\t"               /* x3i */
-            "add    r6, r3, r4\n\t"               /* y2r */
-            "sub    r3, r3, r4\n\t"               /* y3r */
-            "add    r4, r8, r9\n\t"               /* y2i */
-            "sub    r8, r8, r9\n\t"               /* y3i */
-            "ldr    r9, [%[w], #32]\n\t"          /* output byte offset 32 rev3(q) */
-            "adds   %[w], %[w], #36\n\t"
-            "add    r9, r9, %[o]\n\t"
-            "add    r6, r5, r6\n\t"               /* out0 = y0 + y2 */
-            "add    r4, r2, r4\n\t"
-            "strd   r6, r4, [r9]\n\t"
-            "rsb    r5, r6, r5, lsl #1\n\t"       /* out2 = y0 - y2 = 2 y0 - out0 */
-            "rsb    r2, r4, r2, lsl #1\n\t"
-            "strd   r5, r2, [r9, #16]\n\t"
-            "add    r8, r0, r8\n\t"               /* out1 = y1 - i y3 */
-            "sub    r3, r1, r3\n\t"
-            "strd   r8, r3, [r9, #8]\n\t"
-            "rsb    r0, r8, r0, lsl #1\n\t"       /* out3 = y1 + i y3 = 2 y1 - out1 */
-            "rsb    r1, r3, r1, lsl #1\n\t"
-            "strd   r0, r1, [r9, #24]\n\t"
-            "ldr    r9, %[end]\n\t"
-            "cmp    %[x], r9\n\t"
-            "bne    1b\n\t"
-            : [x] "+r"(xp), [w] "+r"(w)
-            : [o] "r"(out), [kme] "m"(*(const uint32_t(*)[2])kme), [end] "m"(kme[2])
-            : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "cc", "memory");
-#else
         for (int32_t q = 0; q < 64; q++, wt += 9) {
             const uint32_t a0 = (fe_pair(x + 2 * q) << k) & mask;
             const uint32_t a1 = (fe_pair(x + 128 + 2 * q) << k) & mask;
@@ -233,57 +248,69 @@ FE_ALWAYS_INLINE void fe_bfly4_j0(int32_t *p0, int32_t q)
 }
 
 #if KWS_FE_ASM
-/* fe_bfly4 for j = 1 .. n of one group, in assembly: base = p0 of j = 1 plus 12 q bytes
- * (p0, p1, p2, p3 at -12 q, -4 q, +4 q, +12 q bytes: LDRD/STRD immediates), tw = the twiddle
- * row of j = 1 (rows STRIDE bytes apart). 42 instructions per butterfly. */
-#define FE_BFLY4_LOOP(base, tw, n, M12, M4, P4, P12, STRIDE) \
+/* fe_bfly4 for j = 1 .. n of one group, in assembly (naked functions, one per stage):
+ * r0 = p0 of j = 1 plus 12 q bytes (p0, p1, p2, p3 at -12 q, -4 q, +4 q, +12 q bytes: LDRD
+ * / STRD immediates), r1 = the twiddle row of j = 1 (rows STRIDE bytes apart), r2 = n.
+ * 42 instructions per butterfly. */
+#define FE_BFLY4_FN(NAME, M12, M4, P4, P12, STRIDE) \
+__attribute__((naked, noinline)) static void NAME(int32_t *base __attribute__((unused)), \
+                                                  const int32_t *tw __attribute__((unused)), \
+                                                  int32_t n __attribute__((unused))) \
+{ \
     __asm__ volatile( \
+        "push   {r4-r11, lr}\n\t" \
+        "mov    r11, r0\n\t" \
+        "mov    r12, r1\n\t" \
+        "mov    lr, r2\n\t" \
         "1:\n\t" \
-        "ldrd   r0, r1, [%[tw]], #" #STRIDE "\n\t"   /* c1, s1 */ \
-        "ldrd   r2, r3, [%[b], #" #M4 "]\n\t"         /* x1 */ \
+        "ldrd   r0, r1, [r12], #" #STRIDE "\n\t"     /* c1, s1 */ \
+        "ldrd   r2, r3, [r11, #" #M4 "]\n\t"         /* x1 */ \
         "smmulr r4, r2, r0\n\t" \
         "smmulr r5, r3, r0\n\t" \
-        "smmlar r4, r3, r1, r4\n\t"                   /* t1r */ \
-        "smmlsr r5, r2, r1, r5\n\t"                   /* t1i */ \
-        "ldrd   r0, r1, [%[tw], #16 - " #STRIDE "]\n\t" /* c3, s3 */ \
-        "ldrd   r2, r3, [%[b], #" #P12 "]\n\t"        /* x3 */ \
+        "smmlar r4, r3, r1, r4\n\t"                  /* t1r */ \
+        "smmlsr r5, r2, r1, r5\n\t"                  /* t1i */ \
+        "ldrd   r0, r1, [r12, #16 - " #STRIDE "]\n\t" /* c3, s3 */ \
+        "ldrd   r2, r3, [r11, #" #P12 "]\n\t"        /* x3 */ \
         "smmulr r6, r2, r0\n\t" \
         "smmulr r8, r3, r0\n\t" \
-        "smmlar r6, r3, r1, r6\n\t"                   /* t3r */ \
-        "smmlsr r8, r2, r1, r8\n\t"                   /* t3i */ \
-        "add    r11, r4, r6\n\t"                       /* y2r */ \
-        "sub    r4, r4, r6\n\t"                       /* y3r */ \
-        "add    r12, r5, r8\n\t"                      /* y2i */ \
-        "sub    r5, r5, r8\n\t"                       /* y3i */ \
-        "ldrd   r0, r1, [%[tw], #8 - " #STRIDE "]\n\t"  /* c2, s2 */ \
-        "ldrd   r2, r3, [%[b], #" #P4 "]\n\t"         /* x2 */ \
+        "smmlar r6, r3, r1, r6\n\t"                  /* t3r */ \
+        "smmlsr r8, r2, r1, r8\n\t"                  /* t3i */ \
+        "add    r9, r4, r6\n\t"                      /* y2r */ \
+        "sub    r4, r4, r6\n\t"                      /* y3r */ \
+        "add    r10, r5, r8\n\t"                     /* y2i */ \
+        "sub    r5, r5, r8\n\t"                      /* y3i */ \
+        "ldrd   r0, r1, [r12, #8 - " #STRIDE "]\n\t"  /* c2, s2 */ \
+        "ldrd   r2, r3, [r11, #" #P4 "]\n\t"         /* x2 */ \
         "smmulr r6, r2, r0\n\t" \
         "smmulr r8, r3, r0\n\t" \
-        "smmlar r6, r3, r1, r6\n\t"                   /* t2r */ \
-        "smmlsr r8, r2, r1, r8\n\t"                   /* t2i */ \
-        "ldrd   r0, r1, [%[b], #" #M12 "]\n\t"        /* x0 */ \
-        "add    r2, r6, r0, asr #1\n\t"               /* y0r */ \
-        "rsb    r6, r6, r0, asr #1\n\t"               /* y1r */ \
-        "add    r3, r8, r1, asr #1\n\t"               /* y0i */ \
-        "rsb    r8, r8, r1, asr #1\n\t"               /* y1i */ \
-        "add    r0, r2, r11\n\t"                       /* out0 = y0 + y2 */ \
-        "add    r1, r3, r12\n\t" \
-        "strd   r0, r1, [%[b], #" #M12 "]\n\t" \
-        "sub    r0, r2, r11\n\t"                       /* out2 = y0 - y2 */ \
-        "sub    r1, r3, r12\n\t" \
-        "strd   r0, r1, [%[b], #" #P4 "]\n\t" \
-        "add    r0, r6, r5\n\t"                       /* out1 = y1 - i y3 */ \
+        "smmlar r6, r3, r1, r6\n\t"                  /* t2r */ \
+        "smmlsr r8, r2, r1, r8\n\t"                  /* t2i */ \
+        "ldrd   r0, r1, [r11, #" #M12 "]\n\t"        /* x0 */ \
+        "add    r2, r6, r0, asr #1\n\t"              /* y0r */ \
+        "rsb    r6, r6, r0, asr #1\n\t"              /* y1r */ \
+        "add    r3, r8, r1, asr #1\n\t"              /* y0i */ \
+        "rsb    r8, r8, r1, asr #1\n\t"              /* y1i */ \
+        "add    r0, r2, r9\n\t"                      /* out0 = y0 + y2 */ \
+        "add    r1, r3, r10\n\t" \
+        "strd   r0, r1, [r11, #" #M12 "]\n\t" \
+        "sub    r0, r2, r9\n\t"                      /* out2 = y0 - y2 */ \
+        "sub    r1, r3, r10\n\t" \
+        "strd   r0, r1, [r11, #" #P4 "]\n\t" \
+        "add    r0, r6, r5\n\t"                      /* out1 = y1 - i y3 */ \
         "sub    r1, r8, r4\n\t" \
-        "strd   r0, r1, [%[b], #" #M4 "]\n\t" \
-        "sub    r0, r6, r5\n\t"                       /* out3 = y1 + i y3 */ \
+        "strd   r0, r1, [r11, #" #M4 "]\n\t" \
+        "sub    r0, r6, r5\n\t"                      /* out3 = y1 + i y3 */ \
         "add    r1, r8, r4\n\t" \
-        "strd   r0, r1, [%[b], #" #P12 "]\n\t" \
-        "adds   %[b], %[b], #8\n\t" \
-        "subs   %[n], %[n], #1\n\t" \
+        "strd   r0, r1, [r11, #" #P12 "]\n\t" \
+        "add    r11, r11, #8\n\t" \
+        "subs   lr, lr, #1\n\t" \
         "bne    1b\n\t" \
-        : [b] "+r"(base), [tw] "+r"(tw), [n] "+r"(n) \
-        : \
-        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r11", "r12", "cc", "memory")
+        "pop    {r4-r11, pc}\n\t"); \
+}
+FE_BFLY4_FN(fe_asm_bfly4_q4, -48, -16, 16, 48, 384)
+FE_BFLY4_FN(fe_asm_bfly4_q16, -192, -64, 64, 192, 96)
+FE_BFLY4_FN(fe_asm_bfly4_q64, -768, -256, 256, 768, 24)
+#undef FE_BFLY4_FN
 #endif
 
 /* One stage of span 4 q: q twiddle rows of the stage-4 table, stride 64 / q rows. */
@@ -296,9 +323,9 @@ FE_ALWAYS_INLINE void fe_fft_stage(int32_t *buf, const int32_t q, const int32_t 
 #if KWS_FE_ASM
         int32_t *base = p + 2 + 3 * q;        /* p0 of j = 1 plus 12 q bytes */
         int32_t n = q - 1;
-        if (q == 4) { FE_BFLY4_LOOP(base, tw, n, -48, -16, 16, 48, 384); }
-        else if (q == 16) { FE_BFLY4_LOOP(base, tw, n, -192, -64, 64, 192, 96); }
-        else { FE_BFLY4_LOOP(base, tw, n, -768, -256, 256, 768, 24); }
+        if (q == 4) { fe_asm_bfly4_q4(base, tw, n); }
+        else if (q == 16) { fe_asm_bfly4_q16(base, tw, n); }
+        else { fe_asm_bfly4_q64(base, tw, n); }
 #else
         for (int32_t j = 1; j < q; j++) {
             fe_bfly4(p + 2 * j, q, tw);
@@ -316,6 +343,87 @@ __attribute__((noinline)) static void fe_fft256(const kws_frontend_params_t *p, 
     fe_fft_stage(buf, 16, p->fft_twiddles_q31);
     fe_fft_stage(buf, 64, p->fft_twiddles_q31);
 }
+
+#if KWS_FE_ASM && !defined(KWS_FRONTEND_TAPS)
+/* fe_rfft_split + fe_magnitude's loop (k = 1..127) in assembly, a naked function: r0 = Z_1,
+ * r1 = Z_255 (the pointers meet after k = 127), r2 = the split twiddles, r3 = the square-root
+ * seeds. 55 instructions per pair of bins; the magnitude of p < 2^32 takes an out-of-line
+ * path, exact like magnitude_i32. */
+#define FE_MAG_ASM(RE, IM, PTR, INC, LS, LR) \
+        "smull  r4, r5, " RE ", " RE "\n\t" \
+        "smlal  r4, r5, " IM ", " IM "\n\t" \
+        "cmp    r5, #0\n\t" \
+        "beq    " LS "f\n\t" \
+        "clz    r6, r5\n\t" \
+        "bic    r6, r6, #1\n\t"              /* N = clz64(p) & ~1 */ \
+        "lsl    r8, r5, r6\n\t" \
+        "rsb    r5, r6, #32\n\t" \
+        "lsr    r4, r4, r5\n\t" \
+        "orr    r8, r8, r4\n\t"              /* m = top word of p << N */ \
+        "lsr    r6, r8, #26\n\t" \
+        "ldrh   r6, [r12, r6, lsl #1]\n\t"  /* s0 */ \
+        "mls    r4, r6, r6, r8\n\t"          /* m - s0^2 */ \
+        "add    r8, r6, r6\n\t" \
+        "sdiv   r4, r4, r8\n\t" \
+        "add    r6, r6, r4\n\t"              /* s = s0 + (m - s0^2) / (2 s0) */ \
+        "lsr    r5, r5, #1\n\t" \
+        "lsl    r8, r6, r5\n\t"              /* s << (16 - N / 2) */ \
+        LR ":\n\t" \
+        "str    r8, [" PTR "], #" INC "\n\t"
+#define FE_MAG_SLOW_ASM(LS, LR) \
+        LS ":\n\t"                          /* p < 2^32: p = r4 */ \
+        "movs   r8, r4\n\t" \
+        "beq    " LR "b\n\t" \
+        "clz    r5, r4\n\t" \
+        "bic    r5, r5, #1\n\t" \
+        "lsl    r8, r4, r5\n\t"              /* m */ \
+        "lsr    r6, r8, #26\n\t" \
+        "ldrh   r6, [r12, r6, lsl #1]\n\t" \
+        "mls    r4, r6, r6, r8\n\t" \
+        "add    r8, r6, r6\n\t" \
+        "sdiv   r4, r4, r8\n\t" \
+        "add    r6, r6, r4\n\t" \
+        "lsr    r5, r5, #1\n\t" \
+        "lsr    r8, r6, r5\n\t"              /* s >> (N / 2 - 16) */ \
+        "b      " LR "b\n\t"
+__attribute__((naked, noinline)) static void fe_asm_split_mag(int32_t *pk __attribute__((unused)),
+                                                              int32_t *pn __attribute__((unused)),
+                                                              const int32_t *tw __attribute__((unused)),
+                                                              const uint16_t *tb __attribute__((unused)))
+{
+    __asm__ volatile(
+        "push   {r4-r11, lr}\n\t"
+        "mov    r9, r0\n\t"                   /* pk */
+        "mov    r10, r1\n\t"                  /* pn */
+        "mov    r11, r2\n\t"                  /* tw */
+        "sub    r12, r3, #32\n\t"             /* table index (m >> 26) - 16 */
+        "1:\n\t"
+        "ldrd   r0, r1, [r9]\n\t"             /* Z_k */
+        "ldrd   r2, r3, [r10]\n\t"            /* Z_{256-k} */
+        "add    r4, r0, r2\n\t"               /* er */
+        "sub    r0, r0, r2\n\t"               /* or */
+        "sub    r5, r1, r3\n\t"               /* ei */
+        "add    r1, r1, r3\n\t"               /* oi */
+        "ldrd   r2, r3, [r11], #8\n\t"        /* c, s */
+        "smmulr r6, r0, r2\n\t"
+        "smmulr r8, r1, r2\n\t"
+        "smmlar r6, r1, r3, r6\n\t"           /* pr */
+        "smmlsr r8, r0, r3, r8\n\t"           /* pi */
+        "add    r0, r8, r4, asr #1\n\t"       /* X_k = (er/2 + pi, ei/2 - pr) */
+        "rsb    r1, r6, r5, asr #1\n\t"
+        "rsb    r2, r8, r4, asr #1\n\t"       /* X_{256-k} ~ (er/2 - pi, ei/2 + pr) */
+        "add    r3, r6, r5, asr #1\n\t"
+        FE_MAG_ASM("r0", "r1", "r9", "8", "5", "6")
+        FE_MAG_ASM("r2", "r3", "r10", "-8", "7", "8")
+        "cmp    r9, r10\n\t"                  /* they meet after k = 127 */
+        "bne    1b\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        FE_MAG_SLOW_ASM("5", "6")
+        FE_MAG_SLOW_ASM("7", "8"));
+}
+#undef FE_MAG_ASM
+#undef FE_MAG_SLOW_ASM
+#endif
 
 /* fe_rfft_split + fe_magnitude (twins: frontend_fixed.fe_rfft_split, fe_magnitude). The
  * 512-point real spectrum X_k = E/2 - i W^k O / 2 (E = Z_k + conj(Z_{256-k}),
@@ -340,80 +448,7 @@ __attribute__((noinline)) static void fe_rfft_split(const kws_frontend_params_t 
     (void)t;
 #endif
 #if KWS_FE_ASM && !defined(KWS_FRONTEND_TAPS)
-    /* 55 instructions per pair of bins (the magnitude of p < 2^32 takes an out-of-line
-     * path, exact like magnitude_i32) */
-    {
-        int32_t *pk = buf + 2, *pn = buf + 2 * (KWS_FE_HALF - 1);
-        const uint16_t *tb = mt;
-#define FE_MAG_ASM(RE, IM, PTR, INC, LS, LR) \
-        "smull  r4, r5, " RE ", " RE "\n\t" \
-        "smlal  r4, r5, " IM ", " IM "\n\t" \
-        "cmp    r5, #0\n\t" \
-        "beq    " LS "f\n\t" \
-        "clz    r6, r5\n\t" \
-        "bic    r6, r6, #1\n\t"              /* N = clz64(p) & ~1 */ \
-        "lsl    r8, r5, r6\n\t" \
-        "rsb    r5, r6, #32\n\t" \
-        "lsr    r4, r4, r5\n\t" \
-        "orr    r8, r8, r4\n\t"              /* m = top word of p << N */ \
-        "lsr    r6, r8, #26\n\t" \
-        "ldrh   r6, [%[tb], r6, lsl #1]\n\t"  /* s0 */ \
-        "mls    r4, r6, r6, r8\n\t"          /* m - s0^2 */ \
-        "add    r8, r6, r6\n\t" \
-        "sdiv   r4, r4, r8\n\t" \
-        "add    r6, r6, r4\n\t"              /* s = s0 + (m - s0^2) / (2 s0) */ \
-        "lsr    r5, r5, #1\n\t" \
-        "lsl    r8, r6, r5\n\t"              /* s << (16 - N / 2) */ \
-        LR ":\n\t" \
-        "str    r8, [" PTR "], #" INC "\n\t"
-#define FE_MAG_SLOW_ASM(LS, LR) \
-        LS ":\n\t"                          /* p < 2^32: p = r4 */ \
-        "movs   r8, r4\n\t" \
-        "beq    " LR "b\n\t" \
-        "clz    r5, r4\n\t" \
-        "bic    r5, r5, #1\n\t" \
-        "lsl    r8, r4, r5\n\t"              /* m */ \
-        "lsr    r6, r8, #26\n\t" \
-        "ldrh   r6, [%[tb], r6, lsl #1]\n\t" \
-        "mls    r4, r6, r6, r8\n\t" \
-        "add    r8, r6, r6\n\t" \
-        "sdiv   r4, r4, r8\n\t" \
-        "add    r6, r6, r4\n\t" \
-        "lsr    r5, r5, #1\n\t" \
-        "lsr    r8, r6, r5\n\t"              /* s >> (N / 2 - 16) */ \
-        "b      " LR "b\n\t"
-        __asm__ volatile(
-            "sub    %[tb], %[tb], #32\n\t"    /* table index (m >> 26) - 16 */
-            "1:\n\t"
-            "ldrd   r0, r1, [%[pk]]\n\t"      /* Z_k */
-            "ldrd   r2, r3, [%[pn]]\n\t"      /* Z_{256-k} */
-            "add    r4, r0, r2\n\t"           /* er */
-            "sub    r0, r0, r2\n\t"           /* or */
-            "sub    r5, r1, r3\n\t"           /* ei */
-            "add    r1, r1, r3\n\t"           /* oi */
-            "ldrd   r2, r3, [%[tw]], #8\n\t"  /* c, s */
-            "smmulr r6, r0, r2\n\t"
-            "smmulr r8, r1, r2\n\t"
-            "smmlar r6, r1, r3, r6\n\t"       /* pr */
-            "smmlsr r8, r0, r3, r8\n\t"       /* pi */
-            "add    r0, r8, r4, asr #1\n\t"   /* X_k = (er/2 + pi, ei/2 - pr) */
-            "rsb    r1, r6, r5, asr #1\n\t"
-            "rsb    r2, r8, r4, asr #1\n\t"   /* X_{256-k} ~ (er/2 - pi, ei/2 + pr) */
-            "add    r3, r6, r5, asr #1\n\t"
-            FE_MAG_ASM("r0", "r1", "%[pk]", "8", "5", "6")
-            FE_MAG_ASM("r2", "r3", "%[pn]", "-8", "7", "8")
-            "cmp    %[pk], %[pn]\n\t"         /* they meet after k = 127 */
-            "bne    1b\n\t"
-            "b      9f\n\t"
-            FE_MAG_SLOW_ASM("5", "6")
-            FE_MAG_SLOW_ASM("7", "8")
-            "9:\n\t"
-            : [pk] "+r"(pk), [pn] "+r"(pn), [tw] "+r"(tw), [tb] "+r"(tb)
-            :
-            : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "cc", "memory");
-#undef FE_MAG_ASM
-#undef FE_MAG_SLOW_ASM
-    }
+    fe_asm_split_mag(buf + 2, buf + 2 * (KWS_FE_HALF - 1), tw, mt);
 #else
     for (int32_t k = 1; k < KWS_FE_HALF / 2; k++) {
         int32_t *zk = buf + 2 * k;
