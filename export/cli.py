@@ -231,3 +231,45 @@ def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir:
     res = compare(source, eval_dir, routes=tuple(routes) or ROUTES, onnx_dir=onnx_dir,
                   tflite=tflite, calib=calib, calib_count=calib_count, limit=limit)
     print_compare(res)
+
+# --- evaluate (issue 7) ---------------------------------------------------------------------
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Speech Commands V2 folder (testing split) or one folder per label.")
+@click.option("--generated", type=int, default=None,
+              help="Instead of --data: N clips per label of the generated test split (espeak-ng).")
+@click.option("--data-seed", type=int, default=1, show_default=True, help="Seed of --generated.")
+@click.option("--route", "routes", multiple=True, default=("float",), show_default=True,
+              help="Inference route(s): float, int8 (repeat the option).")
+@click.option("--noise", "noises", default=",".join(("white", "pink", "babble", "factory", "street")),
+              show_default=True, help="Comma-separated noise types (also 'recorded', 'file:NAME' "
+              "with --noise-dir); '' for clean only.")
+@click.option("--snr", "snrs", default="-15,-10,-5,0,5,10,15", show_default=True,
+              help="Comma-separated SNRs in dB.")
+@click.option("--noise-dir", type=click.Path(path_type=Path), default=None,
+              help="Recorded noise (e.g. Speech Commands' _background_noise_).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
+@click.option("--limit-per-class", type=int, default=None, help="At most N clips per label.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for grid.json, grid.md, grid.png.")
+@click.option("--cache", type=click.Path(path_type=Path),
+              default=Path.home() / ".cache" / "nanomamba-kws", show_default=True,
+              help="Cache of generated clips and babble.")
+@click.option("--espeak", default=None, help="espeak-ng executable.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@handle_errors
+def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise_dir, seed,
+             limit_per_class, out, cache, espeak, force) -> None:
+    """Accuracy over noise types x SNR (plus clean) for each route: a table, and with --out
+    a JSON, a Markdown table and a PNG plot."""
+    from export.evaluate import EvaluateError, run_evaluate
+    try:
+        snr_list = [float(s) for s in snrs.split(",") if s.strip()]
+    except ValueError:
+        raise EvaluateError(f"--snr: not a comma-separated list of numbers: '{snrs}'") from None
+    noise_list = [n.strip() for n in noises.split(",") if n.strip()]
+    run_evaluate(checkpoint, data=data, generated=generated, data_seed=data_seed, routes=routes,
+                 noises=noise_list, snrs=snr_list, seed=seed, noise_dir=noise_dir,
+                 limit_per_class=limit_per_class, out=out, force=force,
+                 cache_dir=str(cache), espeak=espeak)

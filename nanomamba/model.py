@@ -33,6 +33,39 @@ def _tap(taps: dict | None, name: str, value: torch.Tensor) -> None:
         taps[name] = value.detach()
 
 
+class _LinearRecurrence(torch.autograd.Function):
+    """h_t = a_t * h_{t-1} + x_t over dim 1 (h_0 = 0), with a hand-written backward:
+    g_t = dL/dh_t + a_{t+1} g_{t+1}; dL/dx_t = g_t; dL/da_t = g_t h_{t-1}. The same values
+    and gradients as autograd through the step-by-step loop, without a T-step autograd graph
+    (several times faster to train)."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = torch.empty_like(x)
+        prev = torch.zeros_like(x[:, 0])
+        for t in range(x.shape[1]):
+            prev = a[:, t] * prev + x[:, t]
+            h[:, t] = prev
+        ctx.save_for_backward(a, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h: torch.Tensor):
+        a, h = ctx.saved_tensors
+        T = h.shape[1]
+        grad_x = torch.empty_like(grad_h)
+        g = torch.zeros_like(grad_h[:, 0])
+        for t in range(T - 1, -1, -1):
+            g = grad_h[:, t] + (a[:, t + 1] * g if t + 1 < T else 0.0)
+            grad_x[:, t] = g
+        grad_a = torch.zeros_like(a)
+        grad_a[:, 1:] = grad_x[:, 1:] * h[:, :-1]
+        return grad_a, grad_x
+
+
+SCAN_MODES = ("loop", "chunked", "recurrence")
+
+
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                    C: torch.Tensor, D: torch.Tensor, mode: str = "chunked",
                    chunk: int = 16, return_h: bool = False):
@@ -47,9 +80,10 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         B: (B, T, N) input matrix per frame (already SNR-gated).
         C: (B, T, N) output matrix per frame.
         D: (E,) skip gain.
-        mode: "loop" (step by step, the definition) or "chunked" (exact in real arithmetic:
+        mode: "loop" (step by step, the definition), "chunked" (exact in real arithmetic:
             within chunks of ``chunk`` frames the state is a masked sum of decayed inputs,
-            across chunks it is carried).
+            across chunks it is carried) or "recurrence" (the loop's values with a
+            hand-written backward, :class:`_LinearRecurrence`; fastest to train).
         return_h: also return the state sequence.
     Returns:
         y (B, T, E), and h (B, T, E, N) when ``return_h``.
@@ -60,7 +94,9 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     N = A.shape[1]
     log_dA = delta.unsqueeze(-1) * A                                    # (B,T,E,N) <= 0
     x = (delta * u).unsqueeze(-1) * B.unsqueeze(2)                      # (B,T,E,N)
-    if mode == "loop":
+    if mode == "recurrence":
+        hseq = _LinearRecurrence.apply(torch.exp(log_dA), x)
+    elif mode == "loop":
         h = u.new_zeros(bsz, E, N)
         hs = []
         dA = torch.exp(log_dA)
@@ -86,7 +122,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
             h = hc[:, -1]
         hseq = torch.cat(outs, dim=1)
     else:
-        raise ValueError(f"unknown scan mode {mode!r} (expected 'loop' or 'chunked')")
+        raise ValueError(f"unknown scan mode {mode!r} (expected one of {SCAN_MODES})")
     y = torch.einsum("bten,btn->bte", hseq, C) + D * u
     return (y, hseq) if return_h else y
 
@@ -204,9 +240,13 @@ class Network(nn.Module):
         return logits
 
     def set_scan_mode(self, mode: str) -> None:
-        """Select the scan implementation of every block ("loop" or "chunked")."""
-        if mode not in ("loop", "chunked"):
-            raise ValueError(f"unknown scan mode {mode!r} (expected 'loop' or 'chunked')")
+        """Select the scan implementation of every block (one of :data:`SCAN_MODES`).
+
+        Raises:
+            ValueError: unknown mode.
+        """
+        if mode not in SCAN_MODES:
+            raise ValueError(f"unknown scan mode {mode!r} (expected one of {SCAN_MODES})")
         for block in self.blocks:
             block.sa_ssm.scan_mode = mode
 

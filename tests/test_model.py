@@ -69,6 +69,8 @@ def test_chunked_scan_equals_loop():
     for chunk in (1, 7, 16, 101):
         y, h = selective_scan(u, delta, A, Bm, C, D, mode="chunked", chunk=chunk, return_h=True)
         assert torch.allclose(y, y_loop, atol=1e-10) and torch.allclose(h, h_loop, atol=1e-10)
+    y, h = selective_scan(u, delta, A, Bm, C, D, mode="recurrence", return_h=True)
+    assert torch.equal(y, y_loop) and torch.equal(h, h_loop)
 
 
 def test_model_scan_modes_agree(upstream_ckpt, fixtures_dir):

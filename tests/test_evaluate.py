@@ -1,0 +1,139 @@
+"""`kws-export evaluate`: noise grid, routes, reports (export/evaluate.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from export import evaluate as E
+from export.cli import main
+from nanomamba import load_checkpoint
+from nanomamba.config import LABELS
+from nanomamba.data.noise import noise_batch, rms
+from nanomamba.data.speech_commands import SpeechCommands
+
+
+def _oracle(labels):
+    """A route that is right on clean clips and says 'silence' on anything else."""
+    table = {}
+
+    def run(audio):
+        out = np.zeros((len(audio), 12))
+        for i, clip in enumerate(audio):
+            out[i, table.get(clip.tobytes(), 10)] = 1.0
+        return out
+    return table, run
+
+
+def test_grid_with_fake_routes():
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal((12, 16000)) * 1000).astype(np.int16)
+    labels = np.arange(12)
+    table, oracle = _oracle(labels)
+    for clip, lab in zip(audio, labels):
+        table[clip.tobytes()] = lab
+    const = lambda a: np.tile(np.eye(12)[3], (len(a), 1))          # noqa: E731 always 'down'
+    res = E.evaluate_grid({"oracle": oracle, "const": const}, audio, labels,
+                          noises=("white", "pink"), snrs=(0, 10), progress=False)
+    assert res.conditions() == ["clean", "white@0", "white@10", "pink@0", "pink@10"]
+    assert res.accuracy["oracle"]["clean"] == 100.0
+    assert res.accuracy["oracle"]["white@0"] == pytest.approx(100 / 12)   # the silence clip
+    assert all(v == pytest.approx(100 / 12) for v in res.accuracy["const"].values())
+    assert res.agreement["const~oracle"]["clean"] == pytest.approx(100 / 12)
+    assert res.max_gap("const", "oracle")[0] == pytest.approx(100 - 100 / 12)
+    js = json.loads(res.to_json())
+    assert js["accuracy"]["oracle"]["clean"] == 100.0
+    assert "| white | oracle | 100.0 |" in E.markdown_table(res)
+    png = E.plot_grid(res)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == E.plot_grid(res)
+
+
+def test_mixtures_are_int16_at_the_snr():
+    rng = np.random.default_rng(1)
+    audio = (rng.standard_normal((3, 16000)) * 800).astype(np.int16)
+    noise = noise_batch("pink", 3, 16000, seed=0)
+    mixes = E.mixtures(audio, noise, (-5, 5))
+    for snr, mix in mixes.items():
+        assert mix.dtype == np.int16
+        added = mix.astype(np.float64) - audio
+        got = 20 * np.log10(rms(audio.astype(np.float64), axis=1) / rms(added, axis=1))
+        assert np.allclose(got, snr, atol=0.05)
+
+
+def test_float_grid_on_real_clips(upstream_ckpt, speech_commands_test):
+    """Clean float accuracy on 48 real clips equals the reference predictions; noise hurts."""
+    clips = SpeechCommands(speech_commands_test).load(limit_per_class=4)
+    ref = json.loads((speech_commands_test / "float_reference.json").read_text())["predictions"]["tiny"]
+    expect = 100 * np.mean([ref[n] == LABELS[lab] for n, lab in zip(clips.names, clips.labels)])
+    model = load_checkpoint(upstream_ckpt("tiny"))
+    res = E.evaluate_grid({"float": E.float_route(model, threads=1)}, clips.audio, clips.labels,
+                          noises=("white",), snrs=(-15, 15), progress=False)
+    assert res.accuracy["float"]["clean"] == pytest.approx(expect)
+    assert res.accuracy["float"]["white@-15"] < res.accuracy["float"]["white@15"]
+
+
+def test_cli_evaluate_small(upstream_ckpt, speech_commands_test, tmp_path):
+    out = tmp_path / "ev"
+    args = ["evaluate", str(upstream_ckpt("tiny")), "--data", str(speech_commands_test),
+            "--limit-per-class", "2", "--noise", "white,factory", "--snr", "0,10",
+            "--out", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "factory" in res.output and (out / "grid.png").exists()
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["n_clips"] == 24 and set(grid["accuracy"]["float"]) == {
+        "clean", "white@0", "white@10", "factory@0", "factory@10"}
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "--force" in res.output
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--route", "fp16"], "unknown route 'fp16'"),
+    (["--noise", "rain"], "unknown noise type 'rain'"),
+    (["--noise", "recorded"], "needs --noise-dir"),
+    (["--snr", "a,b"], "--snr: not a comma-separated list"),
+    ([], "give a dataset folder"),
+])
+def test_cli_evaluate_errors(upstream_ckpt, extra, needle):
+    res = CliRunner().invoke(main, ["evaluate", str(upstream_ckpt("tiny")), *extra])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert needle in lines[0]
+
+
+def test_cli_evaluate_bad_dataset(upstream_ckpt, tmp_path):
+    (tmp_path / "yes").mkdir()
+    res = CliRunner().invoke(main, ["evaluate", str(upstream_ckpt("tiny")), "--data", str(tmp_path)])
+    assert res.exit_code == 1 and "missing label folder(s)" in res.output
+
+
+def test_int8_route_or_clear_error(upstream_ckpt, speech_commands_test):
+    """With the simulator in the build, int8 tracks float; without it, a one-line error."""
+    model = load_checkpoint(upstream_ckpt("tiny"))
+    try:
+        import export.quantize  # noqa: F401
+        import export.simulator  # noqa: F401
+    except ImportError:
+        with pytest.raises(E.EvaluateError, match="not part of this build"):
+            E.int8_route(E.quantize_for_route(model))
+        return
+    clips = SpeechCommands(speech_commands_test).load(limit_per_class=2)
+    routes = {"float": E.float_route(model, threads=1), "int8": E.int8_route(E.quantize_for_route(model))}
+    res = E.evaluate_grid(routes, clips.audio, clips.labels, noises=("white",), snrs=(10,),
+                          progress=False)
+    assert res.agreement["int8~float"]["clean"] >= 90.0
+
+
+def test_cli_int8_without_simulator_fails_fast(tmp_path):
+    try:
+        import export.quantize  # noqa: F401
+        import export.simulator  # noqa: F401
+        return                 # the int8 route is available: exercised by the test above
+    except ImportError:
+        pass
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "missing.pt"), "--generated", "1",
+                                    "--route", "int8"])
+    assert res.exit_code == 1 and "not part of this build" in res.output
