@@ -183,7 +183,9 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         ``fft_twiddles_q31`` (378,) int32 (per j = 1..63: cos, sin of 2 pi m j / 256 for
         m = 1, 2, 3, Q31), ``split_twiddles_q31`` (254,) int32 (per k = 1..127: cos, sin of
         2 pi k / 512, Q31), ``sqrt_table`` (48,) uint16 (:func:`intmath.magnitude_table`),
-        ``mel_start``/``mel_count`` (n_mels,) int16, ``mel_weights_q15`` (nnz,) uint16,
+        ``mel_start``/``mel_count`` (n_mels,) int16 (the band's first bin and bin count; the
+        C reads them as ``mel_bands`` (n_mels,) uint32 = start | n << 16 | has_bin_256 << 31,
+        n the bins below 256), ``mel_weights_q15`` (nnz,) uint16,
         ``log2_table_q24`` (129,) int32, ``snr_code_table`` (142,) uint16
         (:func:`snr_code_table`), ``log_eps`` (16,) int32 (1e-8 in mel units per block
         shift).
@@ -272,6 +274,8 @@ def make_frontend_params(mel_fb: np.ndarray, noise_scale: float) -> dict:
         "sqrt_table": im.magnitude_table(),
         "mel_start": np.array(starts, dtype=np.int16),
         "mel_count": np.array(counts, dtype=np.int16),
+        "mel_bands": np.array([a | ((c - (a + c > HALF)) << 16) | (int(a + c > HALF) << 31)
+                               for a, c in zip(starts, counts)], dtype=np.uint32),
         "mel_weights_q15": w_q.astype(np.uint16),
         "log2_table_q24": im.log2_table(),
         "snr_code_table": code_table,

@@ -38,6 +38,10 @@
 #define KWS_FE_ASM 0
 #endif
 
+/* A band descriptor's first bin and bin count (kws_frontend_params_t.mel_bands). */
+FE_ALWAYS_INLINE int32_t fe_band_start(uint32_t d) { return (int32_t)(d & 0xFFFFu); }
+FE_ALWAYS_INLINE int32_t fe_band_count(uint32_t d) { return (int32_t)(((d >> 16) & 0x7FFFu) + (d >> 31)); }
+
 /* Two consecutive int16 samples as one word (low half = p[0]); any alignment. */
 FE_ALWAYS_INLINE uint32_t fe_pair(const int16_t *p)
 {
@@ -561,7 +565,7 @@ static void fe_noise_weights(kws_frontend_state_t *st, uint32_t *mag4)
     const uint16_t *w = p->mel_weights_q15;
     uint8_t *c = st->u.snr.w;
     for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-        const int32_t s = p->mel_start[m], n = p->mel_count[m];
+        const int32_t s = fe_band_start(p->mel_bands[m]), n = fe_band_count(p->mel_bands[m]);
         int32_t f = 0;
         for (int32_t i = 0; i < n; i++) {
             const int32_t b = s + i;
@@ -645,6 +649,61 @@ FE_ALWAYS_INLINE void fe_log_of(kws_frontend_state_t *st, int32_t t, int32_t m, 
     fe_log_code(st, t, m, lg);
 }
 
+#if KWS_FE_ASM
+/* fe_bands' sums in assembly, a naked function: r0 = the magnitudes (split layout), r1 = the
+ * sums (band m at words 8 m, + 2, + 4, + 6: mel lo, hi, SNR lo, hi), r2 = the band
+ * descriptors, r3 = the Q15 mel weights, stack: the SNR weights (uint8), n_mels. Per weight
+ * LDR, LDRH, LDRB, two UMLAL and the loop: 7 instructions; per band about 20. */
+__attribute__((naked, noinline)) static void fe_asm_bands(const uint32_t *mag __attribute__((unused)),
+                                                          uint32_t *sums __attribute__((unused)),
+                                                          const uint32_t *bands __attribute__((unused)),
+                                                          const uint16_t *w __attribute__((unused)),
+                                                          const uint8_t *c __attribute__((unused)),
+                                                          int32_t n_mels __attribute__((unused)))
+{
+    __asm__ volatile(
+        "push   {r4-r11, lr}\n\t"
+        "ldr    r4, [sp, #36]\n\t"            /* c */
+        "ldr    r5, [sp, #40]\n\t"            /* n_mels */
+        "1:\n\t"
+        "ldr    r7, [r2], #4\n\t"             /* band descriptor */
+        "ubfx   r6, r7, #0, #16\n\t"          /* first bin */
+        "add    r6, r0, r6, lsl #3\n\t"       /* its magnitude (stride 8 bytes) */
+        "ubfx   r7, r7, #16, #15\n\t"         /* bins below 256 */
+        "movs   r8, #0\n\t"
+        "movs   r9, #0\n\t"
+        "movs   r10, #0\n\t"
+        "movs   r11, #0\n\t"
+        "cbz    r7, 3f\n\t"
+        "2:\n\t"
+        "ldr    r12, [r6], #8\n\t"
+        "ldrh   lr, [r3], #2\n\t"
+        "umlal  r8, r9, r12, lr\n\t"           /* mel */
+        "ldrb   lr, [r4], #1\n\t"
+        "umlal  r10, r11, r12, lr\n\t"         /* SNR */
+        "subs   r7, r7, #1\n\t"
+        "bne    2b\n\t"
+        "3:\n\t"
+        "ldr    r7, [r2, #-4]\n\t"
+        "lsls   r7, r7, #1\n\t"               /* has bin 256 -> carry */
+        "bcc    4f\n\t"
+        "ldr    r12, [r0, #4]\n\t"            /* bin 256 at word 1 */
+        "ldrh   lr, [r3], #2\n\t"
+        "umlal  r8, r9, r12, lr\n\t"
+        "ldrb   lr, [r4], #1\n\t"
+        "umlal  r10, r11, r12, lr\n\t"
+        "4:\n\t"
+        "str    r8, [r1]\n\t"
+        "str    r9, [r1, #8]\n\t"
+        "str    r10, [r1, #16]\n\t"
+        "str    r11, [r1, #24]\n\t"
+        "add    r1, r1, #32\n\t"
+        "subs   r5, r5, #1\n\t"
+        "bne    1b\n\t"
+        "pop    {r4-r11, pc}\n\t");
+}
+#endif
+
 /* fe_mel_log + fe_snr_mel (twins: frontend_fixed.fe_mel_log, fe_snr_mel) of frame t,
  * fused: one pass over the magnitudes (split layout: bin b at word 2 b, bin 256 at word 1)
  * accumulates per band mel = sum_k w_q15 mag (uint64 < 2^49; log_mel = Q16 log2 of
@@ -656,65 +715,26 @@ FE_ALWAYS_INLINE void fe_bands(kws_frontend_state_t *st, int32_t t, uint32_t *ma
 {
     const kws_frontend_params_t *p = st->p;
     uint32_t *sums = mag + 3;               /* band m: words 8 m + 3, + 5, + 7, + 9 */
+#if KWS_FE_ASM
+    fe_asm_bands(mag, sums, p->mel_bands, p->mel_weights_q15, st->u.snr.w, KWS_FE_N_MELS);
+#else
     {
         const uint16_t *w = p->mel_weights_q15;
         const uint8_t *c = st->u.snr.w;
         for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-            const int32_t start = p->mel_start[m], count = p->mel_count[m];
-            const int32_t n = (start + count > KWS_FE_HALF) ? KWS_FE_HALF - start : count;
-            const uint32_t *x = mag + 2 * start;
+            const uint32_t d = p->mel_bands[m];
+            const int32_t n = (int32_t)((d >> 16) & 0x7FFFu);
+            const uint32_t *x = mag + 2 * fe_band_start(d);
             uint64_t am = 0u, as = 0u;
-            int32_t i = 0;
-#if KWS_FE_ASM
-            if (snr != 0) {     /* 6 instructions per weight: LDR, LDRH, LDRB, 2 UMLAL (+ loop) */
-                uint32_t aml = 0u, amh = 0u, asl = 0u, ash = 0u, x0, x1, t0, t1;
-                const uint32_t *xp = x;
-                const uint16_t *wp = w;
-                const uint8_t *cp = c;
-                int32_t cnt = n;
-                __asm__ volatile(
-                    "subs   %[cnt], %[cnt], #2\n\t"
-                    "blt    2f\n\t"
-                    "1:\n\t"
-                    "ldr    %[x0], [%[xp]], #8\n\t"
-                    "ldrh   %[t0], [%[wp]], #2\n\t"
-                    "ldr    %[x1], [%[xp]], #8\n\t"
-                    "ldrh   %[t1], [%[wp]], #2\n\t"
-                    "umlal  %[aml], %[amh], %[x0], %[t0]\n\t"
-                    "ldrb   %[t0], [%[cp]], #1\n\t"
-                    "umlal  %[aml], %[amh], %[x1], %[t1]\n\t"
-                    "ldrb   %[t1], [%[cp]], #1\n\t"
-                    "umlal  %[asl], %[ash], %[x0], %[t0]\n\t"
-                    "umlal  %[asl], %[ash], %[x1], %[t1]\n\t"
-                    "subs   %[cnt], %[cnt], #2\n\t"
-                    "bge    1b\n\t"
-                    "2:\n\t"
-                    "adds   %[cnt], %[cnt], #2\n\t"       /* 0 or 1 left */
-                    "beq    3f\n\t"
-                    "ldr    %[x0], [%[xp]]\n\t"
-                    "ldrh   %[t0], [%[wp]]\n\t"
-                    "umlal  %[aml], %[amh], %[x0], %[t0]\n\t"
-                    "ldrb   %[t0], [%[cp]]\n\t"
-                    "umlal  %[asl], %[ash], %[x0], %[t0]\n\t"
-                    "3:\n\t"
-                    : [xp] "+r"(xp), [wp] "+r"(wp), [cp] "+r"(cp), [cnt] "+r"(cnt),
-                      [aml] "+r"(aml), [amh] "+r"(amh), [asl] "+r"(asl), [ash] "+r"(ash),
-                      [x0] "=&r"(x0), [x1] "=&r"(x1), [t0] "=&r"(t0), [t1] "=&r"(t1)
-                    :
-                    : "cc", "memory");
-                am = ((uint64_t)amh << 32) | aml;
-                as = ((uint64_t)ash << 32) | asl;
-                i = n;
-            }
-#endif
-            for (; i < n; i++) {
+            for (int32_t i = 0; i < n; i++) {
                 am += (uint64_t)w[i] * x[2 * i];
                 if (snr != 0) { as += (uint64_t)c[i] * x[2 * i]; }
             }
-            if (i < count) {                  /* bin 256 (word 1) */
-                am += (uint64_t)w[i] * mag[1];
-                if (snr != 0) { as += (uint64_t)c[i] * mag[1]; }
+            if ((d >> 31) != 0u) {            /* bin 256 (word 1) */
+                am += (uint64_t)w[n] * mag[1];
+                if (snr != 0) { as += (uint64_t)c[n] * mag[1]; }
             }
+            const int32_t count = fe_band_count(d);
             w += count;
             c += count;
             uint32_t *o = sums + 8 * m;
@@ -724,6 +744,7 @@ FE_ALWAYS_INLINE void fe_bands(kws_frontend_state_t *st, int32_t t, uint32_t *ma
             o[6] = (uint32_t)(as >> 32);
         }
     }
+#endif
     const uint64_t eps = (uint64_t)p->log_eps[k];
     const int32_t off = (k + KWS_FE_MEL_FLOAT_SHIFT) * (1 << KWS_FE_LOG_FRAC);
     const int32_t e0 = k - p->noise_shift - KWS_FE_SNR_W_SHIFT;
@@ -743,8 +764,8 @@ static void fe_snr_mel(kws_frontend_state_t *st, int32_t t, const uint32_t *mag,
     const uint8_t *c = st->u.snr.w;
     const int32_t e0 = k - p->noise_shift - KWS_FE_SNR_W_SHIFT;
     for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-        const int32_t count = p->mel_count[m];
-        const uint32_t *x = mag + p->mel_start[m];
+        const int32_t count = fe_band_count(p->mel_bands[m]);
+        const uint32_t *x = mag + fe_band_start(p->mel_bands[m]);
         uint64_t as = 0u;
         for (int32_t i = 0; i < count; i++) { as += (uint64_t)c[i] * x[i]; }
         c += count;

@@ -74,8 +74,7 @@ typedef struct {
     const int32_t *fft_twiddles_q31;  /* [63 * 6] per j = 1..63: cos, sin of 2 pi m j / 256, m = 1..3 */
     const int32_t *split_twiddles_q31;/* [127 * 2] per k = 1..127: cos, sin of 2 pi k / 512 */
     const uint16_t *sqrt_table;       /* [48] round(sqrt((i + 1/2) 2^26)), i = 16..63 */
-    const int16_t *mel_start;         /* [n_mels] first bin of each band */
-    const int16_t *mel_count;         /* [n_mels] bins of each band */
+    const uint32_t *mel_bands;        /* [n_mels] first bin | bins below 256 << 16 | has bin 256 << 31 */
     const uint16_t *mel_weights_q15;  /* [mel_nnz] weights, Q15 */
     const int32_t *log2_table_q24;    /* [129] log2(1 + i/128), Q24 */
     const uint16_t *snr_code_table;   /* [142] snr code of z = S / 10 (Q16) per 2^10 */
