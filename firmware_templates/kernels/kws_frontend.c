@@ -864,13 +864,18 @@ static void fe_instance_norm(kws_frontend_state_t *st)
 static void fe_output_row(const kws_frontend_state_t *st, int32_t t, int16_t *features, int8_t *snr_mel)
 {
     const int16_t *row = &st->store.cells[t * KWS_FE_N_MELS];
-    for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
-        const int32_t c = (int32_t)row[m] >> KWS_FE_SNR_BITS;
-        if (features != 0) {
-            const int32_t a = (KWS_FE_N_FRAMES * c - st->u.norm.sum[m]) * ((int32_t)1 << st->u.norm.shift[m]);
-            features[m] = (int16_t)saturate_int16(mul_hi_round32(a, st->u.norm.mult[m]));
+    if (features != 0) {
+        const int32_t *sum = st->u.norm.sum, *mult = st->u.norm.mult;
+        const uint8_t *shift = st->u.norm.shift;
+        for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
+            const int32_t a = KWS_FE_N_FRAMES * ((int32_t)row[m] >> KWS_FE_SNR_BITS) - sum[m];
+            features[m] = (int16_t)saturate_int16(mul_hi_round32(a * ((int32_t)1 << shift[m]), mult[m]));
         }
-        if (snr_mel != 0) { snr_mel[m] = (int8_t)((int32_t)row[m] - c * (1 << KWS_FE_SNR_BITS)); }
+    }
+    if (snr_mel != 0) {
+        for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
+            snr_mel[m] = (int8_t)((int32_t)row[m] & ((1 << KWS_FE_SNR_BITS) - 1));
+        }
     }
 }
 

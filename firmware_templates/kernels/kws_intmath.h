@@ -181,14 +181,18 @@ static inline int32_t log2_u64_q16(uint64_t x, const int32_t *table)
 
 /* reciprocal_u64: 1/d ~= r * 2^-e with r = floor((2^47 - 1) / dn) in [2^15, 2^16), dn = d
  * normalised to [2^31, 2^32) (truncating), e = bitlen(d) + 15; d = 0 is treated as 1.
- * Relative error below 2^-15. One 64/32 division (libgcc on Cortex-M). */
+ * Relative error below 2^-15. One 32-bit division and at most 3 corrections. */
 static inline uint32_t reciprocal_u64(uint64_t d, int32_t *e)
 {
     if (d == 0u) { d = 1u; }
     const int32_t b = 64 - clz64(d);
     const uint32_t dn = (uint32_t)((b <= 32) ? (d << (32 - b)) : (d >> (b - 32)));
     *e = b + 15;
-    return (uint32_t)((((uint64_t)1 << 47) - 1u) / (uint64_t)dn);
+    /* floor((2^47 - 1) / dn) without a 64-bit division: 2^31 / (dn >> 16) over-estimates it
+     * by at most 2; step down while r * dn > 2^47 - 1 (UDIV, UMULL). */
+    uint32_t r = 0x80000000u / (dn >> 16);
+    while ((uint64_t)r * dn > (((uint64_t)1 << 47) - 1u)) { r--; }
+    return r;
 }
 
 /* rsqrt_u64: 1/sqrt(v) ~= r * 2^-e with r = floor(2^31 / sqrt(vn)) = isqrt64(2^62 / vn) in
