@@ -100,7 +100,7 @@ INTERMEDIATES: dict[str, tuple[str, tuple]] = {
     "log_code": ("int16", (N_FRAMES, None)),
     "cells": ("int16", (N_FRAMES, None)),
     "norm_sum": ("int32", (None,)),
-    "norm_sumsq": ("int64", (None,)),
+    "norm_sumsq": ("int32", (None,)),
     "norm_var": ("int64", (None,)),
     "norm_rsqrt": ("uint32", (None,)),
     "norm_rsqrt_exp": ("int8", (None,)),
