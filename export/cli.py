@@ -273,3 +273,41 @@ def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise
                  noises=noise_list, snrs=snr_list, seed=seed, noise_dir=noise_dir,
                  limit_per_class=limit_per_class, out=out, force=force,
                  cache_dir=str(cache), espeak=espeak)
+
+
+# ---- kws-export quantize (issue 4) -------------------------------------------------------
+@main.command("quantize")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Bundle file to write (.npz).")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Folder of calibration clips (16 kHz; default: the generated set).")
+@click.option("--report", "report", is_flag=False, flag_value="", default=None,
+              metavar="[DIR]", help="Write a report folder (DIR, default BUNDLE.report): "
+              "per-tensor scales, per-layer SQNR, agreement, sqnr.png.")
+@click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of clips the report evaluates on (default: the calibration clips).")
+@click.option("--width", "widths", multiple=True, metavar="NAME=BITS",
+              help="Bit-width override, e.g. h=32 or w.in_proj=8 (repeatable).")
+@click.option("--force", is_flag=True, help="Overwrite an existing bundle / report.")
+@handle_errors
+def quantize_cmd(checkpoint: Path, output: Path, calib: Path | None, report: str | None,
+                 eval_dir: Path | None, widths: tuple[str, ...], force: bool) -> None:
+    """Quantize CHECKPOINT into an integer bundle (int16 audio in, int8 logits out)."""
+    from export.quantize import QuantizationError, quantize_checkpoint
+    overrides = {}
+    for w in widths:
+        name, _, bits = w.partition("=")
+        if not bits.isdigit():
+            raise QuantizationError(f"--width {w!r}: expected NAME=BITS, e.g. h=32")
+        overrides[name] = int(bits)
+    res = quantize_checkpoint(checkpoint, output, calib=calib, force=force, report=report,
+                              eval_dir=eval_dir, widths=overrides)
+    click.echo(f"wrote {res['bundle']}")
+    for label, r in res["results"].items():
+        acc = (f", accuracy int {r['accuracy_int']:.2f} % / float {r['accuracy_float']:.2f} %"
+               if "accuracy_int" in r else "")
+        click.echo(f"{label}: {r['n']} clips, top-1 agreement {r['agreement']:.2f} %{acc}, "
+                   f"logits SQNR {r['logits_sqnr_db']:.1f} dB")
+    if res["report"]:
+        click.echo(f"report: {res['report']}")

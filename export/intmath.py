@@ -417,6 +417,140 @@ def magnitude_i32(re, im_, table):
 
 
 # ---------------------------------------------------------------------------------------
+# network primitives (issue 4: the SA-SSM network kernels of export/simulator.py and
+# firmware_templates/kernels/kws_nn.c). Same names in kws_intmath.h.
+# ---------------------------------------------------------------------------------------
+
+def _inv_sqrt_table() -> np.ndarray:
+    j = np.arange(193, dtype=np.float64)
+    x = 2.0 ** 30 / np.sqrt(1.0 + j / 64.0)
+    return (np.floor(x + 0.5)).astype(np.int64)
+
+
+#: INV_SQRT_TABLE_Q30[j] = round(2^30 / sqrt(1 + j/64)), j = 0..192: 1/sqrt(x) on [1, 4] in
+#: Q30 at 192 equal steps (the table of :func:`inv_sqrt_q30`; C: KWS_INV_SQRT_TABLE_Q30).
+INV_SQRT_TABLE_Q30 = _inv_sqrt_table()
+
+
+def round_shift_right32(x, n):
+    """x / 2^n rounded to nearest, ties toward +inf, for an int32 x, in 32-bit arithmetic.
+
+    Args:
+        x: int32.
+        n: shift 0..31.
+    Returns:
+        int32 floor(x / 2^n + 1/2) (x for n = 0), computed as
+        (x >> n) + ((x >> (n - 1)) & 1), which never overflows (unlike x + 2^(n-1)).
+        Equals :func:`round_shift_right` for every int32 x.
+    """
+    x, n = _i64(x), _i64(n)
+    bit = np.right_shift(x, np.maximum(n - 1, 0)) & 1
+    res = np.where(n > 0, np.right_shift(x, n) + bit, x)
+    return _out(res, x if np.ndim(x) else int(x), n if np.ndim(n) else int(n))
+
+
+def mul_q16(a, b):
+    """floor(a * b / 2^16) for an int32 a and an int16 b (Arm SMULWB: the top 32 bits of the
+    48-bit product, truncated toward -inf).
+
+    Args: a: int32; b: int16 (-32768..32767). Returns: int32.
+    """
+    a, b = _i64(a), _i64(b)
+    return _out(np.right_shift(a * b, 16), a if np.ndim(a) else int(a), b if np.ndim(b) else int(b))
+
+
+def exp2_neg_lookup(p, frac_bits, table):
+    """2^(-p / 2^frac_bits) by table look-up: table[p mod 2^frac_bits] >> floor(p / 2^frac_bits).
+
+    The fractional part indexes ``table`` (entry i holds 2^(-i / 2^frac_bits) in the output
+    Q-format, e.g. Q15); the integer part is an arithmetic right shift (floor), capped at 31
+    (the result is then 0 for any table entry below 2^31).
+
+    Args:
+        p: int32 >= 0, the exponent magnitude in Q(frac_bits).
+        frac_bits: 1..16, bits of the fractional part (table length 2^frac_bits).
+        table: 2^frac_bits non-negative int32 entries.
+    Returns:
+        int32 table[p & (2^frac_bits - 1)] >> min(p >> frac_bits, 31).
+    Source: exp(x) = 2^(x log2 e) split into integer and fractional parts
+    (integer-pipeline notes, "exp(A * delta)").
+    """
+    p = _i64(p)
+    tab = _i64(table)
+    ip = np.minimum(np.right_shift(p, frac_bits), 31)
+    idx = p & ((1 << int(frac_bits)) - 1)
+    res = np.right_shift(tab[idx], ip)
+    return int(res) if np.ndim(res) == 0 and not np.ndim(p) else res
+
+
+def lut_interp_s16(x, table):
+    """Piecewise-linear function of an int16 input from a 513-entry table (the scheme of
+    CMSIS-NN's int16 sigmoid/tanh tables).
+
+    Args:
+        x: int16 input (-32768..32767).
+        table: 513 int32 entries; entry j is the output at input -32768 + 128 j (the last,
+            j = 512, at +32768, is only used for interpolation).
+    Returns:
+        int32 y = T[i] + round_shift_right((T[i+1] - T[i]) * f, 7) with u = x + 32768,
+        i = u >> 7, f = u & 127 (ties toward +inf). Needs |T[i+1] - T[i]| < 2^24.
+    """
+    x = _i64(x)
+    tab = _i64(table)
+    u = x + 32768
+    i = np.right_shift(u, 7)
+    f = u & 127
+    t0 = tab[i]
+    res = t0 + round_shift_right((tab[i + 1] - t0) * f, 7)
+    return int(res) if np.ndim(res) == 0 and not np.ndim(x) else res
+
+
+def bitlen64(v):
+    """Bit length of a non-negative int64 (0 for 0): 64 - clz of its 64 bits, from clz32 of
+    the two halves. Args: v: int64 >= 0. Returns: 0..63."""
+    v = _i64(v)
+    hi = np.right_shift(v, 32)
+    lo = v & 0xFFFFFFFF
+    res = np.where(hi > 0, 64 - clz32(hi), 32 - clz32(lo))
+    return _out(res, v if np.ndim(v) else int(v))
+
+
+def inv_sqrt_shift(v):
+    """The shift s of :func:`inv_sqrt_q30`: 1/sqrt(v) ~= inv_sqrt_q30(v) / 2^s.
+
+    Args: v: int64 in [1, 2^62). Returns: s = 45 + k, k = ceil((bitlen(v) - 32) / 2), so
+    s is in 30..60.
+    """
+    k = np.floor_divide(bitlen64(v) - 31, 2)
+    res = 45 + k
+    return _out(res, v if np.ndim(v) else int(v))
+
+
+def inv_sqrt_q30(v):
+    """Reciprocal square root mantissa: 1/sqrt(v) ~= inv_sqrt_q30(v) * 2^-inv_sqrt_shift(v),
+    relative error below 3e-5, no division.
+
+    Args:
+        v: int64 in [1, 2^62).
+    Returns:
+        int32 f in (2^29, 2^30]. Algorithm (exact definition): k = ceil((bitlen(v) - 32) / 2);
+        w = v >> 2k (k >= 0) or v * 2^-2k (k < 0), so w is in [2^30, 2^32);
+        j = (w >> 24) - 64 in 0..191, r = (w >> 8) & 0xFFFF;
+        f = T[j] - round_shift_right((T[j] - T[j+1]) * r, 16) with T = INV_SQRT_TABLE_Q30
+        (linear interpolation of 2^30 / sqrt(w / 2^30); ties toward +inf).
+    """
+    v = _i64(v)
+    k = np.floor_divide(bitlen64(v) - 31, 2)
+    w = np.where(k >= 0, np.right_shift(v, np.maximum(2 * k, 0)),
+                 np.left_shift(v, np.maximum(-2 * k, 0)))
+    j = np.right_shift(w, 24) - 64
+    r = np.right_shift(w, 8) & 0xFFFF
+    t0 = INV_SQRT_TABLE_Q30[j]
+    res = t0 - round_shift_right((t0 - INV_SQRT_TABLE_Q30[j + 1]) * r, 16)
+    return _out(res, v if np.ndim(v) else int(v))
+
+
+# ---------------------------------------------------------------------------------------
 # Python only: export-time helpers (no C twin; they run when the bundle is made).
 # ---------------------------------------------------------------------------------------
 

@@ -11,6 +11,11 @@ static int32_t log2_tab[129];
 static int16_t lut_tab[4096];
 static uint16_t mag_tab[48];
 
+/* network primitives: "settable i v 0" stores v at index i of the look-up table that the
+ * next exp2_neg_lookup (int16 copy) or lut_interp_s16 (int32) lines use. */
+static int32_t table32[1024];
+static int16_t table16[1024];
+
 int main(void)
 {
     char name[64];
@@ -54,6 +59,16 @@ int main(void)
             printf("%lu %ld\n", (unsigned long)m, (long)e);
             continue;
         }
+        /* network primitives */
+        else if (strcmp(name, "settable") == 0) {
+            table32[a] = (int32_t)b; table16[a] = (int16_t)b; continue; }
+        else if (strcmp(name, "round_shift_right32") == 0) { r = round_shift_right32((int32_t)a, (int)b); }
+        else if (strcmp(name, "mul_q16") == 0) { r = mul_q16((int32_t)a, (int32_t)b); }
+        else if (strcmp(name, "exp2_neg_lookup") == 0) { r = exp2_neg_lookup((int32_t)a, (int)b, table16); }
+        else if (strcmp(name, "lut_interp_s16") == 0) { r = lut_interp_s16((int32_t)a, table32); }
+        else if (strcmp(name, "bitlen64") == 0) { r = bitlen64((int64_t)a); }
+        else if (strcmp(name, "inv_sqrt_shift") == 0) { r = inv_sqrt_shift((int64_t)a); }
+        else if (strcmp(name, "inv_sqrt_q30") == 0) { r = inv_sqrt_q30((int64_t)a); }
         else { fprintf(stderr, "unknown function %s\n", name); return 2; }
         printf("%lld\n", r);
     }

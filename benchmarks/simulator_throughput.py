@@ -1,0 +1,83 @@
+"""Throughput of the integer simulator (fixed-point front end + integer network, int16 audio
+in, int8 logits out) beside the float PyTorch model on the same clips, in the same run.
+
+Goal (issue 4): the simulator reaches at least half of float PyTorch's clips/s on this
+machine. Both run batched (batch 128 by default); PyTorch uses its default threads and the
+model's default scan ("chunked"), and also the step-by-step "loop" scan for reference.
+The simulator runs with ``frontend_intermediates=False`` and ``keep={"logits"}`` (what an
+accuracy evaluation needs); its per-stage split (front end / network) is printed too.
+
+Run: ``python benchmarks/simulator_throughput.py [--clips 512] [--batch 128]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FIX = ROOT.parent / "shared" / "fixtures"
+
+from export import quantize as Q  # noqa: E402
+from export.simulator import Simulator  # noqa: E402
+from nanomamba import load_checkpoint  # noqa: E402
+from nanomamba.errors import AudioWarning  # noqa: E402
+
+
+def clips_per_s(fn, audio, batch: int, repeat: int = 2) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for s in range(0, len(audio), batch):
+            fn(audio[s:s + batch])
+        best = min(best, time.perf_counter() - t)
+    return len(audio) / best
+
+
+def main(argv=None) -> int:
+    import torch
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--models", nargs="+", default=["tiny", "small"])
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore", AudioWarning)
+    audio, names = Q.load_clip_folder(FIX / "speech_commands_test")
+    audio = audio[np.linspace(0, len(audio) - 1, args.clips).astype(int)]
+    print(f"{len(audio)} real clips, batch {args.batch}, torch {torch.__version__} with "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'model':6s} {'simulator':>10s} {'(front end':>11s} {'network)':>9s} "
+          f"{'float chunked':>14s} {'float loop':>11s} {'sim / float':>12s}")
+    for name in args.models:
+        model = load_checkpoint(FIX / "upstream" / f"nanomamba_{name}.pt")
+        bundle = Q.quantize_model(model, audio[:64], progress=False)
+        sim = Simulator(bundle)
+        r_sim = clips_per_s(lambda a: sim.run(a, keep={"logits"}, frontend_intermediates=False),
+                            audio, args.batch)
+        r_fe = clips_per_s(lambda a: sim._fe.run_frontend(sim.fe_params, a, intermediates=False),
+                           audio, args.batch)
+        fe = sim._fe.run_frontend(sim.fe_params, audio, intermediates=False)
+        r_net = clips_per_s(lambda idx: sim.run_network(fe["features"][idx], fe["snr_mel"][idx]),
+                            np.arange(len(audio)), args.batch)
+        x = torch.from_numpy(audio.astype(np.float32) / 32768.0)
+        rates = {}
+        for mode in ("chunked", "loop"):
+            model.network.set_scan_mode(mode)
+            with torch.no_grad():
+                rates[mode] = clips_per_s(lambda a: model(a), x, args.batch)
+        model.network.set_scan_mode("chunked")
+        best = max(rates.values())
+        print(f"{name:6s} {r_sim:10.1f} {r_fe:11.1f} {r_net:9.1f} {rates['chunked']:14.1f} "
+              f"{rates['loop']:11.1f} {r_sim / best:11.2f}x")
+    print("clips/s; 'sim / float' is against the faster float scan (goal >= 0.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

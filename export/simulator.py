@@ -1,0 +1,509 @@
+"""Bit-exact integer reference simulator of a quantized NanoMamba bundle (numpy, no torch).
+
+``Simulator(bundle).run(audio)`` takes int16 PCM clips (B, 16000) and returns every named
+tensor of the integer pipeline: the front end's intermediates (``frontend.*``), its outputs
+``features`` and ``snr_mel``, then every op output of the bundle's op list (``patch``,
+``blocks.{i}.u`` ... ``logits``) and the SA-SSM's internal tensors (``blocks.{i}.dA``,
+``blocks.{i}.du``, ``blocks.{i}.h``). Per-frame tensors have shape (B, T, ...) with T = 101
+frames, ``h`` and ``dA`` (B, T, d_inner, d_state); ``pooled`` and ``logits`` (B, ...). Values
+are the integers the firmware computes, stored in the tensor's dtype (int8/int16/int32).
+
+Kernels
+-------
+Each kernel below is a numpy function over any leading (batch, time) shape, built only from
+:mod:`export.intmath` primitives; each has a C twin of the same name in
+``firmware_templates/kernels/kws_nn.c`` that processes one frame (tests/test_nn_kernels.py
+compares them byte for byte). docs/QUANTIZATION.md states every formula. The simulator runs
+the per-frame kernels on all frames at once where the op is pointwise in time (the same
+integers as frame by frame); the only loop over the 101 frames is the SA-SSM state update
+(:func:`ssm_update`). The causal conv and the SA-SSM step are also given in their one-frame
+form (:func:`conv1d_depthwise_step`, :func:`sa_ssm_step`), which a test checks against the
+sequence form.
+
+Integer matrix products use numpy int64 (exact: every accumulator is bounded below 2^31 by
+the quantizer's checks).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from export import frontend_fixed
+from export import intmath as im
+from nanomamba.errors import KwsError
+
+_QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (im.INT32_MIN, im.INT32_MAX)}
+_NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32}
+
+
+def _i64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.int64)
+
+
+def _clamp(x, qmin: int, qmax: int) -> np.ndarray:
+    """Clamp to [qmin, qmax] (the kernels' output saturation, __SSAT for int8/int16 ranges)."""
+    return np.clip(x, qmin, qmax)
+
+
+# =======================================================================================
+# kernels (C twins in firmware_templates/kernels/kws_nn.c, same names)
+# =======================================================================================
+
+def fully_connected(x, x_zp: int, weight, bias, multiplier, shift, out_zp: int, qmin: int,
+                    qmax: int, single_round: bool = False) -> np.ndarray:
+    """Int8-weight fully connected layer with per-channel requantize (TFLite
+    FULLY_CONNECTED int8 / 16x8 semantics).
+
+    Args:
+        x: (..., K) int8- or int16-range activations with zero point ``x_zp``.
+        weight: (O, K) int8, per-output-channel symmetric.
+        bias: (O,) int32 (zero-point correction not folded: the kernel subtracts x_zp).
+        multiplier, shift: (O,) Q31 multiplier and shift of channel o, real value
+            s_x * s_w[o] / s_out.
+        out_zp, qmin, qmax: output zero point and range.
+        single_round: requantize with :func:`intmath.requantize_single_round` (64-bit
+            product, one rounding; used for int32 outputs, whose multipliers exceed 1)
+            instead of TFLite's MultiplyByQuantizedMultiplier.
+    Returns:
+        (..., O) int64: clamp(out_zp + RQ(bias[o] + sum_k W[o,k] (x[k] - x_zp), m[o], s[o])).
+    """
+    acc = (_i64(x) - x_zp) @ _i64(weight).T + _i64(bias)
+    rq = im.requantize_single_round if single_round else im.multiply_by_quantized_multiplier
+    return _clamp(rq(acc, multiplier, shift) + out_zp, qmin, qmax)
+
+
+def fully_connected_w16(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax,
+                        single_round=False):
+    """:func:`fully_connected` with int16 weights (the C twin takes int16_t weights; the
+    integers are the same function). Returns (..., O) int64."""
+    return fully_connected(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax,
+                           single_round)
+
+
+def conv1d_depthwise_step(state, x_t, x_zp: int, weight, bias, multiplier, shift, out_zp: int,
+                          qmin: int, qmax: int):
+    """One frame of the causal depthwise conv1d (kernel K, left padding K-1).
+
+    Args:
+        state: (..., K-1, E) the previous K-1 inputs, oldest first (zero_point-filled at the
+            start of a clip).
+        x_t: (..., E) this frame's input (zero point ``x_zp``).
+        weight: (E, K) int8 per-channel; bias (E,) int32; multiplier, shift (E,).
+    Returns:
+        (y_t (..., E) int64, new_state (..., K-1, E)) with
+        y[e] = clamp(out_zp + MBQM(bias[e] + sum_j W[e,j] (w_j[e] - x_zp), m[e], s[e])) over
+        the window w = (state, x_t) (TFLite DEPTHWISE_CONV_2D int8 semantics).
+    """
+    win = np.concatenate([_i64(state), _i64(x_t)[..., None, :]], axis=-2)      # (..., K, E)
+    acc = np.einsum("...ke,ek->...e", win - x_zp, _i64(weight)) + _i64(bias)
+    y = _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp, qmin, qmax)
+    return y, win[..., 1:, :]
+
+
+def conv1d_depthwise_step_w16(state, x_t, x_zp, weight, bias, multiplier, shift, out_zp,
+                              qmin, qmax):
+    """:func:`conv1d_depthwise_step` with int16 weights (C twin with int16_t weights)."""
+    return conv1d_depthwise_step(state, x_t, x_zp, weight, bias, multiplier, shift, out_zp,
+                                 qmin, qmax)
+
+
+def _conv1d_depthwise_sequence(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax):
+    """:func:`conv1d_depthwise_step` applied to every frame of x (B, T, E) at once."""
+    x = _i64(x) - x_zp
+    K = weight.shape[1]
+    pad = np.zeros(x.shape[:-2] + (K - 1, x.shape[-1]), dtype=np.int64)
+    xp = np.concatenate([pad, x], axis=-2)
+    T = x.shape[-2]
+    acc = _i64(bias) + sum(xp[..., j:j + T, :] * _i64(weight[:, j]) for j in range(K))
+    return _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp, qmin, qmax)
+
+
+def layer_norm(x, x_zp: int, eps_q: int, z_frac_bits: int, gamma, beta, multiplier: int,
+               shift: int, out_zp: int, qmin: int, qmax: int) -> np.ndarray:
+    """Integer LayerNorm over the last axis (D channels), no division.
+
+    Args:
+        x: (..., D) int16- or int8-range input with zero point ``x_zp``.
+        eps_q: int64 round(D^2 eps / s_x^2), at least 1.
+        z_frac_bits: Q-format of the normalised value z (Q``z_frac_bits``).
+        gamma: (D,) int16 (per-tensor scale s_g); beta: (D,) int32 in units s_g 2^-zf.
+        multiplier, shift: per-tensor requantize of s_g 2^-zf / s_out.
+    Returns:
+        (..., D) int64. Per frame the input is first brought to 16 bits (LayerNorm is scale
+        invariant): k = max(0, bitlen(max |x - x_zp|) - 15), x' = round_shift_right32(x - x_zp,
+        k) (k = 0 for int16 data). Then S = sum x', Q = sum x'^2 (int64),
+        V = D Q - S^2 + max(1, round_shift_right(eps_q, 2k)), f = inv_sqrt_q30(V),
+        s = inv_sqrt_shift(V), z = round_shift_right((D x' - S) f, s - zf)
+        (= (x - mean)/sqrt(var + eps) in Q(zf)),
+        out = clamp(out_zp + MBQM(gamma z + beta, multiplier, shift)).
+    Source: LayerNorm (Ba et al. 2016) with (x - mean)/sqrt(var) = (D x - S)/sqrt(D Q - S^2).
+    """
+    x0 = _i64(x) - x_zp
+    k = np.maximum(im.bitlen64(np.abs(x0).max(axis=-1, keepdims=True)) - 15, 0)
+    xs = im.round_shift_right32(x0, k)
+    D = xs.shape[-1]
+    S = xs.sum(axis=-1, keepdims=True)
+    Q = (xs * xs).sum(axis=-1, keepdims=True)
+    V = D * Q - S * S + np.maximum(im.round_shift_right(int(eps_q), 2 * k), 1)
+    f = im.inv_sqrt_q30(V)
+    s = im.inv_sqrt_shift(V)
+    z = im.round_shift_right((D * xs - S) * f, s - z_frac_bits)
+    acc = _i64(gamma) * z + _i64(beta)
+    return _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp, qmin, qmax)
+
+
+def lut_s8(x, table) -> np.ndarray:
+    """Table activation of an int8 input: table[x + 128] (256 entries, the output tensor's
+    quantized values, e.g. SiLU or the SNR gate). Args: x (...) int8 range; table (256,).
+    Returns: (...) int64."""
+    return _i64(table)[_i64(x) + 128]
+
+
+def lut_s16(x, table) -> np.ndarray:
+    """Table activation of an int16 input with linear interpolation (513 entries,
+    :func:`intmath.lut_interp_s16`, saturated to int16; e.g. softplus for delta).
+    Returns (...) int64."""
+    return im.saturate_int16(im.lut_interp_s16(x, table))
+
+
+def elementwise_add(a, b, a_zp: int, b_zp: int, left_shift: int, a_multiplier: int, a_shift: int,
+        b_multiplier: int, b_shift: int, out_multiplier: int, out_shift: int, out_zp: int,
+        qmin: int, qmax: int) -> np.ndarray:
+    """Elementwise quantized add (TFLite ADD int8/int16 reference semantics).
+
+    Returns clamp(out_zp + MBQM(MBQM((a - a_zp) 2^ls, ma, sa) + MBQM((b - b_zp) 2^ls, mb, sb),
+    mo, so)), ls = ``left_shift`` (20 for int8 inputs, 15 for int16 inputs); real multipliers
+    s_a / (2 max(s_a, s_b)), s_b / (2 max(s_a, s_b)), 2 max(s_a, s_b) / (2^ls s_out).
+    """
+    sa = im.multiply_by_quantized_multiplier((_i64(a) - a_zp) * (1 << left_shift), a_multiplier, a_shift)
+    sb = im.multiply_by_quantized_multiplier((_i64(b) - b_zp) * (1 << left_shift), b_multiplier, b_shift)
+    return _clamp(im.multiply_by_quantized_multiplier(sa + sb, out_multiplier, out_shift) + out_zp,
+                  qmin, qmax)
+
+
+def residual_add(a, b) -> np.ndarray:
+    """Add of two int32 tensors in one shared scale (the residual stream): sat_add_int32(a, b).
+    Returns int64."""
+    return im.sat_add_int32(_i64(a), _i64(b))
+
+
+def elementwise_mul(a, b, a_zp: int, b_zp: int, multiplier: int, shift: int, out_zp: int, qmin: int,
+        qmax: int) -> np.ndarray:
+    """Elementwise quantized multiply (TFLite MUL semantics), broadcasting.
+
+    Returns clamp(out_zp + MBQM((a - a_zp)(b - b_zp), multiplier, shift)); real multiplier
+    s_a s_b / s_out. The product must fit int32 (int16 x int16 range at most).
+    """
+    prod = (_i64(a) - a_zp) * (_i64(b) - b_zp)
+    return _clamp(im.multiply_by_quantized_multiplier(prod, multiplier, shift) + out_zp, qmin, qmax)
+
+
+def ssm_discretize(delta, u, u_zp: int, k_a, p_shift: int, exp_frac_bits: int, exp_table,
+                   du_multiplier: int, du_shift: int, du_min: int, du_max: int):
+    """SA-SSM discretisation of one frame (any leading shape): dA = exp(A delta) and the
+    scaled input du = delta u.
+
+    Args:
+        delta: (..., E) int16 step sizes (scale s_delta, >= 0).
+        u: (..., E) SSM input (zero point ``u_zp``).
+        k_a: (E, N) int32 K[e,n] = round(|A[e,n]| log2(e) s_delta 2^(16 + p_shift + fb)).
+        p_shift: >= 1. exp_frac_bits: fb. exp_table: 2^fb entries, 2^(-i/2^fb) in Q(F).
+        du_multiplier, du_shift: (E,) requantize of s_delta s_u / s_du[e] (per channel);
+            du_min/du_max its range (int16).
+    Returns:
+        dA (..., E, N) int64 in Q(F): exp2_neg_lookup(p, fb, table) with
+        p = round_shift_right32(mul_q16(K, delta), p_shift) (= round(K delta / 2^(16+ps)),
+        the exponent -A delta log2 e in Q(fb));
+        du (..., E) int64: clamp(MBQM(delta (u - u_zp), m, s)).
+    """
+    d = _i64(delta)
+    p = im.round_shift_right32(im.mul_q16(_i64(k_a), d[..., :, None]), p_shift)
+    dA = im.exp2_neg_lookup(p, exp_frac_bits, exp_table)
+    du = _clamp(im.multiply_by_quantized_multiplier(d * (_i64(u) - u_zp), du_multiplier, du_shift),
+                du_min, du_max)
+    return dA, du
+
+
+def ssm_update(h, dA, du, B_gated, x_shift, dA_frac_bits: int, h_min: int, h_max: int) -> np.ndarray:
+    """The SA-SSM state update of one frame: h = dA h + delta B~ u.
+
+    Args:
+        h: (..., E, N) previous state (per-channel scale s_h[e]); dA: (..., E, N) Q(F);
+        du: (..., E) (scale s_du[e]); B_gated: (..., N) (scale s_B~);
+        x_shift: (E,) with s_du[e] s_B~ 2^x_shift[e] = s_h[e] 2^-F (0 for int16 h, Q15 dA).
+    Returns:
+        (..., E, N) int64 clamp(round_shift_right(dA h + du B~ 2^x_shift, F)) (ties toward
+        +inf; with x_shift = 0, int16 h and Q15 dA every term fits int32 and this equals
+        round_shift_right32, the C form).
+    """
+    x = _i64(du)[..., :, None] * _i64(B_gated)[..., None, :]
+    xs = _i64(x_shift)
+    if xs.any():
+        x = x * np.left_shift(np.int64(1), xs)[:, None]
+    t = _i64(dA) * _i64(h) + x
+    return _clamp(im.round_shift_right(t, dA_frac_bits), h_min, h_max)
+
+
+def ssm_readout(h, C, u, u_zp: int, h_read_shift, d_q, d_shift: int, multiplier, shift,
+                qmin: int, qmax: int) -> np.ndarray:
+    """SA-SSM output of one frame: y = sum_n C_n h_n + D u.
+
+    Args:
+        h: (..., E, N) state; C: (..., N) symmetric; u: (..., E) (zero point u_zp).
+        h_read_shift: (E,) h is read as h' = round_shift_right(h, h_read_shift[e]) (the top
+            16 bits of int32 h; more for channels whose D u term needs coarser units).
+        d_q: (E,) int32 D[e] s_u / (s_C s_h'[e]) 2^d_shift; d_shift: 0..30.
+        multiplier, shift: (E,) requantize of s_C s_h'[e] / s_y.
+    Returns:
+        (..., E) int64 clamp(MBQM(sat_add_int32(saturate_int32(sum_n C_n h'_n) (an int64
+        sum), round_shift_right(d_q (u - u_zp), d_shift)), multiplier[e], shift[e])).
+    """
+    hrs = _i64(h_read_shift)
+    hr = im.round_shift_right(_i64(h), hrs[:, None]) if hrs.any() else _i64(h)
+    acc = np.einsum("...en,...n->...e", hr, _i64(C))
+    dterm = im.round_shift_right(_i64(d_q) * (_i64(u) - u_zp), d_shift)
+    acc = im.sat_add_int32(im.saturate_int32(acc), dterm)
+    return _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift), qmin, qmax)
+
+
+def sa_ssm_step(h, u_t, delta_t, B_gated_t, C_t, p: dict):
+    """One frame of the SA-SSM (:func:`ssm_discretize`, :func:`ssm_update`,
+    :func:`ssm_readout`), the form the firmware runs (its C twin supports x_shift = 0, i.e.
+    int16 h with Q15 dA, the quantizer's default).
+
+    Args:
+        h: (..., E, N) state; u_t, delta_t: (..., E); B_gated_t, C_t: (..., N);
+        p: the op's integer parameters (see :meth:`Simulator._ssm_params`).
+    Returns:
+        (h_new, y_t, dA, du).
+    """
+    dA, du = ssm_discretize(delta_t, u_t, p["u_zp"], p["k_a"], p["p_shift"], p["exp_frac_bits"],
+                            p["exp_table"], p["du_multiplier"], p["du_shift"], p["du_min"], p["du_max"])
+    h = ssm_update(h, dA, du, B_gated_t, p["x_shift"], p["dA_frac_bits"], p["h_min"], p["h_max"])
+    y = ssm_readout(h, C_t, u_t, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],
+                    p["y_multiplier"], p["y_shift"], p["y_min"], p["y_max"])
+    return h, y, dA, du
+
+
+def mean_pool_accumulate(acc, x, x_zp: int, axis: int | None = None) -> np.ndarray:
+    """Running sum for the mean over frames: acc + (x - x_zp) (int32; summed over ``axis``
+    when given, i.e. many frames at once). Returns int64."""
+    xs = _i64(x) - x_zp
+    return _i64(acc) + (xs.sum(axis=axis) if axis is not None else xs)
+
+
+def mean_pool_finalize(acc, multiplier: int, shift: int, out_zp: int, qmin: int,
+                       qmax: int) -> np.ndarray:
+    """Mean over T frames from the running sum (TFLite MEAN int8 semantics):
+    clamp(out_zp + MBQM(acc, m, s)), real multiplier s_x / (T s_out). Returns int64."""
+    return _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp, qmin, qmax)
+
+
+# =======================================================================================
+# the simulator
+# =======================================================================================
+
+class SimulatorError(KwsError):
+    """Input the simulator cannot run (wrong audio dtype or shape)."""
+
+
+class Simulator:
+    """Integer execution of a :class:`export.bundle.Bundle`.
+
+    Args:
+        bundle: a loaded bundle (:func:`export.bundle.load_bundle`).
+    """
+
+    def __init__(self, bundle) -> None:
+        self.bundle = bundle
+        self.meta = bundle.meta
+        self.tensors = bundle.meta["tensors"]
+        self.ops = bundle.meta["ops"]
+        fe_meta = bundle.meta["frontend"]
+        self._fe = frontend_fixed
+        self.fe_params = {"meta": fe_meta["meta"],
+                          "arrays": {k: bundle.arrays[f"frontend/{k}"] for k in fe_meta["arrays"]}}
+        self._arr = {}
+        for op in self.ops:
+            self._arr[op["name"]] = {k: _i64(bundle.arrays[v]) for k, v in op.get("arrays", {}).items()}
+
+    # ---- helpers -------------------------------------------------------------------
+    def qrange(self, name: str) -> tuple[int, int]:
+        """(qmin, qmax) of a tensor's dtype."""
+        return _QRANGE[self.tensors[name]["dtype"]]
+
+    def dequantize(self, name: str, q) -> np.ndarray:
+        """Real values (float64) of tensor ``name``: (q - zero_point) * scale (per-channel
+        scales, a list, apply along the per-frame axis ``channel_axis``)."""
+        t = self.tensors[name]
+        scale = np.asarray(t["scale"], dtype=np.float64)
+        if scale.ndim:
+            shape = [1] * len(t["shape"])
+            shape[t.get("channel_axis", 0)] = -1
+            scale = scale.reshape(shape)
+        return (np.asarray(q, dtype=np.float64) - t["zero_point"]) * scale
+
+    def _store(self, env: dict, name: str, value) -> None:
+        env[name] = np.asarray(value).astype(_NP[self.tensors[name]["dtype"]])
+
+    # ---- running -------------------------------------------------------------------
+    def run(self, audio, keep: Iterable[str] | None = None, *,
+            frontend_intermediates: bool = True) -> dict[str, np.ndarray]:
+        """Run the whole integer pipeline.
+
+        Args:
+            audio: int16 (B, 16000) or (16000,) PCM.
+            keep: names to return (None: every tensor).
+            frontend_intermediates: also return the front end's intermediates
+                (``frontend.*``, about 1 MB per clip); False is faster.
+        Returns:
+            dict name -> integer array (see the module docstring).
+        Raises:
+            SimulatorError: audio not int16 or not (B, 16000).
+        """
+        audio = np.asarray(audio)
+        if audio.ndim == 1:
+            audio = audio[None]
+        if audio.dtype != np.int16:
+            raise SimulatorError(f"audio: expected int16 PCM, got {audio.dtype}")
+        if audio.ndim != 2 or audio.shape[1] != self.fe_params["meta"]["clip_samples"]:
+            raise SimulatorError(f"audio: expected shape (B, {self.fe_params['meta']['clip_samples']}), "
+                                 f"got {audio.shape}")
+        fe_out = self._fe.run_frontend(self.fe_params, audio,
+                                       intermediates=frontend_intermediates)
+        env = {f"frontend.{k}": v for k, v in fe_out.items()}
+        env["features"] = fe_out["features"]
+        env["snr_mel"] = fe_out["snr_mel"]
+        out = self.run_network(env["features"], env["snr_mel"], _env=env)
+        if keep is not None:
+            keep = set(keep)
+            out = {k: v for k, v in out.items() if k in keep}
+        return out
+
+    def run_network(self, features, snr_mel, _env: dict | None = None) -> dict[str, np.ndarray]:
+        """Run the network ops on quantized front-end outputs.
+
+        Args:
+            features: (B, T, n_mels) in the bundle's ``features`` dtype/scale.
+            snr_mel: (B, T, n_mels) in the bundle's ``snr_mel`` dtype/scale.
+        Returns:
+            dict of every op output and SA-SSM internal tensor.
+        """
+        env = _env if _env is not None else {"features": features, "snr_mel": snr_mel}
+        for op in self.ops:
+            getattr(self, "_op_" + op["type"])(op, env)
+        return env
+
+    # ---- op implementations ------------------------------------------------------------
+    def _io(self, op):
+        p = op["params"]
+        out = op["outputs"][0]
+        qmin, qmax = self.qrange(out)
+        return p, out, qmin, qmax, self._arr[op["name"]]
+
+    def _zp(self, name: str) -> int:
+        return int(self.tensors[name]["zero_point"])
+
+    def _op_fully_connected(self, op, env):
+        p, out, qmin, qmax, a = self._io(op)
+        x = op["inputs"][0]
+        y = fully_connected(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
+                            a["shift"], self._zp(out), qmin, qmax,
+                            p.get("requantize") == "requantize_single_round")
+        self._store(env, out, y)
+
+    def _op_conv1d_depthwise(self, op, env):
+        p, out, qmin, qmax, a = self._io(op)
+        x = op["inputs"][0]
+        y = _conv1d_depthwise_sequence(env[x], self._zp(x), a["weight"], a["bias"],
+                                       a["multiplier"], a["shift"], self._zp(out), qmin, qmax)
+        self._store(env, out, y)
+
+    def _op_layer_norm(self, op, env):
+        p, out, qmin, qmax, a = self._io(op)
+        x = op["inputs"][0]
+        y = layer_norm(env[x], self._zp(x), p["eps_q"], p["z_frac_bits"], a["gamma"], a["beta"],
+                       p["multiplier"], p["shift"], self._zp(out), qmin, qmax)
+        self._store(env, out, y)
+
+    def _op_lut(self, op, env):
+        p, out, qmin, qmax, a = self._io(op)
+        x = env[op["inputs"][0]]
+        y = lut_s8(x, a["table"]) if p["kind"] == "s8" else lut_s16(x, a["table"])
+        self._store(env, out, y)
+
+    def _op_add(self, op, env):
+        p, out, qmin, qmax, a = self._io(op)
+        xa, xb = op["inputs"]
+        if p.get("same_scale"):
+            self._store(env, out, residual_add(env[xa], env[xb]))
+            return
+        y = elementwise_add(env[xa], env[xb], self._zp(xa), self._zp(xb), p["left_shift"], p["a_multiplier"],
+                p["a_shift"], p["b_multiplier"], p["b_shift"], p["out_multiplier"],
+                p["out_shift"], self._zp(out), qmin, qmax)
+        self._store(env, out, y)
+
+    def _op_mul(self, op, env):
+        p, out, qmin, qmax, a = self._io(op)
+        xa, xb = op["inputs"]
+        y = elementwise_mul(env[xa], env[xb], self._zp(xa), self._zp(xb), p["multiplier"], p["shift"],
+                self._zp(out), qmin, qmax)
+        self._store(env, out, y)
+
+    def _op_mean(self, op, env):
+        p, out, qmin, qmax, a = self._io(op)
+        x = op["inputs"][0]
+        xv = env[x]
+        acc = mean_pool_accumulate(np.zeros(xv.shape[:1] + xv.shape[2:], np.int64), xv,
+                                   self._zp(x), axis=1)
+        y = mean_pool_finalize(acc, p["multiplier"], p["shift"], self._zp(out), qmin, qmax)
+        self._store(env, out, y)
+
+    def ssm_params(self, op) -> dict:
+        """The integer parameters of an ``sa_ssm`` op as :func:`sa_ssm_step` takes them."""
+        p, out, qmin, qmax, a = self._io(op)
+        t = self.tensors
+        pre = op["name"].rsplit(".", 1)[0]
+        du_min, du_max = _QRANGE[t[pre + ".du"]["dtype"]]
+        h_min, h_max = _QRANGE[t[pre + ".h"]["dtype"]]
+        return dict(u_zp=self._zp(op["inputs"][0]), k_a=a["k_a"], p_shift=p["p_shift"],
+                    exp_frac_bits=p["exp_frac_bits"], exp_table=a["exp_table"],
+                    du_multiplier=a["du_multiplier"], du_shift=a["du_shift"], du_min=du_min,
+                    du_max=du_max, x_shift=a["x_shift"], dA_frac_bits=p["dA_frac_bits"],
+                    h_min=h_min, h_max=h_max, h_read_shift=a["h_read_shift"], d_q=a["d_q"],
+                    d_shift=p["d_shift"], y_multiplier=a["y_multiplier"], y_shift=a["y_shift"],
+                    y_min=qmin, y_max=qmax)
+
+    def _op_sa_ssm(self, op, env):
+        u_name, delta_name, bg_name, c_name = op["inputs"]
+        y_name = op["outputs"][0]
+        pre = op["name"].rsplit(".", 1)[0]
+        p = self.ssm_params(op)
+        u, delta, bg, C = env[u_name], env[delta_name], env[bg_name], env[c_name]
+        # discretisation and readout are pointwise in time: all frames at once
+        dA, du = ssm_discretize(delta, u, p["u_zp"], p["k_a"], p["p_shift"], p["exp_frac_bits"],
+                                p["exp_table"], p["du_multiplier"], p["du_shift"], p["du_min"],
+                                p["du_max"])
+        B, T = delta.shape[:2]
+        E, N = p["k_a"].shape
+        h_dtype = _NP[self.tensors[pre + ".h"]["dtype"]]
+        hs = np.empty((B, T, E, N), dtype=h_dtype)
+        h = np.zeros((B, E, N), dtype=np.int64)
+        bg64 = _i64(bg)
+        for t in range(T):                      # the recurrence: the only loop over frames
+            h = ssm_update(h, dA[:, t], du[:, t], bg64[:, t], p["x_shift"], p["dA_frac_bits"],
+                           p["h_min"], p["h_max"])
+            hs[:, t] = h
+        y = ssm_readout(hs, C, u, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],
+                        p["y_multiplier"], p["y_shift"], p["y_min"], p["y_max"])
+        self._store(env, pre + ".dA", dA)
+        self._store(env, pre + ".du", du)
+        env[pre + ".h"] = hs
+        self._store(env, y_name, y)
+
+
+def run_bundle(bundle, audio, keep: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Convenience: ``Simulator(bundle).run(audio, keep)``."""
+    return Simulator(bundle).run(audio, keep)
