@@ -151,11 +151,15 @@ def build_tf_network(cfg: NanoMambaConfig, params: dict):
             A = -np.exp(P[q + "A_log"].astype(np.float64)).astype(np.float32)  # (E, N)
             dA = tf.exp(tf.reshape(delta, [T, E, 1]) * A, name=nm(p + "dA"))   # (T, E, N)
             du = tf.multiply(delta, ua, name=nm(p + "du"))
-            dBu = tf.reshape(du, [T, E, 1]) * tf.reshape(Bg, [T, 1, N])
+            # du B~ and dA h are in the state's units in the bundle (its int32 accumulator
+            # of h): they are given h's range (named as h), not a per-frame calibration
+            dBu = tf.multiply(tf.reshape(du, [T, E, 1]), tf.reshape(Bg, [T, 1, N]),
+                              name=nm(p + "h"))
             dAs, xs = tf.unstack(dA, axis=0), tf.unstack(dBu, axis=0)
             h, hs = None, []
             for t in range(T):
-                h = xs[t] if h is None else tf.add(dAs[t] * h, xs[t], name=nm(p + "h"))
+                h = xs[t] if h is None else tf.add(tf.multiply(dAs[t], h, name=nm(p + "h")),
+                                                   xs[t], name=nm(p + "h"))
                 hs.append(h)
             hseq = tf.stack(hs, 0)                                             # (T, E, N)
             y = tf.add(tf.reduce_sum(hseq * tf.reshape(Cm, [T, 1, N]), -1), ua * P[q + "D"],
