@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from export import compare as cmp
-from export import onnx_export as ox
-from export import tflite_export as tx
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from export import compare as cmp  # noqa: E402
+from export import onnx_export as ox  # noqa: E402
+from export import tflite_export as tx  # noqa: E402
 
 
 def main() -> None:

@@ -1,16 +1,18 @@
-"""ONNX exports of NanoMamba built from parameter arrays with ``onnx.helper``.
+"""ONNX exports of NanoMamba built from a bundle's arrays with ``onnx.helper``.
 
 The exporter never touches the PyTorch model: every graph is a function of a
 :class:`~nanomamba.config.NanoMambaConfig`, a dict of float parameter arrays under the
 published state-dict names (``mel_fb``, ``patch_proj.weight``, ``blocks.0.sa_ssm.A_log``...,
-see ``../shared/fixtures/README.md``) and, for the int8 graph, a :class:`QuantSpec` (scales and
-zero points per tensor). Graphs:
+see ``../shared/fixtures/README.md``; a bundle stores them as ``float/<key>``) and, for the
+quantized graph, a :class:`QuantSpec` made from the bundle (:func:`qspec_from_bundle`: its
+scales, zero points, integer weights and biases). Graphs:
 
 - **network** ``features (B,101,40), snr_mel (B,101,40) -> logits (B,12)``;
 - **frontend** ``audio (B,16000) -> features, snr_mel`` (float, for the quantized routes);
 - **full** ``audio (B,16000) -> logits`` (front end + network in one graph);
-- **qdq** the network with QuantizeLinear/DequantizeLinear pairs around every named tensor
-  of :data:`ACT_TENSORS` and int8 per-channel weights behind DequantizeLinear.
+- **qdq** the network with QuantizeLinear/DequantizeLinear pairs carrying the bundle's
+  quantization of every int8/int16 tensor, and the bundle's integer weights/biases behind
+  DequantizeLinear (docs/EXPORT.md lists what stays float and why).
 
 The SA-SSM recurrence ``h_t = dA_t * h_{t-1} + x_t`` (Mamba, Gu & Dao 2023, eq. 2a with the
 reference code's ZOH A / Euler B) is expressed either as an ONNX ``Scan`` (``scan="scan"``)
@@ -18,9 +20,8 @@ or unrolled over the 101 frames (``scan="unrolled"``); ``benchmarks/bench_onnx.p
 both. The STFT of the full model is either a DFT as two MatMuls (``stft="dft"``) or the ONNX
 ``STFT`` operator (``stft="op"``).
 
-Named intermediate tensors carry the float model's tap names (``patch``,
-``blocks.{i}.u_act``, ``blocks.{i}.delta``, ``blocks.{i}.h``, ``final_norm``...), so QDQ
-parameters, calibration statistics and the bundle all key on the same names.
+Named intermediate tensors carry the bundle's tensor names (= the float model's tap names:
+``patch``, ``blocks.{i}.u_act``, ``blocks.{i}.delta``, ``blocks.{i}.h``, ``final_norm``...).
 """
 
 from __future__ import annotations

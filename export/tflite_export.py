@@ -1,18 +1,22 @@
-"""TensorFlow Lite (Micro) export of the NanoMamba network, checked in the TFLM interpreter.
+"""TensorFlow Lite (Micro) export of a NanoMamba bundle, checked in the TFLM interpreter.
 
-The exporter builds a TensorFlow function from the float parameter arrays (published
-state-dict names; never the PyTorch model), converts it with ``tf.lite.TFLiteConverter`` in
-16x8 mode (int16 activations, int8 per-channel weights, int64 biases:
+The exporter builds a TensorFlow function from the bundle's float parameter arrays, with
+the bundle's weights and biases dequantized (:func:`bundle_params`; never the PyTorch
+model), converts it calibrate-only with ``tf.lite.TFLiteConverter``, writes the bundle's
+tensor ranges into the calibration statistics (:func:`bundle_ranges`,
+:func:`set_calibration_ranges`), quantizes with TFLite's post-training quantizer in 16x8
+mode (int16 activations, int8 per-channel weights, int64 biases:
 ``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``) and then makes the
 handful of ops TFLite Micro has no integer kernel for run in float32 ("float islands").
+:func:`check_scales` reports, tensor by tensor, what the result carries against the bundle.
 
-Why: TFLM's EXP, LOG kernels accept float32 only (``exp.cc``: "input->type !=
+Why islands: TFLM's EXP, LOG kernels accept float32 only (``exp.cc``: "input->type !=
 kTfLiteFloat32 (INT16 != FLOAT32)", the error the interpreter prints on a plain 16x8 or
 int8 model), and its RSQRT accepts float32/int8 only. The SA-SSM needs EXP twice (the
 decay dA = exp(A * delta) and, inside softplus, exp(-|x|)) and LOG once (softplus);
 LayerNorm needs RSQRT. Each such op gets a DEQUANTIZE before it and a QUANTIZE after it,
-with the converter's own scales, so the rest of the graph stays int16 x int8. int8
-activations throughout lose too much in the recurrence (measured in docs/EXPORT.md).
+with the quantizer's scales (the bundle's, for ``dA``), so the rest of the graph stays
+int16 x int8.
 
 The graph (batch 1, the shapes TFLM needs static):
 ``features (1,101,40) int16, snr_mel (1,101,40) int16 -> logits (1,12) int16``.
