@@ -76,6 +76,18 @@ def test_conversion_islands_and_tflm_run(converted):
     assert rows["snr_mel"]["how"] == "bundle scale, int16 for int8"
     assert rows["blocks.0.h"]["how"] == "per-channel -> per-tensor max"
     assert rows["blocks.0.dA"]["tflite_scales"] == [2.0 ** -15]
+    # the bundle's int8 weights are in the .tflite as they are, in every channel whose
+    # largest level is 127 (there the converter's max|w|/127 is the bundle's scale)
+    fb = tx._tflm().schema_fb
+    model = fb.ModelT.InitFromPackedBuf(bytearray(converted["flat"]), 0)
+    want = converted["src"].bundle.op_array("classifier", "weight")
+    full = np.abs(want).max(axis=1) == 127
+    assert full.sum() >= len(want) - 2
+    found = [np.frombuffer(bytes(bytearray(model.buffers[t.buffer].data)), np.int8)
+             for t in model.subgraphs[0].tensors
+             if t.type == fb.TensorType.INT8 and list(t.shape) == list(want.shape)
+             and model.buffers[t.buffer].data is not None]
+    assert any(np.array_equal(f.reshape(want.shape)[full], want[full]) for f in found)
 
 
 def _cli(*args):
