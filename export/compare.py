@@ -135,6 +135,28 @@ def run_c(bundle, audio_i16: np.ndarray) -> tuple[np.ndarray | None, str]:
     return real.astype(np.float32), "generated C on the host (export.codegen + export.verify)"
 
 
+def _read_tflite(path: str | os.PathLike) -> bytes:
+    """Bytes of a ``.tflite`` file, checked to be a TFLite flatbuffer.
+
+    A TFLite model carries the flatbuffer file identifier ``"TFL3"`` at bytes 4..7
+    (TensorFlow Lite ``schema.fbs``: ``file_identifier "TFL3"``); TFLM's loader crashes on
+    anything else, so other files are refused here.
+
+    Raises:
+        CompareError: missing file, a directory, or not a TFLite flatbuffer.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise CompareError(f"{p}: is a directory, expected a .tflite file")
+    if not p.is_file():
+        raise CompareError(f"{p}: no such .tflite file")
+    flat = p.read_bytes()
+    if len(flat) < 8 or flat[4:8] != b"TFL3":
+        raise CompareError(f"{p}: not a TFLite model (no 'TFL3' flatbuffer identifier; "
+                           f"make one with kws-export tflite)")
+    return flat
+
+
 def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
             routes: tuple[str, ...] = ROUTES, onnx_dir: str | os.PathLike | None = None,
             tflite: str | os.PathLike | None = None, calib: str | os.PathLike | None = None,
@@ -167,6 +189,11 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
     unknown = [r for r in routes if r not in ROUTES]
     if unknown:
         raise CompareError(f"--route: unknown route {unknown[0]!r} (expected {', '.join(ROUTES)})")
+    # User-given files are checked before any slow work (quantizing, conversions).
+    user_flat = _read_tflite(tflite) if tflite is not None and "tflm" in routes else None
+    od = Path(onnx_dir) if onnx_dir else None
+    if od is not None and not od.is_dir():
+        raise CompareError(f"{od}: no such ONNX folder (make one with kws-export onnx)")
     clips = ox.pick_clips(eval_dir, limit)
     labels = _labels(clips)
     src = ox.load_source(source)
@@ -184,9 +211,6 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
                               for i in range(0, len(audio), 64)])
     results["torch"] = RouteResult("torch", ref, time.perf_counter() - t, "float reference")
 
-    od = Path(onnx_dir) if onnx_dir else None
-    if od is not None and not od.is_dir():
-        raise CompareError(f"{od}: no such ONNX folder (make one with kws-export onnx)")
 
     def load_or_build(name: str, build):
         if od is not None and (od / name).is_file():
@@ -227,10 +251,7 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
         from export import tflite_export as tx
         t = time.perf_counter()
         if tflite is not None:
-            p = Path(tflite)
-            if not p.is_file():
-                raise CompareError(f"{p}: no such .tflite file")
-            flat, how = p.read_bytes(), str(p)
+            flat, how = user_flat, str(tflite)
         else:
             flat, _ = tx.convert_bundle(qsrc, calib)
             how = f"converted in memory from {qsrc.qspec.source}"

@@ -53,3 +53,22 @@ def test_cli_compare_bad_inputs(upstream_ckpt, tmp_path):
     r = subprocess.run([sys.executable, "-m", "export", "compare", str(upstream_ckpt("tiny")),
                         str(tmp_path / "clips")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and "no audio clips" in r.stderr
+
+
+@pytest.mark.parametrize("content, problem", [(b"hello\n", "not a TFLite model"),
+                                              (b"", "not a TFLite model"),
+                                              (None, "is a directory")])
+def test_cli_compare_bad_tflite_is_one_line_error_before_any_work(tmp_path, content, problem):
+    """--tflite that is not a flatbuffer: one-line error, no traceback, checked up front."""
+    bad = tmp_path / "model.tflite"
+    if content is None:
+        bad.mkdir()
+    else:
+        bad.write_bytes(content)
+    (tmp_path / "clips").mkdir()
+    r = subprocess.run([sys.executable, "-m", "export", "compare", str(tmp_path / "x.npz"),
+                        str(tmp_path / "clips"), "--route", "tflm", "--tflite", str(bad)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: {problem}"), r.stderr
