@@ -97,8 +97,8 @@ def build(source: Path, board: str, out: Path, force: bool, opt: str,
 @click.argument("build_dir", metavar="DIR", type=click.Path(path_type=Path))
 @click.argument("clips", metavar="CLIP|FOLDER...", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--board", "-b", default=None, help="Board (default: the one DIR was built for).")
-@click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="Seconds without firmware output before it counts as hung.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="Seconds without firmware output before it counts as hung.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write every clip's result to this JSON file.")
 @handle_errors
@@ -120,9 +120,10 @@ def run(build_dir: Path, clips: tuple[Path, ...], board: str | None, timeout: fl
               help="Input clip (default: the built-in demo clip).")
 @click.option("--float-build", type=click.Path(path_type=Path), default=None,
               help="Build folder of the same model's float32 C, same board (extra column).")
-@click.option("--macs", type=int, default=None,
+@click.option("--macs", type=click.IntRange(min=1), default=None,
               help="MACs per inference for the MAC/2 bound (default: from kws_model.h).")
-@click.option("--timeout", type=float, default=60.0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="Seconds without firmware output before it counts as hung.")
 @handle_errors
 def bench(build_dir: Path, clip: Path | None, float_build: Path | None, macs: int | None,
           timeout: float) -> None:
@@ -252,7 +253,7 @@ def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Speech Commands V2 folder (testing split) or one folder per label.")
-@click.option("--generated", type=int, default=None,
+@click.option("--generated", type=click.IntRange(min=1), default=None,
               help="Instead of --data: N clips per label of the generated test split (espeak-ng).")
 @click.option("--data-seed", type=int, default=1, show_default=True, help="Seed of --generated.")
 @click.option("--route", "routes", multiple=True, default=("float",), show_default=True,
@@ -265,7 +266,7 @@ def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir:
 @click.option("--noise-dir", type=click.Path(path_type=Path), default=None,
               help="Recorded noise (e.g. Speech Commands' _background_noise_).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
-@click.option("--limit-per-class", type=int, default=None, help="At most N clips per label.")
+@click.option("--limit-per-class", type=click.IntRange(min=1), default=None, help="At most N clips per label.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for grid.json, grid.md, grid.png.")
 @click.option("--cache", type=click.Path(path_type=Path),

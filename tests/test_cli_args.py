@@ -1,0 +1,22 @@
+"""CLI argument ranges: nonsense numbers are refused by click before any work (exit 2)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from export.cli import main
+
+
+@pytest.mark.parametrize("args, option", [
+    (["evaluate", "x.pt", "--generated", "-3"], "--generated"),      # was a ValueError traceback
+    (["evaluate", "x.pt", "--generated", "0"], "--generated"),
+    (["evaluate", "x.pt", "--limit-per-class", "0"], "--limit-per-class"),
+    (["bench", "build", "--macs", "-5"], "--macs"),                 # was a negative ratio
+    (["bench", "build", "--timeout", "0"], "--timeout"),
+    (["run", "build", "clip.wav", "--timeout", "-1"], "--timeout"),
+])
+def test_out_of_range_numbers_are_usage_errors(args, option):
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2, r.output
+    assert f"Invalid value for '{option}'" in r.output
