@@ -101,17 +101,20 @@ def build(source: Path, board: str, out: Path, force: bool, opt: str,
               show_default=True, help="Seconds without firmware output before it counts as hung.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write every clip's result to this JSON file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
 @handle_errors
 def run(build_dir: Path, clips: tuple[Path, ...], board: str | None, timeout: float,
-        json_out: Path | None) -> None:
+        json_out: Path | None, force: bool) -> None:
     """Run firmware on QEMU: label, confidence, int8 logits and exact instruction count
     per clip, all clips in one emulator boot; accuracy for labelled folders."""
     from export.firmware import run_firmware
-    from export.firmware_report import print_run, write_run_json
+    from export.firmware_report import check_json_output, print_run, write_run_json
+    if json_out is not None:
+        check_json_output(json_out, force)        # before the emulator runs
     result = run_firmware(build_dir, list(clips), board=board, timeout=timeout, progress=True)
     print_run(result)
     if json_out is not None:
-        write_run_json(result, json_out)
+        write_run_json(result, json_out, force=force)
 
 
 @main.command()

@@ -4,15 +4,13 @@ and plain per-clip lines over the results of :mod:`export.firmware`."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from export.boards import board_names, load_board
-from export.firmware import BenchResult, BuildResult, RunResult
+from export.firmware import BenchResult, BuildResult, FirmwareError, RunResult
 
 
 def _console(console: Console | None) -> Console:
@@ -79,16 +77,33 @@ def print_run(result: RunResult, console: Console | None = None) -> None:
         c.print(f"accuracy {right}/{result.n_labelled} = {100 * result.accuracy:.2f} %")
 
 
-def write_run_json(result: RunResult, path: Path) -> None:
-    """Write every clip's result to ``path`` as JSON (atomically)."""
+def check_json_output(path: Path, force: bool = False) -> Path:
+    """Check that ``path`` can take :func:`write_run_json`'s file.
+
+    Raises:
+        OutputExistsError: ``path`` exists and not ``force``.
+        FirmwareError: ``path`` is a directory.
+    """
+    from export.fileio import check_output
+    path = Path(path)
+    if path.is_dir():
+        raise FirmwareError(f"{path}: is a directory, expected a .json file name")
+    return check_output(path, force)
+
+
+def write_run_json(result: RunResult, path: Path, *, force: bool = False) -> None:
+    """Write every clip's result to ``path`` as JSON (atomically; the folder is created).
+
+    Raises:
+        OutputExistsError: ``path`` exists and not ``force``.
+        FirmwareError: ``path`` is a directory.
+    """
+    from export.fileio import atomic_write_text
     data = {"board": result.board, "labels": result.labels, "accuracy": result.accuracy,
             "stack_peak": result.stack_peak,
             "clips": [vars(r) for r in result.clips]}
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    path = check_json_output(path, force)
+    atomic_write_text(path, json.dumps(data, indent=1), force=force)
 
 
 def print_bench(result: BenchResult, console: Console | None = None) -> None:

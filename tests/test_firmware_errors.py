@@ -168,6 +168,30 @@ def test_run_rejects_wrong_boards_and_inputs(an386, l475, tmp_path):
         run_firmware(tmp_path, [clip])
 
 
+@needs_qemu
+def test_run_json_output_is_checked_first_and_never_half_written(an386, tmp_path):
+    """--json: a folder or an existing file is refused before QEMU runs (no traceback, no
+    leftover temp file); a missing parent folder is created; --force overwrites."""
+    clip = write_f32(tmp_path / "a.f32", np.zeros(16000, np.int16))
+    runner = CliRunner()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(folder)]))
+    assert str(folder) in msg and "is a directory" in msg
+    existing = tmp_path / "r.json"
+    existing.write_text("keep")
+    msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(existing)]))
+    assert str(existing) in msg and "--force" in msg and existing.read_text() == "keep"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    nested = tmp_path / "new" / "dir" / "r.json"
+    r = runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(nested)])
+    assert r.exit_code == 0, r.output
+    assert '"board": "mps2-an386"' in nested.read_text()
+    r = runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(existing), "--force"])
+    assert r.exit_code == 0, r.output
+    assert '"board": "mps2-an386"' in existing.read_text()
+
+
 @needs_gcc
 def test_flash_dry_run_says_what_goes_where(l475):
     r = CliRunner().invoke(cli, ["flash", str(l475), "--board", "b-l475e-iot01a", "--dry-run"])
