@@ -63,7 +63,31 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "checkpoint") -> 
     )
 
 
+def _sniff(path: Path) -> None:
+    """Refuse files that are neither a zip archive (torch >= 1.6 format) nor a pickle
+    (legacy format, protocol >= 2 starts with 0x80), naming what they look like instead."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (empty file)")
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError):
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (truncated or corrupt "
+                                  f"zip archive)") from None
+        if "__bundle__.npy" in names:
+            raise CheckpointError(f"{path}: is a quantized bundle (.npz), not a checkpoint; "
+                                  f"give the .pt it was quantized from") from None
+        return
+    if head[0] != 0x80:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a "
+                              f"pickle)")
+
+
 def _read(path: Path):
+    _sniff(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

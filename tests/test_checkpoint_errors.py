@@ -81,3 +81,33 @@ def test_plain_state_dict_loads(tmp_path):
 
 def test_directory_instead_of_file(tmp_path):
     assert "is a directory" in _err(tmp_path)
+
+
+def test_text_empty_truncated_files_say_what_they_are(tmp_path):
+    """A text file is not 'a pickle needing code execution'; an empty or cut-off file says so
+    instead of torch's internal errors ('EOFError', '[Errno 22] Invalid argument')."""
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    assert "neither a zip archive nor a pickle" in _err(text)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert "empty file" in _err(empty)
+    good = tmp_path / "good.pt"
+    torch.save({"model_state_dict": _state()}, good)
+    raw = good.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(raw[: len(raw) // 2])
+    assert "truncated or corrupt zip archive" in _err(cut)
+
+
+def test_bundle_given_as_checkpoint(tmp_path):
+    import numpy as np
+    p = tmp_path / "model.npz"
+    np.savez(p, __bundle__=np.zeros(3, np.uint8))
+    assert "is a quantized bundle (.npz), not a checkpoint" in _err(p)
+
+
+def test_legacy_pickle_format_still_loads(tmp_path):
+    p = tmp_path / "legacy.pt"
+    torch.save({"model_state_dict": _state()}, p, _use_new_zipfile_serialization=False)
+    assert load_checkpoint(p).cfg.d_model == TINY.d_model
