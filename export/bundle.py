@@ -184,6 +184,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{path}: no such file")
     if path.is_dir():
         raise BundleError(f"{path}: is a directory, expected a bundle file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head.startswith(b"PK"):
+        # np.load would call any non-zip, non-.npy file "pickled (object) data"
+        what = "empty file" if not head else "no zip header"
+        raise BundleError(f"{path}: not a {FORMAT_NAME} file (not an npz archive: {what})")
     try:
         npz = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:

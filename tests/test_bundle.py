@@ -97,6 +97,18 @@ def test_load_errors(tmp_path):
         load_bundle(plain)
 
 
+def test_text_or_empty_file_is_not_called_pickled_data(tmp_path):
+    """np.load calls any non-zip file 'pickled (object) data'; the error says what it is."""
+    for name, data, what in [("text.npz", b"hello\n", "no zip header"),
+                             ("empty.npz", b"", "empty file")]:
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(BundleError) as e:
+            load_bundle(p)
+        msg = _one_line(e)
+        assert str(p) in msg and what in msg and "pickle" not in msg
+
+
 def _write_meta(path, meta, arrays=None):
     b = _bundle()
     b.meta = meta
