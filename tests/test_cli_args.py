@@ -20,3 +20,11 @@ def test_out_of_range_numbers_are_usage_errors(args, option):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2, r.output
     assert f"Invalid value for '{option}'" in r.output
+
+
+def test_readme_lists_every_command():
+    """A new user learns the commands from the README: each one appears there."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [name for name in main.commands if f"kws-export {name} " not in readme]
+    assert not missing, f"README.md does not mention: {missing}"
