@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.fileio import umask_mode
 from nanomamba.errors import KwsError
 
 FORMAT_NAME = "nanomamba-kws-bundle"
@@ -157,6 +158,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, *, force: bool = False)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, _npy_bytes(arr))
+        umask_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -20,6 +20,17 @@ class OutputExistsError(KwsError):
     """The output path exists and ``--force`` was not given."""
 
 
+def umask_mode(path: os.PathLike | str) -> None:
+    """Give a finished temp file 0o666 (folder: 0o777) minus the process umask.
+
+    ``tempfile.mkstemp``/``mkdtemp`` create 0o600/0o700, so without this every output would
+    be readable only by its creator, unlike a file written with ``open(path, "w")``.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+
+
 def check_output(path: os.PathLike | str, force: bool) -> Path:
     """Refuse an existing output unless ``force``.
 
@@ -45,6 +56,7 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, force: bool = Fa
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        umask_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -72,6 +84,7 @@ def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterat
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
+        umask_mode(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
             os.rmdir(old)

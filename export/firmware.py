@@ -46,6 +46,7 @@ import numpy as np
 from cmsis_stub import stub_root
 from export import __version__
 from export.boards import BOARDS_DIR, Board, BoardError, load_board, parse_board, uart_context
+from export.fileio import umask_mode
 from export.hostc import STRICT_CFLAGS, ToolError
 from firmware_templates import template_root
 from nanomamba.errors import KwsError
@@ -442,6 +443,7 @@ def _atomic_folder(out: Path, force: bool, fill: Callable[[Path], None]) -> None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         fill(tmp)
+        umask_mode(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "x")

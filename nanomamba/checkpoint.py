@@ -197,6 +197,9 @@ def save_checkpoint(model: NanoMamba, path: str | os.PathLike, *, epoch: int = 0
     os.close(fd)
     try:
         torch.save(blob, tmp)
+        mask = os.umask(0)                       # mkstemp made it 0o600: use the umask
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

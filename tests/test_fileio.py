@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from export.fileio import OutputExistsError, atomic_output_dir, atomic_write_text
@@ -32,3 +35,32 @@ def test_dir_failure_keeps_old_and_leaves_no_temp(tmp_path):
     with pytest.raises(OutputExistsError):
         with atomic_output_dir(out):
             pass
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_outputs_get_umask_permissions_not_mkstemp_0600(tmp_path, umask_022):
+    """Files and folders written atomically are 0644/0755 under umask 022 (mkstemp/mkdtemp
+    alone would leave them 0600/0700: unreadable to the rest of a team or a CI user)."""
+    import torch
+
+    from export.bundle import save_bundle
+    from export.firmware_report import write_run_json  # noqa: F401  (uses atomic_write_text)
+    from nanomamba import TINY
+    from nanomamba.checkpoint import save_checkpoint
+    from nanomamba.model import NanoMamba
+    from test_bundle import _bundle
+
+    f = atomic_write_text(tmp_path / "a.txt", "x")
+    with atomic_output_dir(tmp_path / "d") as d:
+        (d / "f").write_text("y")
+    b = save_bundle(_bundle(), tmp_path / "b.npz")
+    torch.manual_seed(0)
+    c = save_checkpoint(NanoMamba(TINY), tmp_path / "c.pt")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (f, tmp_path / "d", b, c)}
+    assert modes == {"a.txt": 0o644, "d": 0o755, "b.npz": 0o644, "c.pt": 0o644}

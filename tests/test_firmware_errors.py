@@ -228,3 +228,13 @@ def test_flash_missing_cmsis_pack(tmp_path):
     for extra in ([], ["--dry-run"]):
         r = CliRunner().invoke(cli, ["flash", str(out), "--board", "nucleo-l4r5zi", *extra])
         assert "pyocd pack install stm32l4r5zitx" in _one_line_error(r)
+
+
+@needs_gcc
+def test_build_folder_gets_umask_permissions(an386):
+    """The build folder is not left 0700 by mkdtemp."""
+    import os
+    import stat
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(an386.stat().st_mode) == 0o777 & ~mask
