@@ -313,7 +313,10 @@ def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise
 def quantize_cmd(checkpoint: Path, output: Path, calib: Path | None, report: str | None,
                  eval_dir: Path | None, widths: tuple[str, ...], force: bool) -> None:
     """Quantize CHECKPOINT into an integer bundle (int16 audio in, int8 logits out)."""
+    from export.bundle import BundleError
     from export.quantize import QuantizationError, quantize_checkpoint
+    if output.is_dir():                   # before calibrating, not after (with or without --force)
+        raise BundleError(f"{output}: is a directory, expected a bundle file name (.npz)")
     overrides = {}
     for w in widths:
         name, _, bits = w.partition("=")

@@ -28,3 +28,17 @@ def test_readme_lists_every_command():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [name for name in main.commands if f"kws-export {name} " not in readme]
     assert not missing, f"README.md does not mention: {missing}"
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_quantize_into_a_folder_is_refused_before_calibrating(tmp_path, force):
+    """-o FOLDER: one-line error at once (it used to calibrate first, or say 'already
+    exists (use --force)' although --force could never help); the folder is untouched."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "keep").write_text("x")
+    r = CliRunner().invoke(main, ["quantize", str(tmp_path / "absent.pt"), "-o", str(folder),
+                                  *force])
+    assert r.exit_code == 1, r.output
+    assert r.output.strip() == f"error: {folder}: is a directory, expected a bundle file name (.npz)"
+    assert (folder / "keep").read_text() == "x"
