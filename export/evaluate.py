@@ -383,7 +383,7 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
                                 f"is not part of this build (use --route float)") from None
     if out is not None:
         from export.fileio import check_output
-        check_output(out, force)
+        check_output(out, force, expect="folder")
     model = load_checkpoint(checkpoint)
     files = load_noise_files(noise_dir) if noise_dir is not None else None
     audio, labels, desc = load_eval_clips(data, generated=generated, data_seed=data_seed,

@@ -31,13 +31,23 @@ def umask_mode(path: os.PathLike | str) -> None:
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
 
 
-def check_output(path: os.PathLike | str, force: bool) -> Path:
+def check_output(path: os.PathLike | str, force: bool, expect: str | None = None) -> Path:
     """Refuse an existing output unless ``force``.
 
+    Args:
+        path: the output file or folder.
+        force: replace an existing output.
+        expect: "file" or "folder": refuse an existing path of the other kind even with
+            ``force`` (``--force`` never turns a folder into a file or a file into a folder).
     Raises:
-        OutputExistsError: ``path`` exists and not ``force`` (message names --force).
+        OutputExistsError: ``path`` exists and not ``force`` (message names --force), or is
+            of the other kind than ``expect``.
     """
     path = Path(path)
+    if expect == "file" and path.is_dir():
+        raise OutputExistsError(f"{path}: is a directory, expected a file name")
+    if expect == "folder" and path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{path}: is a file, expected a folder name")
     if path.exists() and not force:
         kind = "folder" if path.is_dir() else "file"
         raise OutputExistsError(f"{path}: output {kind} exists; use --force to overwrite it")
@@ -50,7 +60,7 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, force: bool = Fa
     Raises:
         OutputExistsError: ``path`` exists and not ``force``.
     """
-    path = check_output(path, force)
+    path = check_output(path, force, expect="file")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -79,7 +89,7 @@ def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterat
     Raises:
         OutputExistsError: ``path`` exists and not ``force``.
     """
-    path = check_output(path, force)
+    path = check_output(path, force, expect="folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from export.boards import board_names, load_board
-from export.firmware import BenchResult, BuildResult, FirmwareError, RunResult
+from export.firmware import BenchResult, BuildResult, RunResult
 
 
 def _console(console: Console | None) -> Console:
@@ -81,22 +81,17 @@ def check_json_output(path: Path, force: bool = False) -> Path:
     """Check that ``path`` can take :func:`write_run_json`'s file.
 
     Raises:
-        OutputExistsError: ``path`` exists and not ``force``.
-        FirmwareError: ``path`` is a directory.
+        OutputExistsError: ``path`` exists and not ``force``, or is a directory.
     """
     from export.fileio import check_output
-    path = Path(path)
-    if path.is_dir():
-        raise FirmwareError(f"{path}: is a directory, expected a .json file name")
-    return check_output(path, force)
+    return check_output(path, force, expect="file")
 
 
 def write_run_json(result: RunResult, path: Path, *, force: bool = False) -> None:
     """Write every clip's result to ``path`` as JSON (atomically; the folder is created).
 
     Raises:
-        OutputExistsError: ``path`` exists and not ``force``.
-        FirmwareError: ``path`` is a directory.
+        OutputExistsError: ``path`` exists and not ``force``, or is a directory.
     """
     from export.fileio import atomic_write_text
     data = {"board": result.board, "labels": result.labels, "accuracy": result.accuracy,

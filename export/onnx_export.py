@@ -1031,7 +1031,7 @@ def export_onnx(source: str | os.PathLike, out_dir: str | os.PathLike, *, scan: 
     """
     from export.fileio import atomic_output_dir, check_output
     _check_options(scan, stft, opset)
-    check_output(out_dir, force)
+    check_output(out_dir, force, expect="folder")
     src = load_source(source)
     if src.qspec is None and (quantize or calib is not None):
         src = quantize_source(src, calib, progress)

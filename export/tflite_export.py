@@ -797,7 +797,7 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike, *,
     """
     from export.fileio import atomic_write_bytes, check_output
     from export.onnx_export import load_source, quantize_source
-    check_output(out, force)
+    check_output(out, force, expect="file")
     src = load_source(source)
     _tf()
     _tflm()

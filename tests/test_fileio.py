@@ -19,6 +19,23 @@ def test_file_refused_then_forced(tmp_path):
     assert p.read_text() == "two"
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_force_never_swaps_a_file_and_a_folder(tmp_path, force):
+    """tflite -o FOLDER --force was an IsADirectoryError traceback after the whole conversion;
+    onnx -o FILE --force silently replaced a file (e.g. a bundle) with a folder."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(OutputExistsError, match="is a directory, expected a file name"):
+        atomic_write_text(folder, "x", force=force)
+    afile = tmp_path / "model.npz"
+    afile.write_text("keep")
+    with pytest.raises(OutputExistsError, match="is a file, expected a folder name"):
+        with atomic_output_dir(afile, force=force) as d:
+            (d / "f").write_text("new")
+    assert folder.is_dir() and afile.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "model.npz"]
+
+
 def test_dir_failure_keeps_old_and_leaves_no_temp(tmp_path):
     out = tmp_path / "out"
     with atomic_output_dir(out) as d:
