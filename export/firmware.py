@@ -518,6 +518,11 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
+    if demo_clip is not None and board.output != "uart":
+        _demo_clip(Path(demo_clip), 16000)        # a bad clip is still an error, not ignored
+        warnings.warn(f"{demo_clip}: --demo-clip ignored: {board.name} reads its clips from "
+                      f"the host (kws-export run); only UART boards embed a demo clip",
+                      UserWarning, stacklevel=2)
     result: dict = {}
 
     def fill(tmp: Path) -> None:

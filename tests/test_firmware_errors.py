@@ -238,3 +238,15 @@ def test_build_folder_gets_umask_permissions(an386):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(an386.stat().st_mode) == 0o777 & ~mask
+
+
+@needs_gcc
+def test_demo_clip_on_a_qemu_board_is_checked_then_ignored_with_a_warning(tmp_path):
+    """A QEMU board embeds no demo clip: a missing --demo-clip was silently accepted."""
+    with pytest.raises(AudioError, match="no such file"):
+        build_firmware(standin_model_dir(), "mps2-an386", tmp_path / "a",
+                       demo_clip=tmp_path / "missing.wav")
+    assert not (tmp_path / "a").exists()
+    clip = write_f32(tmp_path / "c.f32", np.zeros(16000, np.int16))
+    with pytest.warns(UserWarning, match="--demo-clip ignored: mps2-an386"):
+        build_firmware(standin_model_dir(), "mps2-an386", tmp_path / "b", demo_clip=clip)
