@@ -140,6 +140,8 @@ def list_clips(folder: str | os.PathLike) -> list[Path]:
         AudioError: the folder does not exist or is not a folder.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise AudioError(f"{folder}: is a file, expected a folder of clips")
     if not folder.is_dir():
         raise AudioError(f"{folder}: no such folder")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())

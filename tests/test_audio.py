@@ -100,3 +100,14 @@ def test_errors(tmp_path):
     _err(tmp_path / "empty.wav", "empty file")
     (tmp_path / "clip.mp3").write_bytes(b"ID3")
     _err(tmp_path / "clip.mp3", "unsupported audio format")
+
+
+def test_list_clips_names_a_file_given_for_a_folder(tmp_path):
+    """kws-export compare/run with a clip where a folder is expected said 'no such folder'."""
+    from nanomamba.audio import list_clips
+    f = tmp_path / "clip.wav"
+    f.write_bytes(b"")
+    with pytest.raises(AudioError, match="clip.wav: is a file, expected a folder of clips"):
+        list_clips(f)
+    with pytest.raises(AudioError, match="no such folder"):
+        list_clips(tmp_path / "absent")

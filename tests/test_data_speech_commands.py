@@ -77,6 +77,10 @@ def test_v2_incomplete(v2, missing, needle):
 def test_not_a_dataset(tmp_path):
     with pytest.raises(DatasetError, match="no such dataset folder"):
         SpeechCommands(tmp_path / "nope")
+    (tmp_path / "clip.wav").write_bytes(b"")
+    with pytest.raises(DatasetError, match="clip.wav: is a file, expected a dataset folder"):
+        SpeechCommands(tmp_path / "clip.wav")          # was "no such dataset folder"
+    (tmp_path / "clip.wav").unlink()
     (tmp_path / "cats").mkdir()
     with pytest.raises(DatasetError, match="not a Speech Commands folder"):
         SpeechCommands(tmp_path)

@@ -86,6 +86,9 @@ class SpeechCommands:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise DatasetError(f"{self.root}: is a file, expected a dataset folder (the extracted "
+                               f"speech_commands_v0.02 folder or one sub-folder per label)")
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: no such dataset folder (give the extracted "
                                f"speech_commands_v0.02 folder or a folder with one sub-folder per label)")
