@@ -796,9 +796,11 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike, *,
         CalibrationError, QuantizationError, OutputExistsError.
     """
     from export.fileio import atomic_write_bytes, check_output
-    from export.onnx_export import load_source, quantize_source
+    from export.onnx_export import load_source, pick_clips, quantize_source
     check_output(out, force, expect="file")
     src = load_source(source)
+    if calib is not None:
+        pick_clips(calib, None)      # a missing or empty --calib fails now, not after converting
     _tf()
     _tflm()
     if src.qspec is None:

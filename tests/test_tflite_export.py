@@ -111,3 +111,14 @@ def test_cli_tflite_errors(converted, tmp_path):
     assert r.returncode == 1 and "--force" in r.stderr
     assert (tmp_path / "m.tflite").read_bytes() == b"keep"
     assert not (tmp_path / "newer.tflite").exists()
+
+
+def test_cli_tflite_empty_calib_fails_before_converting(converted, tmp_path):
+    """An empty --calib folder was found only after the whole conversion (about a minute)."""
+    (tmp_path / "calib").mkdir()
+    r = _cli("tflite", str(converted["path"]), "-o", str(tmp_path / "m.tflite"),
+             "--calib", str(tmp_path / "calib"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1
+    assert lines[0] == f"error: {tmp_path / 'calib'}: no audio clips (.wav, .flac, .f32) found"
+    assert not (tmp_path / "m.tflite").exists()
