@@ -320,9 +320,11 @@ def load_eval_clips(data: str | os.PathLike | None, *, generated: int | None = N
     Returns:
         (int16 (N, 16000), int64 (N,), description).
     Raises:
-        EvaluateError: neither source given; DatasetError/AudioError/EspeakError from the
-            loaders.
+        EvaluateError: neither or both sources given; DatasetError/AudioError/EspeakError
+            from the loaders.
     """
+    if data is not None and generated:
+        raise EvaluateError("give either --data or --generated, not both")
     if data is not None:
         from nanomamba.data.speech_commands import SpeechCommands
         sc = SpeechCommands(data)
@@ -384,6 +386,8 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
     if out is not None:
         from export.fileio import check_output
         check_output(out, force, expect="folder")
+    if data is not None and generated:
+        raise EvaluateError("give either --data or --generated, not both")
     model = load_checkpoint(checkpoint)
     files = load_noise_files(noise_dir) if noise_dir is not None else None
     audio, labels, desc = load_eval_clips(data, generated=generated, data_seed=data_seed,

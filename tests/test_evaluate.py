@@ -96,6 +96,7 @@ def test_cli_evaluate_small(upstream_ckpt, speech_commands_test, tmp_path):
     (["--noise", "recorded"], "needs --noise-dir"),
     (["--snr", "a,b"], "--snr: not a comma-separated list"),
     ([], "give a dataset folder"),
+    (["--data", "somewhere", "--generated", "2"], "either --data or --generated, not both"),
 ])
 def test_cli_evaluate_errors(upstream_ckpt, extra, needle):
     res = CliRunner().invoke(main, ["evaluate", str(upstream_ckpt("tiny")), *extra])
