@@ -172,7 +172,8 @@ def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
               help="Calibration clips for --quantize (default: the generated set; implies "
                    "--quantize).")
-@click.option("--opset", type=int, default=21, show_default=True)
+@click.option("--opset", type=int, default=21, show_default=True,
+              help="ONNX opset version of the graphs (21..28).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @handle_errors
 def onnx_cmd(source: Path, out: Path, scan: str, stft: str, quantize: bool,

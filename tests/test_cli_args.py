@@ -42,3 +42,12 @@ def test_quantize_into_a_folder_is_refused_before_calibrating(tmp_path, force):
     assert r.exit_code == 1, r.output
     assert r.output.strip() == f"error: {folder}: is a directory, expected a bundle file name (.npz)"
     assert (folder / "keep").read_text() == "x"
+
+
+def test_every_option_has_a_help_text():
+    """--help must explain every option to a firmware engineer (bench --timeout and
+    onnx --opset had none)."""
+    import click
+    bare = [f"{name} {p.opts[0]}" for name, cmd in main.commands.items() for p in cmd.params
+            if isinstance(p, click.Option) and not p.help and p.name != "help"]
+    assert not bare, bare
