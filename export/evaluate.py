@@ -66,7 +66,7 @@ def float_route(model, batch_size: int = 256, threads: int | None = None) -> Rou
     return run
 
 
-def int8_route(bundle, batch_size: int = 128) -> Route:
+def int8_route(bundle, batch_size: int = 128, threads: int | None = None) -> Route:
     """The integer pipeline as a route: :class:`export.simulator.Simulator` on a bundle
     (fixed-point front end + integer network, int16 audio in, int8 logits out).
 
@@ -75,6 +75,8 @@ def int8_route(bundle, batch_size: int = 128) -> Route:
             ``export.quantize.quantize_model``) or the path of a bundle file
             (:func:`export.bundle.load_bundle`).
         batch_size: clips per simulator call (memory ~ 1 MB per clip).
+        threads: simulator threads per call (None: min(2, CPU count)); the integers do not
+            depend on it.
     Returns:
         route: int16 (B, 16000) -> float64 (B, 12) logits: the int8 logits dequantized with
         the bundle's ``logits`` scale and zero point (argmax = argmax of the int8 logits;
@@ -92,12 +94,13 @@ def int8_route(bundle, batch_size: int = 128) -> Route:
     if isinstance(bundle, (str, os.PathLike)):
         bundle = load_bundle(bundle)
     sim = Simulator(bundle)
+    threads = threads or max(1, min(2, os.cpu_count() or 1))
 
     def run(audio: np.ndarray) -> np.ndarray:
         out = []
         for s in range(0, len(audio), batch_size):
             q = sim.run(np.asarray(audio[s:s + batch_size], np.int16), keep={"logits"},
-                        frontend_intermediates=False)["logits"]
+                        frontend_intermediates=False, threads=threads)["logits"]
             out.append(sim.dequantize("logits", q))
         return np.concatenate(out) if out else np.zeros((0, len(LABELS)))
     return run
