@@ -272,10 +272,14 @@ def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir:
               default=Path.home() / ".cache" / "nanomamba-kws", show_default=True,
               help="Cache of generated clips and babble.")
 @click.option("--espeak", default=None, help="espeak-ng executable.")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Route int8: folder of calibration clips (default: the generated set).")
+@click.option("--bundle", type=click.Path(path_type=Path), default=None,
+              help="Route int8: a saved bundle of this checkpoint instead of quantizing.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @handle_errors
 def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise_dir, seed,
-             limit_per_class, out, cache, espeak, force) -> None:
+             limit_per_class, out, cache, espeak, calib, bundle, force) -> None:
     """Accuracy over noise types x SNR (plus clean) for each route: a table, and with --out
     a JSON, a Markdown table and a PNG plot."""
     from export.evaluate import EvaluateError, run_evaluate
@@ -287,7 +291,7 @@ def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise
     run_evaluate(checkpoint, data=data, generated=generated, data_seed=data_seed, routes=routes,
                  noises=noise_list, snrs=snr_list, seed=seed, noise_dir=noise_dir,
                  limit_per_class=limit_per_class, out=out, force=force,
-                 cache_dir=str(cache), espeak=espeak)
+                 cache_dir=str(cache), espeak=espeak, calib=calib, bundle=bundle)
 
 
 # ---- kws-export quantize (issue 4) -------------------------------------------------------

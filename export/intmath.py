@@ -579,9 +579,18 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def round_half_away(x) -> np.ndarray:
-    """Round floats half away from zero (C's round()) to int64; use instead of np.round."""
+    """Round floats half away from zero (C99 round()) to int64; use instead of np.round.
+
+    Args: x: float64 scalar or array, |x| < 2^63. Returns: int64 of the same shape.
+    Exact for every double: the fraction |x| - floor(|x|) is computed exactly and compared
+    with 1/2 (``floor(|x| + 0.5)`` would round 0.49999999999999994 up and odd values above
+    2^52 to the next even integer).
+    """
     x = np.asarray(x, dtype=np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+    a = np.abs(x)
+    f = np.floor(a)
+    r = f + (a - f >= 0.5)
+    return (np.sign(x) * r).astype(np.int64)
 
 
 def log2_table() -> np.ndarray:
