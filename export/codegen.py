@@ -368,9 +368,9 @@ class _Planner:
                                "int32_t", bias, f"{op['name']}: bias")
             out_t = self.storage(y)
             if single:
-                if out_t != "int32_t":
+                if out_t != "int32_t" or self.zp(y) != 0:
                     raise CodegenError(f"op '{op['name']}': single-rounding requantize needs an "
-                                       f"int32 output")
+                                       f"int32 output with zero point 0")
                 kern = "fc_s16_w16_out32"
             else:
                 kern = "fc_s16_w16_out16" if out_t == "int16_t" else "fc_s16_w16_out32mbqm"
@@ -421,10 +421,10 @@ class _Planner:
         beta = self.op_const(op, "beta", "int32_t")
         eps = f"INT64_C({int(p['eps_q'])})"
         if self.fast:
-            kern = {"int32_t": "layer_norm_s32", "int16_t": "layer_norm_s16"}[self.storage(x)]
-            if self.storage(y) != "int16_t":
-                raise CodegenError(f"op '{op['name']}': int32 LayerNorm output not supported by "
-                                   f"the fast kernels; use variant 'reference'")
+            kern = "layer_norm_s32"
+            if self.storage(x) != "int32_t" or self.storage(y) != "int16_t" or D > 64:
+                raise CodegenError(f"op '{op['name']}': the fast LayerNorm takes an int32 input, "
+                                   f"gives an int16 output, D <= 64; use variant 'reference'")
         else:
             kern = "layer_norm"
         call = (f"{kern}({xr}, {self.zp(x)}, {eps}, {int(p['z_frac_bits'])}, {gamma}, {beta}, "
@@ -515,6 +515,9 @@ class _Planner:
         body = "".join(f"    {v},  /* {k} */\n" for k, v in fields)
         self.plan.structs.append(f"static const kws_ssm_params_t {sname} = {{\n{body}}};\n")
         kern = "sa_ssm_step_s16" if self.fast else "sa_ssm_step"
+        if self.fast and N > 16:
+            raise CodegenError(f"op '{op['name']}': the fast SA-SSM kernel takes d_state <= 16; "
+                               f"use variant 'reference'")
         st = self.storage(y)
         lines = [f"{kern}({h}, {', '.join(refs)}, &{sname}, {yr});",
                  self.tap(pre + ".dA", "kws_tap_dA", "int32_t", E * N),
@@ -734,7 +737,7 @@ class GenerateResult:
 
 
 def generate_c(source, out_dir, *, force: bool = False, argv: Sequence[str] | None = None,
-               variant: str = "reference", progress: bool = False) -> GenerateResult:
+               variant: str = "fast", progress: bool = False) -> GenerateResult:
     """Generate the C project of a model (``kws-export generate``).
 
     Args:

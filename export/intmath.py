@@ -75,7 +75,9 @@ def round_shift_right(x, n):
 
 def saturating_rounding_doubling_high_mul(a, b):
     """gemmlowp/TFLite SaturatingRoundingDoublingHighMul: the high 32 bits of 2*a*b, rounded
-    half away from zero; the single overflow case a = b = INT32_MIN gives INT32_MAX.
+    to nearest (ties toward +inf on both signs: the sign-dependent nudge below equals
+    floor((ab + 2^30) / 2^31), the form the C twin computes); the single overflow case
+    a = b = INT32_MIN gives INT32_MAX.
 
     Args: a, b: int32. Returns: int32.
     Exact definition: ab = a*b; nudge = 2^30 if ab >= 0 else 1 - 2^30;

@@ -41,14 +41,15 @@ static inline int64_t round_shift_right(int64_t x, int n)
     return (x + ((int64_t)1 << (n - 1))) >> n;
 }
 
-/* saturating_rounding_doubling_high_mul: high 32 bits of 2*a*b rounded half away from
- * zero; a = b = INT32_MIN gives INT32_MAX (gemmlowp SaturatingRoundingDoublingHighMul). */
+/* saturating_rounding_doubling_high_mul: high 32 bits of 2*a*b rounded to nearest; a = b =
+ * INT32_MIN gives INT32_MAX (gemmlowp SaturatingRoundingDoublingHighMul). gemmlowp's
+ * trunc((ab + nudge) / 2^31), nudge = 2^30 or 1 - 2^30 by the sign of ab, equals
+ * floor((ab + 2^30) / 2^31) for every input (ties go toward +inf on both signs), which is
+ * one multiply-accumulate and a shift (SMLAL on Cortex-M). */
 static inline int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b)
 {
     if (a == INT32_MIN && b == INT32_MIN) { return INT32_MAX; }
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = (ab >= 0) ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* rounding_divide_by_pot: x / 2^exponent rounded half away from zero, exponent 0..31
