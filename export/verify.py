@@ -219,13 +219,46 @@ def build_host(folder, build_dir, *, taps: bool = True, sanitize: bool = True,
         ToolError: no host compiler (names the package) or a compile error.
         VerifyError: not a generated folder.
     """
-    from export.hostc import compile_host
+    import hashlib
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from export.hostc import compile_host, host_compiler
     folder = Path(folder)
     info, _ = read_folder(folder)
     srcs = [folder / s for s in info["c_sources"]] + [folder / "host" / "kws_host_main.c"]
     defines = ["KWS_TAPS", "KWS_NN_TAPS", "KWS_FRONTEND_TAPS"] if taps else []
-    exe = compile_host(srcs, Path(build_dir) / ("kws_host_taps" if taps else "kws_host"),
-                       include_dirs=[folder], defines=defines, sanitize=sanitize, opt=opt)
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    cc = host_compiler()
+    # one object per source, compiled in parallel; objects are cached by the hash of the
+    # source, every header of the folder, the compiler and the flags (the kernels are the
+    # same in every generated folder)
+    cache = Path(tempfile.gettempdir()) / "kws-verify-objcache"
+    cache.mkdir(exist_ok=True)
+    generated_h = {"kws_model.h", "kws_weights.h", "frontend_params.h"}
+    flags = f"{cc}|{sanitize}|{opt}|{defines}".encode()
+    kernel_h = b"".join(h.name.encode() + h.read_bytes() for h in sorted(folder.glob("*.h"))
+                        if h.name not in generated_h)
+    all_h = kernel_h + b"".join(h.name.encode() + h.read_bytes()
+                                for h in sorted(folder.glob("*.h")) if h.name in generated_h)
+    kernel_c = set(info["c_sources"]) - {"kws_model.c", "kws_weights.c", "frontend_params.c"}
+
+    def obj(src: Path) -> Path:
+        key = flags + (kernel_h if src.name in kernel_c else all_h) + src.read_bytes()
+        digest = hashlib.sha256(key).hexdigest()[:32]
+        out = cache / f"{src.stem}-{digest}.o"
+        if not out.exists():
+            tmp = build_dir / f"{src.stem}.o"
+            compile_host([src], tmp, include_dirs=[folder], defines=defines,
+                         sanitize=sanitize, opt=opt, extra=["-c"])
+            os.replace(tmp, out)
+        return out
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        objs = list(pool.map(obj, srcs))
+    exe = compile_host(objs, build_dir / ("kws_host_taps" if taps else "kws_host"),
+                       sanitize=sanitize, opt=opt)
     return HostBuild(folder, exe, info, taps)
 
 

@@ -85,7 +85,7 @@ def test_reference_kernels_bit_exact(tmp_path):
     assert r.plan.variant == "reference"
     clips, names = verify.extreme_inputs()
     real, rn = fixture_clips(1)
-    res = verify.verify_dir(out, np.concatenate([real, clips]), rn + names, frontend=False,
+    res = verify.verify_dir(out, np.concatenate([real[:4], clips]), rn[:4] + names, frontend=False,
                             build_dir=tmp_path / "b")
     assert res.ok, res.summary()
 
