@@ -519,7 +519,14 @@ class _Planner:
             raise CodegenError(f"op '{op['name']}': the fast SA-SSM kernel takes d_state <= 16; "
                                f"use variant 'reference'")
         st = self.storage(y)
-        lines = [f"{kern}({h}, {', '.join(refs)}, &{sname}, {yr});",
+        if self.fast:
+            hrs0 = int(not np.any(self.b.arrays[op["arrays"]["h_read_shift"]]))
+            call = (f"{kern}({h}, {', '.join(refs)}, &{sname}, {E}, {N}, {int(p['p_shift'])}, "
+                    f"{int(p['exp_frac_bits'])}, {int(p['d_shift'])}, {self.zp(u)}, {hrs0}, "
+                    f"{qmin}, {qmax}, {yr});")
+        else:
+            call = f"{kern}({h}, {', '.join(refs)}, &{sname}, {yr});"
+        lines = [call,
                  self.tap(pre + ".dA", "kws_tap_dA", "int32_t", E * N),
                  self.tap(pre + ".du", "kws_tap_du", "int32_t", E),
                  self.tap(pre + ".h", h, "int16_t", E * N),

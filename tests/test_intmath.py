@@ -131,6 +131,10 @@ def _cases():
             for s in (-31, -20, -1, 0, 1, 5, 30):
                 cases += [("multiply_by_quantized_multiplier", x, m, s),
                           ("requantize_single_round", x, m, s)]
+    # MBQM's fast form (shift <= 0): every rounding tie of both steps, both signs
+    for x in range(-1030, 1031):
+        for m, s in ((1 << 30, -1), (1 << 30, -2), (1 << 30, -3), (3 << 29, -2), (im.INT32_MAX, -4)):
+            cases.append(("multiply_by_quantized_multiplier", x, m, s))
     for x in [-(2 ** 61), -(2 ** 40) - 3, -5, -1, 0, 1, 5, 2 ** 40 + 3, 2 ** 61]:
         cases.append(("saturate_int32", x, 0, 0))
         for n in (0, 1, 2, 31, 62 if abs(x) < 2 ** 61 else 61):

@@ -67,6 +67,16 @@ static inline int32_t rounding_divide_by_pot(int32_t x, int exponent)
  * x * 2^left is saturated to int32 where TFLite's would overflow. */
 static inline int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
 {
+    if (shift <= 0 && multiplier >= 0) {
+        /* Fast form, same result (every requantize of the network: multipliers below 1).
+         * SRDHM(x, m) = floor((x m + 2^30) / 2^31) (see saturating_rounding_doubling_high_mul),
+         * which is > INT32_MIN for m < 2^31; RoundingDivideByPOT(a, e) = round half away from
+         * zero = floor((a - [a < 0]) / 2^e + 1/2) for e >= 1 (no overflow: a > INT32_MIN). */
+        const int32_t a = (int32_t)(((int64_t)x * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
+        if (shift == 0) { return a; }
+        const int32_t t = a + (a >> 31);
+        return (t >> -shift) + ((t >> (-shift - 1)) & 1);
+    }
     const int left = (shift > 0) ? shift : 0;
     const int right = (shift > 0) ? 0 : -shift;
     const int32_t xs = saturate_int32((int64_t)x * ((int64_t)1 << left));

@@ -13,14 +13,10 @@ static inline int32_t kws_clamp(int32_t x, int32_t lo, int32_t hi)
     return (x < lo) ? lo : ((x > hi) ? hi : x);
 }
 
-/* multiply_by_quantized_multiplier, without the 64-bit left shift for shift <= 0 (every
- * requantize of the network: multipliers below 1); same integers for every input. */
+/* multiply_by_quantized_multiplier (its fast form for shift <= 0 is in kws_intmath.h). */
 static inline int32_t kws_mbqm(int32_t x, int32_t multiplier, int32_t shift)
 {
-    if (shift > 0) {
-        return multiply_by_quantized_multiplier(x, multiplier, (int)shift);
-    }
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), (int)-shift);
+    return multiply_by_quantized_multiplier(x, multiplier, (int)shift);
 }
 
 /* Two int16 values read as one 32-bit word (any alignment; low half = p[0]). */
@@ -51,45 +47,75 @@ static inline int32_t kws_dot_s16(const int16_t *w, const int16_t *x, int32_t n,
     return acc;
 }
 
-/* Two rows at once (the activation pairs are read once for both). */
-static inline void kws_dot2_s16(const int16_t *w0, const int16_t *w1, const int16_t *x, int32_t n,
-                                int32_t *acc0, int32_t *acc1)
+/* Four rows at once: each activation pair is read once for the four rows. */
+static inline void kws_dot4_s16(const int16_t *w, int32_t cols, const int16_t *x, int32_t *acc)
 {
-    int32_t a0 = *acc0, a1 = *acc1;
+    const int16_t *w0 = w, *w1 = w + cols, *w2 = w + 2 * cols, *w3 = w + 3 * cols;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     int32_t k = 0;
 #if KWS_HAVE_DSP
-    for (; k + 1 < n; k += 2) {
+    for (; k + 1 < cols; k += 2) {
         const uint32_t xp = kws_read_s16x2(&x[k]);
         a0 = __SMLAD(kws_read_s16x2(&w0[k]), xp, a0);
         a1 = __SMLAD(kws_read_s16x2(&w1[k]), xp, a1);
+        a2 = __SMLAD(kws_read_s16x2(&w2[k]), xp, a2);
+        a3 = __SMLAD(kws_read_s16x2(&w3[k]), xp, a3);
     }
 #endif
-    for (; k < n; k++) {
-        a0 += (int32_t)w0[k] * (int32_t)x[k];
-        a1 += (int32_t)w1[k] * (int32_t)x[k];
+    for (; k < cols; k++) {
+        const int32_t xv = x[k];
+        a0 += (int32_t)w0[k] * xv;
+        a1 += (int32_t)w1[k] * xv;
+        a2 += (int32_t)w2[k] * xv;
+        a3 += (int32_t)w3[k] * xv;
     }
-    *acc0 = a0;
-    *acc1 = a1;
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
 }
 
-/* fc_s16_w16_out16 (simulator.fully_connected / fully_connected_w16, int16 output). */
+/* The accumulators of all rows: bias + W x, four rows at a time. */
+static inline void kws_fc_acc(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                              int32_t rows, int32_t cols, int32_t *acc)
+{
+    int32_t o = 0;
+    for (; o + 3 < rows; o += 4) {
+        acc[o] = bias[o];
+        acc[o + 1] = bias[o + 1];
+        acc[o + 2] = bias[o + 2];
+        acc[o + 3] = bias[o + 3];
+        kws_dot4_s16(weight + o * cols, cols, x, &acc[o]);
+    }
+    for (; o < rows; o++) {
+        acc[o] = kws_dot_s16(weight + o * cols, x, cols, bias[o]);
+    }
+}
+
+/* fc_s16_w16_out16 (simulator.fully_connected / fully_connected_w16, int16 output). The
+ * int32 accumulators go through `out` (rows int16 + a local int32 copy of at most
+ * KWS_FC_MAX_ROWS rows; larger layers are done in slices). */
+#define KWS_FC_MAX_ROWS 64
 void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
                       const int32_t *multiplier, const int32_t *shift, int32_t out_zp,
                       int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out)
 {
-    int32_t o = 0;
-    for (; o + 1 < rows; o += 2) {
-        int32_t a0 = bias[o], a1 = bias[o + 1];
-        kws_dot2_s16(weight + o * cols, weight + (o + 1) * cols, x, cols, &a0, &a1);
-        out[o] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(a0, multiplier[o], shift[o]), out_zp),
-                                    qmin, qmax);
-        out[o + 1] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(a1, multiplier[o + 1], shift[o + 1]),
-                                                      out_zp), qmin, qmax);
-    }
-    for (; o < rows; o++) {
-        const int32_t acc = kws_dot_s16(weight + o * cols, x, cols, bias[o]);
-        out[o] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier[o], shift[o]), out_zp),
-                                    qmin, qmax);
+    int32_t acc[KWS_FC_MAX_ROWS];
+    for (int32_t r0 = 0; r0 < rows; r0 += KWS_FC_MAX_ROWS) {
+        const int32_t n = (rows - r0 < KWS_FC_MAX_ROWS) ? rows - r0 : KWS_FC_MAX_ROWS;
+        kws_fc_acc(x, weight + r0 * cols, bias + r0, n, cols, acc);
+        const int32_t *m = multiplier + r0, *s = shift + r0;
+        int16_t *y = out + r0;
+        if (out_zp == 0 && qmin == -32768 && qmax == 32767) {
+            for (int32_t o = 0; o < n; o++) {          /* the common case: one SSAT */
+                y[o] = (int16_t)saturate_int16(kws_mbqm(acc[o], m[o], s[o]));
+            }
+        } else {
+            for (int32_t o = 0; o < n; o++) {
+                y[o] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc[o], m[o], s[o]), out_zp),
+                                          qmin, qmax);
+            }
+        }
     }
 }
 
@@ -98,39 +124,43 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
                       int32_t cols, int32_t *out)
 {
-    int32_t o = 0;
-    for (; o + 1 < rows; o += 2) {
-        int32_t a0 = bias[o], a1 = bias[o + 1];
-        kws_dot2_s16(weight + o * cols, weight + (o + 1) * cols, x, cols, &a0, &a1);
-        out[o] = requantize_single_round(a0, multiplier[o], (int)shift[o]);
-        out[o + 1] = requantize_single_round(a1, multiplier[o + 1], (int)shift[o + 1]);
-    }
-    for (; o < rows; o++) {
-        const int32_t acc = kws_dot_s16(weight + o * cols, x, cols, bias[o]);
-        out[o] = requantize_single_round(acc, multiplier[o], (int)shift[o]);
+    kws_fc_acc(x, weight, bias, rows, cols, out);
+    for (int32_t o = 0; o < rows; o++) {
+        out[o] = requantize_single_round(out[o], multiplier[o], (int)shift[o]);
     }
 }
 
-/* conv1d_dw_s16_w8 (simulator.conv1d_depthwise_step). */
+/* One channel of the causal depthwise conv: acc over the window (history, x), then the
+ * history of the channel shifts by one frame (in place, no memmove). */
+#define KWS_CONV_CHANNEL(WTYPE)                                                              \
+    const WTYPE *w = weight + e * K;                                                         \
+    int32_t acc = bias[e];                                                                   \
+    const int32_t xe = (int32_t)x_t[e] - x_zp;                                               \
+    if (K == 3) {                                                                            \
+        const int32_t h0 = (int32_t)history[e] - x_zp, h1 = (int32_t)history[E + e] - x_zp; \
+        acc += (int32_t)w[0] * h0 + (int32_t)w[1] * h1 + (int32_t)w[2] * xe;                \
+        history[e] = history[E + e];                                                         \
+        history[E + e] = x_t[e];                                                             \
+    } else {                                                                                 \
+        for (int32_t j = 0; j < K - 1; j++) {                                                \
+            acc += (int32_t)w[j] * ((int32_t)history[j * E + e] - x_zp);                     \
+            history[j * E + e] = (j + 2 < K) ? history[(j + 1) * E + e] : x_t[e];           \
+        }                                                                                    \
+        acc += (int32_t)w[K - 1] * xe;                                                       \
+    }                                                                                        \
+    r = sat_add_int32(kws_mbqm(acc, multiplier[e], shift[e]), out_zp);                        \
+    out[e] = (int16_t)kws_clamp(r, qmin, qmax)
+
+/* conv1d_dw_s16_w8 (simulator.conv1d_depthwise_step): history (K-1) x E, oldest first. */
 void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp, const int8_t *weight,
                       const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
                       int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
                       int32_t kernel_size, int16_t *out)
 {
     const int32_t K = kernel_size, E = channels;
+    int32_t r;
     for (int32_t e = 0; e < E; e++) {
-        const int8_t *w = weight + e * K;
-        int32_t acc = bias[e];
-        for (int32_t j = 0; j < K - 1; j++) {
-            acc += (int32_t)w[j] * ((int32_t)history[j * E + e] - x_zp);
-        }
-        acc += (int32_t)w[K - 1] * ((int32_t)x_t[e] - x_zp);
-        out[e] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier[e], shift[e]), out_zp),
-                                    qmin, qmax);
-    }
-    if (K > 1) {
-        memmove(history, history + E, (size_t)((K - 2) * E) * sizeof history[0]);
-        memcpy(history + (K - 2) * E, x_t, (size_t)E * sizeof history[0]);
+        KWS_CONV_CHANNEL(int8_t);
     }
 }
 
@@ -141,19 +171,9 @@ void conv1d_dw_s16_w16(int16_t *history, const int16_t *x_t, int32_t x_zp,
                        int32_t channels, int32_t kernel_size, int16_t *out)
 {
     const int32_t K = kernel_size, E = channels;
+    int32_t r;
     for (int32_t e = 0; e < E; e++) {
-        const int16_t *w = weight + e * K;
-        int32_t acc = bias[e];
-        for (int32_t j = 0; j < K - 1; j++) {
-            acc += (int32_t)w[j] * ((int32_t)history[j * E + e] - x_zp);
-        }
-        acc += (int32_t)w[K - 1] * ((int32_t)x_t[e] - x_zp);
-        out[e] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier[e], shift[e]), out_zp),
-                                    qmin, qmax);
-    }
-    if (K > 1) {
-        memmove(history, history + E, (size_t)((K - 2) * E) * sizeof history[0]);
-        memcpy(history + (K - 2) * E, x_t, (size_t)E * sizeof history[0]);
+        KWS_CONV_CHANNEL(int16_t);
     }
 }
 
@@ -246,47 +266,6 @@ void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32
         const int32_t prod = ((int32_t)a[i] - a_zp) * ((int32_t)b[i] - b_zp);
         out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(prod, multiplier, shift), out_zp),
                                     qmin, qmax);
-    }
-}
-
-/* sa_ssm_step_s16 (simulator.sa_ssm_step = ssm_discretize + ssm_update + ssm_readout; the
- * formulas of kws_nn.c sa_ssm_step). h = saturate_int16(round_shift_right32(dA h + du B~,
- * 15)) is computed as (t + 2^14) >> 15 then SSAT: the same value, since |t| < 2^31 - 2^15
- * (|dA h| < 2^30, |du B~| <= 2^30). */
-void sa_ssm_step_s16(int16_t *h, const int16_t *u, const int16_t *delta, const int16_t *B_gated,
-                     const int16_t *C, const kws_ssm_params_t *p, int16_t *y)
-{
-    const int32_t N = p->d_state;
-    const int fb = (int)p->exp_frac_bits;
-    const int ps = (int)p->p_shift;
-    const int32_t u_zp = p->u_zp;
-    int32_t Bn[16], Cn[16];
-    for (int32_t n = 0; n < N; n++) {
-        Bn[n] = B_gated[n];
-        Cn[n] = C[n];
-    }
-    for (int32_t e = 0; e < p->d_inner; e++) {
-        const int32_t ue = (int32_t)u[e] - u_zp;
-        const int32_t de = delta[e];
-        const int32_t du = saturate_int16(kws_mbqm(de * ue, p->du_multiplier[e], p->du_shift[e]));
-        KWS_NN_TAP(1, e, du);
-        const int hrs = (int)p->h_read_shift[e];
-        int16_t *he = h + e * N;
-        const int32_t *ke = p->k_a + e * N;
-        int64_t acc = 0;
-        for (int32_t n = 0; n < N; n++) {
-            const int32_t pe = round_shift_right32(mul_q16(ke[n], de), ps);
-            const int32_t dA = exp2_neg_lookup(pe, fb, p->exp_table);
-            KWS_NN_TAP(0, e * N + n, dA);
-            const int32_t t = dA * (int32_t)he[n] + du * Bn[n];
-            const int32_t hn = saturate_int16((t + 16384) >> 15);
-            he[n] = (int16_t)hn;
-            acc += (int64_t)Cn[n] * round_shift_right32(hn, hrs);
-        }
-        const int32_t dterm = round_shift_right32(p->d_q[e] * ue, (int)p->d_shift);
-        const int32_t r = kws_mbqm(sat_add_int32(saturate_int32(acc), dterm), p->y_multiplier[e],
-                                   p->y_shift[e]);
-        y[e] = (int16_t)kws_clamp(r, p->y_min, p->y_max);
     }
 }
 

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "kws_nn.h"
+#include "kws_intmath.h"
 
 /* fully_connected with int16 output (simulator.fully_connected / fully_connected_w16,
  * TFLite FULLY_CONNECTED): out[o] = clamp(out_zp + MBQM(bias[o] + sum_k W[o,k] x[k],
@@ -73,9 +74,58 @@ void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32
                          int32_t multiplier, int32_t shift, int32_t out_zp, int32_t qmin,
                          int32_t qmax, int32_t n, int16_t *out);
 
-/* sa_ssm_step on int16 storage (simulator.sa_ssm_step; int16 h, Q15 dA, x_shift 0). */
-void sa_ssm_step_s16(int16_t *h, const int16_t *u, const int16_t *delta, const int16_t *B_gated,
-                     const int16_t *C, const kws_ssm_params_t *p, int16_t *y);
+/* sa_ssm_step_s16 (simulator.sa_ssm_step = ssm_discretize + ssm_update + ssm_readout, the
+ * formulas of kws_nn.c sa_ssm_step; int16 h, Q15 dA, x_shift 0), inlined at each call so the
+ * generator's literal arguments (d_inner E, d_state N, p_shift, exp_frac_bits, d_shift, u_zp,
+ * whether every h_read_shift is 0, the output range) specialise and unroll it. Per channel e:
+ *   du = saturate_int16(MBQM(delta[e] (u[e] - u_zp), du_multiplier[e], du_shift[e]))
+ *   per state n: p = round_shift_right32(mul_q16(K[e,n], delta[e]), p_shift);
+ *     dA = exp2_neg_lookup(p, fb, exp_table);
+ *     h = saturate_int16(round_shift_right32(dA h + du B~[n], 15)), computed as
+ *       (t + 2^14) >> 15 then SSAT: the same value since |t| < 2^31 - 2^15;
+ *     acc += C[n] round_shift_right32(h, h_read_shift[e]) (int64)
+ *   y[e] = clamp(MBQM(sat_add_int32(saturate_int32(acc), round_shift_right32(d_q[e]
+ *          (u[e] - u_zp), d_shift)), y_multiplier[e], y_shift[e]), y_min, y_max).
+ * h: E x N int16, updated in place. N <= 16. */
+static inline __attribute__((always_inline)) void sa_ssm_step_s16(
+    int16_t *h, const int16_t *u, const int16_t *delta, const int16_t *B_gated, const int16_t *C,
+    const kws_ssm_params_t *p, const int32_t E, const int32_t N, const int ps, const int fb,
+    const int d_shift, const int32_t u_zp, const int hrs_all_zero, const int32_t y_min,
+    const int32_t y_max, int16_t *y)
+{
+    int32_t Bn[16], Cn[16];
+    const int16_t *exp_table = p->exp_table;
+    for (int32_t n = 0; n < N; n++) {
+        Bn[n] = B_gated[n];
+        Cn[n] = C[n];
+    }
+    for (int32_t e = 0; e < E; e++) {
+        const int32_t ue = (int32_t)u[e] - u_zp;
+        const int32_t de = delta[e];
+        const int32_t du = saturate_int16(multiply_by_quantized_multiplier(
+            de * ue, p->du_multiplier[e], (int)p->du_shift[e]));
+        KWS_NN_TAP(1, e, du);
+        const int hrs = hrs_all_zero ? 0 : (int)p->h_read_shift[e];
+        int16_t *he = h + e * N;
+        const int32_t *ke = p->k_a + e * N;
+        int64_t acc = 0;
+        for (int32_t n = 0; n < N; n++) {
+            const int32_t pe = round_shift_right32(mul_q16(ke[n], de), ps);
+            const int32_t dA = exp2_neg_lookup(pe, fb, exp_table);
+            KWS_NN_TAP(0, e * N + n, dA);
+            const int32_t t = dA * (int32_t)he[n] + du * Bn[n];
+            const int32_t hn = saturate_int16((t + 16384) >> 15);
+            he[n] = (int16_t)hn;
+            const int32_t hr = hrs_all_zero ? hn : round_shift_right32(hn, hrs);
+            acc += (int64_t)Cn[n] * (int64_t)hr;
+        }
+        const int32_t dterm = round_shift_right32(p->d_q[e] * ue, d_shift);
+        int32_t r = multiply_by_quantized_multiplier(sat_add_int32(saturate_int32(acc), dterm),
+                                                     p->y_multiplier[e], (int)p->y_shift[e]);
+        r = (r < y_min) ? y_min : ((r > y_max) ? y_max : r);
+        y[e] = (int16_t)r;
+    }
+}
 
 /* mean_pool_accumulate on int16 storage (simulator.mean_pool_accumulate). */
 void mean_pool_accumulate_s16(int32_t *acc, const int16_t *x, int32_t x_zp, int32_t n);
