@@ -238,6 +238,27 @@ class _Planner:
         self.plan.consts.append(ConstArray(name, ctype, arr, comment or key))
         return name
 
+    def rshift_const(self, op: dict, param: str = "shift", mparam: str = "multiplier") -> str:
+        """Const array of RIGHT shifts (-shift, checked 0..31, multipliers >= 0) for the fast
+        kernels' multiply_by_quantized_multiplier_rshift."""
+        sh = self.b.arrays[op["arrays"][param]].astype(np.int64)
+        m = self.b.arrays[op["arrays"][mparam]].astype(np.int64)
+        self.check_rq(op, m, sh)
+        return self.const(op["arrays"][param] + "#right", "int32_t", -sh,
+                          f"{op['name']}: right shift (-{param})")
+
+    def rshift(self, op: dict, multiplier, shift) -> int:
+        """A scalar right shift (-shift) for the fast kernels, checked like rshift_const."""
+        self.check_rq(op, np.array([multiplier]), np.array([shift]))
+        return -int(shift)
+
+    @staticmethod
+    def check_rq(op: dict, m, sh) -> None:
+        if np.any(np.asarray(sh) > 0) or np.any(np.asarray(sh) < -31) or np.any(np.asarray(m) < 0):
+            raise CodegenError(f"op '{op['name']}': a requantize with a multiplier above 1 or a "
+                               f"negative multiplier is not supported by the fast kernels; use "
+                               f"variant 'reference'")
+
     def op_const(self, op: dict, param: str, ctype: str, comment: str = "") -> str:
         return self.const(op["arrays"][param], ctype, comment=comment or f"{op['name']}: {param}")
 
@@ -343,7 +364,8 @@ class _Planner:
         yr = self.buf(y)
         w_dt = p.get("weight_dtype", "int8")
         mult = self.op_const(op, "multiplier", "int32_t")
-        shift = self.op_const(op, "shift", "int32_t")
+        shift = (self.rshift_const(op) if self.fast and not single
+                 else self.op_const(op, "shift", "int32_t"))
         if not self.fast:
             wname = self.op_const(op, "weight", _CT[w_dt])
             bias = self.op_const(op, "bias", "int32_t")
@@ -396,7 +418,7 @@ class _Planner:
         wname = self.op_const(op, "weight", _CT[w_dt])
         bias = self.op_const(op, "bias", "int32_t")
         mult = self.op_const(op, "multiplier", "int32_t")
-        shift = self.op_const(op, "shift", "int32_t")
+        shift = self.rshift_const(op) if self.fast else self.op_const(op, "shift", "int32_t")
         hist_t = "int16_t" if self.fast else "int32_t"
         hist = self.state(f"hist_{_cname(op['name'])}", hist_t, (K - 1) * E,
                           self.zp(x), f"{op['name']}: last {K - 1} inputs, oldest first")
@@ -427,8 +449,9 @@ class _Planner:
                                    f"gives an int16 output, D <= 64; use variant 'reference'")
         else:
             kern = "layer_norm"
+        sh = self.rshift(op, p["multiplier"], p["shift"]) if self.fast else int(p["shift"])
         call = (f"{kern}({xr}, {self.zp(x)}, {eps}, {int(p['z_frac_bits'])}, {gamma}, {beta}, "
-                f"{int(p['multiplier'])}, {int(p['shift'])}, {self.zp(y)}, {qmin}, {qmax}, {D}, "
+                f"{int(p['multiplier'])}, {sh}, {self.zp(y)}, {qmin}, {qmax}, {D}, "
                 f"{yr});")
         return [call, self.tap(y, yr, self.storage(y), D)]
 
@@ -471,9 +494,11 @@ class _Planner:
         else:
             qmin, qmax = self.qr(y)
             kern = "elementwise_add_s16" if self.fast else "elementwise_add"
+            sh = {k: (self.rshift(op, p[k.replace("shift", "multiplier")], p[k]) if self.fast
+                      else int(p[k])) for k in ("a_shift", "b_shift", "out_shift")}
             call = (f"{kern}({ar}, {br}, {self.zp(a)}, {self.zp(b_)}, {int(p['left_shift'])}, "
-                    f"{int(p['a_multiplier'])}, {int(p['a_shift'])}, {int(p['b_multiplier'])}, "
-                    f"{int(p['b_shift'])}, {int(p['out_multiplier'])}, {int(p['out_shift'])}, "
+                    f"{int(p['a_multiplier'])}, {sh['a_shift']}, {int(p['b_multiplier'])}, "
+                    f"{sh['b_shift']}, {int(p['out_multiplier'])}, {sh['out_shift']}, "
                     f"{self.zp(y)}, {qmin}, {qmax}, {n}, {yr});")
         return [call, self.tap(y, yr, self.storage(y), n)]
 
@@ -485,8 +510,9 @@ class _Planner:
         qmin, qmax = self.qr(y)
         ar, br, yr = self.buf(a), self.buf(b_), self.buf(y)
         kern = "elementwise_mul_s16" if self.fast else "elementwise_mul"
+        sh = self.rshift(op, p["multiplier"], p["shift"]) if self.fast else int(p["shift"])
         call = (f"{kern}({ar}, {br}, {self.zp(a)}, {self.zp(b_)}, {int(p['multiplier'])}, "
-                f"{int(p['shift'])}, {self.zp(y)}, {qmin}, {qmax}, {n}, {yr});")
+                f"{sh}, {self.zp(y)}, {qmin}, {qmax}, {n}, {yr});")
         return [call, self.tap(y, yr, self.storage(y), n)]
 
     # SA-SSM --------------------------------------------------------------------------------
@@ -515,6 +541,9 @@ class _Planner:
         body = "".join(f"    {v},  /* {k} */\n" for k, v in fields)
         self.plan.structs.append(f"static const kws_ssm_params_t {sname} = {{\n{body}}};\n")
         kern = "sa_ssm_step_s16" if self.fast else "sa_ssm_step"
+        if self.fast:
+            for mk, sk in (("du_multiplier", "du_shift"), ("y_multiplier", "y_shift")):
+                self.check_rq(op, self.b.arrays[op["arrays"][mk]], self.b.arrays[op["arrays"][sk]])
         if self.fast and N > 16:
             raise CodegenError(f"op '{op['name']}': the fast SA-SSM kernel takes d_state <= 16; "
                                f"use variant 'reference'")
@@ -551,7 +580,8 @@ class _Planner:
         yr = self.buf(y)
         acc = f"kws_state.sum_{_cname(op['name'])}"
         kern = "mean_pool_finalize_s16" if self.fast else "mean_pool_finalize"
-        return [f"{kern}({acc}, {int(p['multiplier'])}, {int(p['shift'])}, {self.zp(y)}, "
+        sh = self.rshift(op, p["multiplier"], p["shift"]) if self.fast else int(p["shift"])
+        return [f"{kern}({acc}, {int(p['multiplier'])}, {sh}, {self.zp(y)}, "
                 f"{qmin}, {qmax}, {n}, {yr});",
                 self.tap(y, yr, self.storage(y), n, per_frame=False, frame="0")]
 

@@ -462,6 +462,30 @@ def inv_sqrt_q30(v):
 
 
 # ---------------------------------------------------------------------------------------
+# code generator primitives (issue 5: the fast kernels of kws_nn_fast.c)
+# ---------------------------------------------------------------------------------------
+
+def multiply_by_quantized_multiplier_rshift(x, multiplier, right_shift):
+    """:func:`multiply_by_quantized_multiplier` (x, multiplier, -right_shift) for the
+    requantizes whose real multiplier is below 1 (every one of the network), in the form
+    the C twin computes without testing the shift's sign.
+
+    Args: x: int32; multiplier: Q31 in [0, 2^31 - 1]; right_shift: 0..31.
+    Returns: int32. Exact definition: a = floor((x m + 2^30) / 2^31) (gemmlowp's
+    SaturatingRoundingDoublingHighMul: its sign-dependent nudge rounds ties toward +inf;
+    a > INT32_MIN for m < 2^31); result = a for right_shift 0, else
+    floor((a - [a < 0]) / 2^right_shift + 1/2) (RoundingDivideByPOT: ties away from zero).
+    Source: TFLite MultiplyByQuantizedMultiplier (double rounding).
+    """
+    x, m, r = _i64(x), _i64(multiplier), _i64(right_shift)
+    a = (x * m + (1 << 30)) >> 31
+    t = a - (a < 0)
+    rr = np.maximum(r, 1)
+    res = np.where(r == 0, a, (t + np.left_shift(np.int64(1), rr - 1)) >> rr)
+    return _out(res, *(v if np.ndim(v) else int(v) for v in (x, multiplier, right_shift)))
+
+
+# ---------------------------------------------------------------------------------------
 # Python only: export-time helpers (no C twin; they run when the bundle is made).
 # ---------------------------------------------------------------------------------------
 

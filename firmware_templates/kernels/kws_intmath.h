@@ -350,4 +350,23 @@ static inline int32_t inv_sqrt_q30(int64_t v)
     return t0 - (int32_t)round_shift_right(d * r, 16);
 }
 
+/* ------------------------------------------------------------------------------------
+ * code generator primitives (issue 5: the fast kernels of kws_nn_fast.c). Same names and
+ * results as in export/intmath.py.
+ * ------------------------------------------------------------------------------------ */
+
+/* multiply_by_quantized_multiplier_rshift: multiply_by_quantized_multiplier(x, multiplier,
+ * -right_shift) for multiplier in [0, 2^31 - 1] and right_shift 0..31 (real multipliers
+ * below 1): a = floor((x m + 2^30) / 2^31) (SMLAL + shift), then for right_shift >= 1
+ * floor((a - [a < 0]) / 2^right_shift + 1/2) (TFLite's double rounding; no overflow since
+ * a > INT32_MIN). */
+static inline int32_t multiply_by_quantized_multiplier_rshift(int32_t x, int32_t multiplier,
+                                                              int right_shift)
+{
+    const int32_t a = (int32_t)(((int64_t)x * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
+    if (right_shift == 0) { return a; }
+    const int32_t t = a + (a >> 31);
+    return (t >> right_shift) + ((t >> (right_shift - 1)) & 1);
+}
+
 #endif /* KWS_INTMATH_H */

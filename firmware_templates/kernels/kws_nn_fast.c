@@ -13,10 +13,11 @@ static inline int32_t kws_clamp(int32_t x, int32_t lo, int32_t hi)
     return (x < lo) ? lo : ((x > hi) ? hi : x);
 }
 
-/* multiply_by_quantized_multiplier (its fast form for shift <= 0 is in kws_intmath.h). */
-static inline int32_t kws_mbqm(int32_t x, int32_t multiplier, int32_t shift)
+/* multiply_by_quantized_multiplier(x, multiplier, -right_shift): every requantize of these
+ * kernels has a multiplier in [0, 2^31) and a right shift 0..31 (the generator checks). */
+static inline int32_t kws_mbqm(int32_t x, int32_t multiplier, int32_t right_shift)
 {
-    return multiply_by_quantized_multiplier(x, multiplier, (int)shift);
+    return multiply_by_quantized_multiplier_rshift(x, multiplier, (int)right_shift);
 }
 
 /* Two int16 values read as one 32-bit word (any alignment; low half = p[0]). */
@@ -97,14 +98,14 @@ static inline void kws_fc_acc(const int16_t *x, const int16_t *weight, const int
  * KWS_FC_MAX_ROWS rows; larger layers are done in slices). */
 #define KWS_FC_MAX_ROWS 64
 void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
-                      const int32_t *multiplier, const int32_t *shift, int32_t out_zp,
+                      const int32_t *multiplier, const int32_t *right_shift, int32_t out_zp,
                       int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out)
 {
     int32_t acc[KWS_FC_MAX_ROWS];
     for (int32_t r0 = 0; r0 < rows; r0 += KWS_FC_MAX_ROWS) {
         const int32_t n = (rows - r0 < KWS_FC_MAX_ROWS) ? rows - r0 : KWS_FC_MAX_ROWS;
         kws_fc_acc(x, weight + r0 * cols, bias + r0, n, cols, acc);
-        const int32_t *m = multiplier + r0, *s = shift + r0;
+        const int32_t *m = multiplier + r0, *s = right_shift + r0;
         int16_t *y = out + r0;
         if (out_zp == 0 && qmin == -32768 && qmax == 32767) {
             for (int32_t o = 0; o < n; o++) {          /* the common case: one SSAT */
@@ -148,12 +149,12 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
         }                                                                                    \
         acc += (int32_t)w[K - 1] * xe;                                                       \
     }                                                                                        \
-    r = sat_add_int32(kws_mbqm(acc, multiplier[e], shift[e]), out_zp);                        \
+    r = sat_add_int32(kws_mbqm(acc, multiplier[e], right_shift[e]), out_zp);                        \
     out[e] = (int16_t)kws_clamp(r, qmin, qmax)
 
 /* conv1d_dw_s16_w8 (simulator.conv1d_depthwise_step): history (K-1) x E, oldest first. */
 void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp, const int8_t *weight,
-                      const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                      const int32_t *bias, const int32_t *multiplier, const int32_t *right_shift,
                       int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
                       int32_t kernel_size, int16_t *out)
 {
@@ -167,7 +168,7 @@ void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp, const 
 /* conv1d_dw_s16_w16 (simulator.conv1d_depthwise_step_w16). */
 void conv1d_dw_s16_w16(int16_t *history, const int16_t *x_t, int32_t x_zp,
                        const int16_t *weight, const int32_t *bias, const int32_t *multiplier,
-                       const int32_t *shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                       const int32_t *right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
                        int32_t channels, int32_t kernel_size, int16_t *out)
 {
     const int32_t K = kernel_size, E = channels;
@@ -186,7 +187,7 @@ void conv1d_dw_s16_w16(int16_t *history, const int16_t *x_t, int32_t x_zp,
  * generator). */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
-                    int32_t shift, int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
+                    int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
                     int16_t *out)
 {
     const int32_t D = channels;
@@ -216,7 +217,7 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
         const int32_t t = D * xs[i] - S;
         const int32_t z = (int32_t)round_shift_right((int64_t)t * f, n);
         const int32_t acc = (int32_t)gamma[i] * z + beta[i];
-        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier, shift), out_zp),
+        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier, right_shift), out_zp),
                                     qmin, qmax);
     }
 }
@@ -243,28 +244,28 @@ void lut_s16_s16(const int16_t *x, const int16_t *table, int32_t n, int16_t *out
 
 /* elementwise_add_s16 (simulator.elementwise_add, TFLite ADD). */
 void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
-                         int32_t left_shift, int32_t a_multiplier, int32_t a_shift,
-                         int32_t b_multiplier, int32_t b_shift, int32_t out_multiplier,
-                         int32_t out_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                         int32_t left_shift, int32_t a_multiplier, int32_t a_right_shift,
+                         int32_t b_multiplier, int32_t b_right_shift, int32_t out_multiplier,
+                         int32_t out_right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
                          int32_t n, int16_t *out)
 {
     const int32_t scale = (int32_t)1 << left_shift;
     for (int32_t i = 0; i < n; i++) {
-        const int32_t sa = kws_mbqm(((int32_t)a[i] - a_zp) * scale, a_multiplier, a_shift);
-        const int32_t sb = kws_mbqm(((int32_t)b[i] - b_zp) * scale, b_multiplier, b_shift);
-        const int32_t r = kws_mbqm(sa + sb, out_multiplier, out_shift);
+        const int32_t sa = kws_mbqm(((int32_t)a[i] - a_zp) * scale, a_multiplier, a_right_shift);
+        const int32_t sb = kws_mbqm(((int32_t)b[i] - b_zp) * scale, b_multiplier, b_right_shift);
+        const int32_t r = kws_mbqm(sa + sb, out_multiplier, out_right_shift);
         out[i] = (int16_t)kws_clamp(sat_add_int32(r, out_zp), qmin, qmax);
     }
 }
 
 /* elementwise_mul_s16 (simulator.elementwise_mul, TFLite MUL). */
 void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
-                         int32_t multiplier, int32_t shift, int32_t out_zp, int32_t qmin,
+                         int32_t multiplier, int32_t right_shift, int32_t out_zp, int32_t qmin,
                          int32_t qmax, int32_t n, int16_t *out)
 {
     for (int32_t i = 0; i < n; i++) {
         const int32_t prod = ((int32_t)a[i] - a_zp) * ((int32_t)b[i] - b_zp);
-        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(prod, multiplier, shift), out_zp),
+        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(prod, multiplier, right_shift), out_zp),
                                     qmin, qmax);
     }
 }
@@ -278,11 +279,11 @@ void mean_pool_accumulate_s16(int32_t *acc, const int16_t *x, int32_t x_zp, int3
 }
 
 /* mean_pool_finalize_s16 (simulator.mean_pool_finalize, TFLite MEAN). */
-void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, int32_t shift,
+void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, int32_t right_shift,
                             int32_t out_zp, int32_t qmin, int32_t qmax, int32_t n, int16_t *out)
 {
     for (int32_t i = 0; i < n; i++) {
-        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc[i], multiplier, shift), out_zp),
+        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc[i], multiplier, right_shift), out_zp),
                                     qmin, qmax);
     }
 }

@@ -9,7 +9,9 @@
  *     the DSP extension (Cortex-M4/M7/M33/M55) and as portable C elsewhere (M0+/M3, host),
  *   - the input zero point folded into the bias at generation time (the generator proves
  *     the int32 bound; the kernels take x_zp = 0 inputs),
- *   - TFLite's requantize without the 64-bit left shift when the shift is <= 0.
+ *   - requantize by multiply_by_quantized_multiplier_rshift (kws_intmath.h): the shifts
+ *     these kernels take are RIGHT shifts 0..31 (-shift of TFLite) with multipliers in
+ *     [0, 2^31); the generator checks and negates them (int32 outputs keep TFLite's shift).
  * Weight rows and activations may have any alignment (32-bit reads go through memcpy).
  * `kws-export verify` checks a generated model's every tensor against the simulator.
  */
@@ -24,9 +26,9 @@
 /* fully_connected with int16 output (simulator.fully_connected / fully_connected_w16,
  * TFLite FULLY_CONNECTED): out[o] = clamp(out_zp + MBQM(bias[o] + sum_k W[o,k] x[k],
  * m[o], s[o]), qmin, qmax); x: cols int16 (zero point 0 or folded into bias); W: rows x cols
- * int16 row-major; bias, multiplier, shift: rows int32. */
+ * int16 row-major; bias, multiplier, right_shift: rows int32. */
 void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
-                      const int32_t *multiplier, const int32_t *shift, int32_t out_zp,
+                      const int32_t *multiplier, const int32_t *right_shift, int32_t out_zp,
                       int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out);
 
 /* fully_connected with int32 output and single rounding (simulator.fully_connected with
@@ -39,20 +41,20 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
 /* conv1d_depthwise_step with int16 storage and int8 weights (simulator.
  * conv1d_depthwise_step): history (K-1) x E int16, oldest first, shifted by one frame. */
 void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp, const int8_t *weight,
-                      const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                      const int32_t *bias, const int32_t *multiplier, const int32_t *right_shift,
                       int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
                       int32_t kernel_size, int16_t *out);
 
 /* conv1d_depthwise_step_w16 with int16 storage (simulator.conv1d_depthwise_step_w16). */
 void conv1d_dw_s16_w16(int16_t *history, const int16_t *x_t, int32_t x_zp,
                        const int16_t *weight, const int32_t *bias, const int32_t *multiplier,
-                       const int32_t *shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                       const int32_t *right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
                        int32_t channels, int32_t kernel_size, int16_t *out);
 
 /* layer_norm of an int32 input with int16 output (simulator.layer_norm). */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
-                    int32_t shift, int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
+                    int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
                     int16_t *out);
 
 /* lut_s8 on int16 storage (simulator.lut_s8): out[i] = table[x[i] + 128]. */
@@ -64,14 +66,14 @@ void lut_s16_s16(const int16_t *x, const int16_t *table, int32_t n, int16_t *out
 
 /* elementwise_add on int16 storage (simulator.elementwise_add, TFLite ADD). */
 void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
-                         int32_t left_shift, int32_t a_multiplier, int32_t a_shift,
-                         int32_t b_multiplier, int32_t b_shift, int32_t out_multiplier,
-                         int32_t out_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                         int32_t left_shift, int32_t a_multiplier, int32_t a_right_shift,
+                         int32_t b_multiplier, int32_t b_right_shift, int32_t out_multiplier,
+                         int32_t out_right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
                          int32_t n, int16_t *out);
 
 /* elementwise_mul on int16 storage (simulator.elementwise_mul, TFLite MUL). */
 void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
-                         int32_t multiplier, int32_t shift, int32_t out_zp, int32_t qmin,
+                         int32_t multiplier, int32_t right_shift, int32_t out_zp, int32_t qmin,
                          int32_t qmax, int32_t n, int16_t *out);
 
 /* sa_ssm_step_s16 (simulator.sa_ssm_step = ssm_discretize + ssm_update + ssm_readout, the
@@ -102,8 +104,8 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
     for (int32_t e = 0; e < E; e++) {
         const int32_t ue = (int32_t)u[e] - u_zp;
         const int32_t de = delta[e];
-        const int32_t du = saturate_int16(multiply_by_quantized_multiplier(
-            de * ue, p->du_multiplier[e], (int)p->du_shift[e]));
+        const int32_t du = saturate_int16(multiply_by_quantized_multiplier_rshift(
+            de * ue, p->du_multiplier[e], -(int)p->du_shift[e]));
         KWS_NN_TAP(1, e, du);
         const int hrs = hrs_all_zero ? 0 : (int)p->h_read_shift[e];
         int16_t *he = h + e * N;
@@ -120,8 +122,8 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
             acc += (int64_t)Cn[n] * (int64_t)hr;
         }
         const int32_t dterm = round_shift_right32(p->d_q[e] * ue, d_shift);
-        int32_t r = multiply_by_quantized_multiplier(sat_add_int32(saturate_int32(acc), dterm),
-                                                     p->y_multiplier[e], (int)p->y_shift[e]);
+        int32_t r = multiply_by_quantized_multiplier_rshift(
+            sat_add_int32(saturate_int32(acc), dterm), p->y_multiplier[e], -(int)p->y_shift[e]);
         r = (r < y_min) ? y_min : ((r > y_max) ? y_max : r);
         y[e] = (int16_t)r;
     }
@@ -131,7 +133,7 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
 void mean_pool_accumulate_s16(int32_t *acc, const int16_t *x, int32_t x_zp, int32_t n);
 
 /* mean_pool_finalize with int16 output (simulator.mean_pool_finalize, TFLite MEAN). */
-void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, int32_t shift,
+void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, int32_t right_shift,
                             int32_t out_zp, int32_t qmin, int32_t qmax, int32_t n, int16_t *out);
 
 #endif /* KWS_NN_FAST_H */
