@@ -193,10 +193,19 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
     const int32_t D = channels;
     int32_t xs[64];
     int64_t amax = 0;
-    for (int32_t i = 0; i < D; i++) {
-        const int64_t v = (int64_t)x[i] - x_zp;
-        const int64_t a = (v < 0) ? -v : v;
-        if (a > amax) { amax = a; }
+    if (x_zp == 0) {                  /* |x| <= 2^31 fits a uint32 */
+        uint32_t am = 0U;
+        for (int32_t i = 0; i < D; i++) {
+            const uint32_t a = (x[i] < 0) ? 0U - (uint32_t)x[i] : (uint32_t)x[i];
+            if (a > am) { am = a; }
+        }
+        amax = (int64_t)am;
+    } else {
+        for (int32_t i = 0; i < D; i++) {
+            const int64_t v = (int64_t)x[i] - x_zp;
+            const int64_t a = (v < 0) ? -v : v;
+            if (a > amax) { amax = a; }
+        }
     }
     int32_t k = bitlen64(amax) - 15;
     if (k < 0) { k = 0; }
@@ -213,9 +222,21 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
     const int64_t V = (int64_t)D * Q - (int64_t)S * S + eps;
     const int64_t f = inv_sqrt_q30(V);
     const int n = (int)(inv_sqrt_shift(V) - z_frac_bits);
+    int32_t zs[64];
+    if (n >= 32) {
+        /* round_shift_right(p, n) = ((p + 2^(n-1)) >> 32) >> (n - 32): the high word */
+        const int64_t half = (int64_t)1 << (n - 1);
+        for (int32_t i = 0; i < D; i++) {
+            const int64_t pz = (int64_t)(D * xs[i] - S) * f + half;
+            zs[i] = (int32_t)(pz >> 32) >> (n - 32);
+        }
+    } else {
+        for (int32_t i = 0; i < D; i++) {
+            zs[i] = (int32_t)round_shift_right((int64_t)(D * xs[i] - S) * f, n);
+        }
+    }
     for (int32_t i = 0; i < D; i++) {
-        const int32_t t = D * xs[i] - S;
-        const int32_t z = (int32_t)round_shift_right((int64_t)t * f, n);
+        const int32_t z = zs[i];
         const int32_t acc = (int32_t)gamma[i] * z + beta[i];
         out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier, right_shift), out_zp),
                                     qmin, qmax);
