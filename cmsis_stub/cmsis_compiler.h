@@ -6,7 +6,7 @@
  * (the host, Cortex-M0+, Cortex-M3) it is portable C99 with the instruction's exact result,
  * including Arm's edge behaviour (saturation limits, wrap-around of SMLAD's accumulation,
  * __CLZ(0) = 32). Semantics: Arm v7-M Architecture Reference Manual, sections A7.7 (SSAT,
- * USAT, QADD, QSUB, SMLAD, SMUAD, SXTB16, PKHBT, CLZ); CMSIS-Core cmsis_gcc.h names.
+ * USAT, QADD, QSUB, SMLAD, SMUAD, SMULWB, SXTB16, PKHBT, CLZ); CMSIS-Core cmsis_gcc.h names.
  *
  * Every function is free of undefined behaviour for every argument value (checked with
  * UBSan on the host): arithmetic that may overflow int32 is done in int64 or uint32.
@@ -33,6 +33,13 @@
 #define __SMUAD(x, y) ((int32_t)__smuad((int16x2_t)(x), (int16x2_t)(y)))
 #define __SXTB16(x) ((uint32_t)__sxtb16((int8x4_t)(x)))
 /* CLZ: leading zero bits, 32 for 0 (the instruction's result; the test folds away). */
+/* SMULWB: (a * bottom half of b) >> 16, signed (the top 32 bits of the 48-bit product). */
+static inline int32_t __SMULWB(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smulwb %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
 static inline uint8_t kws_clz(uint32_t x)
 {
     return (uint8_t)(x == 0U ? 32 : __builtin_clz((unsigned int)x));
@@ -107,6 +114,13 @@ static inline int32_t __SMLAD(uint32_t x, uint32_t y, int32_t acc)
 static inline int32_t __SMUAD(uint32_t x, uint32_t y)
 {
     return __SMLAD(x, y, 0);
+}
+
+/* __SMULWB(a, b): (a * b.lo) >> 16 over the signed bottom halfword of b, the top 32 bits of
+ * the 48-bit product (SMULWB; the shift of a negative product is arithmetic). */
+static inline int32_t __SMULWB(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * kws_lo16((uint32_t)b)) >> 16);
 }
 
 /* __SXTB16(x): sign-extend bytes 0 and 2 of x into the low and high halfwords (SXTB16). */
