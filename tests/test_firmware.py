@@ -164,6 +164,7 @@ def test_dsp_intrinsics_match_portable_c(tmp_path):
         h = (h ^ (uint32_t)__SMLAD(u, h, s)) * 16777619u;
         h = (h ^ (uint32_t)__SMUAD(u, ~u)) * 16777619u;
         h = (h ^ __SXTB16(u)) * 16777619u;
+        h = (h ^ (uint32_t)__SMULWB(s, (int32_t)u)) * 16777619u;
     }
     for (k = 0; k < KWS_N_CLASSES; k++) {
         logits[k] = (int8_t)(int32_t)((h >> (uint32_t)(2 * k)) & 0x7Fu);
