@@ -131,53 +131,6 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
     }
 }
 
-/* One channel of the causal depthwise conv: acc over the window (history, x), then the
- * history of the channel shifts by one frame (in place, no memmove). */
-#define KWS_CONV_CHANNEL(WTYPE)                                                              \
-    const WTYPE *w = weight + e * K;                                                         \
-    int32_t acc = bias[e];                                                                   \
-    const int32_t xe = (int32_t)x_t[e] - x_zp;                                               \
-    if (K == 3) {                                                                            \
-        const int32_t h0 = (int32_t)history[e] - x_zp, h1 = (int32_t)history[E + e] - x_zp; \
-        acc += (int32_t)w[0] * h0 + (int32_t)w[1] * h1 + (int32_t)w[2] * xe;                \
-        history[e] = history[E + e];                                                         \
-        history[E + e] = x_t[e];                                                             \
-    } else {                                                                                 \
-        for (int32_t j = 0; j < K - 1; j++) {                                                \
-            acc += (int32_t)w[j] * ((int32_t)history[j * E + e] - x_zp);                     \
-            history[j * E + e] = (j + 2 < K) ? history[(j + 1) * E + e] : x_t[e];           \
-        }                                                                                    \
-        acc += (int32_t)w[K - 1] * xe;                                                       \
-    }                                                                                        \
-    r = sat_add_int32(kws_mbqm(acc, multiplier[e], right_shift[e]), out_zp);                        \
-    out[e] = (int16_t)kws_clamp(r, qmin, qmax)
-
-/* conv1d_dw_s16_w8 (simulator.conv1d_depthwise_step): history (K-1) x E, oldest first. */
-void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp, const int8_t *weight,
-                      const int32_t *bias, const int32_t *multiplier, const int32_t *right_shift,
-                      int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
-                      int32_t kernel_size, int16_t *out)
-{
-    const int32_t K = kernel_size, E = channels;
-    int32_t r;
-    for (int32_t e = 0; e < E; e++) {
-        KWS_CONV_CHANNEL(int8_t);
-    }
-}
-
-/* conv1d_dw_s16_w16 (simulator.conv1d_depthwise_step_w16). */
-void conv1d_dw_s16_w16(int16_t *history, const int16_t *x_t, int32_t x_zp,
-                       const int16_t *weight, const int32_t *bias, const int32_t *multiplier,
-                       const int32_t *right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
-                       int32_t channels, int32_t kernel_size, int16_t *out)
-{
-    const int32_t K = kernel_size, E = channels;
-    int32_t r;
-    for (int32_t e = 0; e < E; e++) {
-        KWS_CONV_CHANNEL(int16_t);
-    }
-}
-
 /* layer_norm_s32 (simulator.layer_norm): k = max(0, bitlen(max |x - x_zp|) - 15),
  * x' = round_shift_right32(x - x_zp, k), S = sum x', Q = sum x'^2,
  * V = D Q - S^2 + max(1, round_shift_right(eps_q, 2k)),
@@ -243,26 +196,6 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
     }
 }
 
-/* lut_s8_s16 (simulator.lut_s8). */
-void lut_s8_s16(const int16_t *x, const int16_t *table, int32_t n, int16_t *out)
-{
-    for (int32_t i = 0; i < n; i++) {
-        out[i] = table[x[i] + 128];
-    }
-}
-
-/* lut_s16_s16 (simulator.lut_s16 = intmath.lut_interp_s16 saturated to int16). */
-void lut_s16_s16(const int16_t *x, const int16_t *table, int32_t n, int16_t *out)
-{
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t u = (int32_t)x[i] + 32768;
-        const int32_t j = u >> 7;
-        const int32_t t0 = table[j];
-        const int32_t y = t0 + round_shift_right32(((int32_t)table[j + 1] - t0) * (u & 127), 7);
-        out[i] = (int16_t)saturate_int16(y);
-    }
-}
-
 /* elementwise_add_s16 (simulator.elementwise_add, TFLite ADD). */
 void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
                          int32_t left_shift, int32_t a_multiplier, int32_t a_right_shift,
@@ -276,18 +209,6 @@ void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32
         const int32_t sb = kws_mbqm(((int32_t)b[i] - b_zp) * scale, b_multiplier, b_right_shift);
         const int32_t r = kws_mbqm(sa + sb, out_multiplier, out_right_shift);
         out[i] = (int16_t)kws_clamp(sat_add_int32(r, out_zp), qmin, qmax);
-    }
-}
-
-/* elementwise_mul_s16 (simulator.elementwise_mul, TFLite MUL). */
-void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
-                         int32_t multiplier, int32_t right_shift, int32_t out_zp, int32_t qmin,
-                         int32_t qmax, int32_t n, int16_t *out)
-{
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t prod = ((int32_t)a[i] - a_zp) * ((int32_t)b[i] - b_zp);
-        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(prod, multiplier, right_shift), out_zp),
-                                    qmin, qmax);
     }
 }
 

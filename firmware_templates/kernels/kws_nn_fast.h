@@ -38,31 +38,11 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
                       int32_t cols, int32_t *out);
 
-/* conv1d_depthwise_step with int16 storage and int8 weights (simulator.
- * conv1d_depthwise_step): history (K-1) x E int16, oldest first, shifted by one frame. */
-void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp, const int8_t *weight,
-                      const int32_t *bias, const int32_t *multiplier, const int32_t *right_shift,
-                      int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
-                      int32_t kernel_size, int16_t *out);
-
-/* conv1d_depthwise_step_w16 with int16 storage (simulator.conv1d_depthwise_step_w16). */
-void conv1d_dw_s16_w16(int16_t *history, const int16_t *x_t, int32_t x_zp,
-                       const int16_t *weight, const int32_t *bias, const int32_t *multiplier,
-                       const int32_t *right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
-                       int32_t channels, int32_t kernel_size, int16_t *out);
-
 /* layer_norm of an int32 input with int16 output (simulator.layer_norm). */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
                     int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
                     int16_t *out);
-
-/* lut_s8 on int16 storage (simulator.lut_s8): out[i] = table[x[i] + 128]. */
-void lut_s8_s16(const int16_t *x, const int16_t *table, int32_t n, int16_t *out);
-
-/* lut_s16 with an int16 table (simulator.lut_s16): out[i] = saturate_int16(T[j] +
- * round_shift_right32((T[j+1] - T[j]) f, 7)), u = x + 32768, j = u >> 7, f = u & 127. */
-void lut_s16_s16(const int16_t *x, const int16_t *table, int32_t n, int16_t *out);
 
 /* elementwise_add on int16 storage (simulator.elementwise_add, TFLite ADD). */
 void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
@@ -70,11 +50,6 @@ void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32
                          int32_t b_multiplier, int32_t b_right_shift, int32_t out_multiplier,
                          int32_t out_right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
                          int32_t n, int16_t *out);
-
-/* elementwise_mul on int16 storage (simulator.elementwise_mul, TFLite MUL). */
-void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
-                         int32_t multiplier, int32_t right_shift, int32_t out_zp, int32_t qmin,
-                         int32_t qmax, int32_t n, int16_t *out);
 
 /* sa_ssm_step_s16 (simulator.sa_ssm_step = ssm_discretize + ssm_update + ssm_readout, the
  * formulas of kws_nn.c sa_ssm_step; int16 h, Q15 dA, x_shift 0), inlined at each call so the
@@ -136,5 +111,98 @@ void mean_pool_accumulate_s16(int32_t *acc, const int16_t *x, int32_t x_zp, int3
 /* mean_pool_finalize with int16 output (simulator.mean_pool_finalize, TFLite MEAN). */
 void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, int32_t right_shift,
                             int32_t out_zp, int32_t qmin, int32_t qmax, int32_t n, int16_t *out);
+
+/* ---- small kernels, inlined at each call: the generator's literal sizes, zero points and
+ * ranges specialise them (e.g. zero point 0 with the full int16 range is one SSAT) ---- */
+
+#define KWS_INLINE static inline __attribute__((always_inline))
+
+/* Output of a requantize: clamp(out_zp + r) to [qmin, qmax] (saturating add). */
+KWS_INLINE int16_t kws_out16(int32_t r, int32_t out_zp, int32_t qmin, int32_t qmax)
+{
+    if (out_zp == 0 && qmin == -32768 && qmax == 32767) {
+        return (int16_t)saturate_int16(r);
+    }
+    r = sat_add_int32(r, out_zp);
+    return (int16_t)((r < qmin) ? qmin : ((r > qmax) ? qmax : r));
+}
+
+/* One channel of the causal depthwise conv: acc over the window (history, x), then the
+ * history of the channel shifts by one frame (in place, no memmove). */
+#define KWS_CONV_CHANNEL(WTYPE)                                                              \
+    const WTYPE *w = weight + e * K;                                                         \
+    int32_t acc = bias[e];                                                                   \
+    const int32_t xe = (int32_t)x_t[e] - x_zp;                                               \
+    if (K == 3) {                                                                            \
+        const int32_t h0 = (int32_t)history[e] - x_zp, h1 = (int32_t)history[E + e] - x_zp; \
+        acc += (int32_t)w[0] * h0 + (int32_t)w[1] * h1 + (int32_t)w[2] * xe;                \
+        history[e] = history[E + e];                                                         \
+        history[E + e] = x_t[e];                                                             \
+    } else {                                                                                 \
+        for (int32_t j = 0; j < K - 1; j++) {                                                \
+            acc += (int32_t)w[j] * ((int32_t)history[j * E + e] - x_zp);                     \
+            history[j * E + e] = (j + 2 < K) ? history[(j + 1) * E + e] : x_t[e];           \
+        }                                                                                    \
+        acc += (int32_t)w[K - 1] * xe;                                                       \
+    }                                                                                        \
+    out[e] = kws_out16(multiply_by_quantized_multiplier_rshift(acc, multiplier[e],          \
+                                                              (int)right_shift[e]),         \
+                       out_zp, qmin, qmax)
+
+/* conv1d_dw_s16_w8 (simulator.conv1d_depthwise_step): history (K-1) x E, oldest first. */
+KWS_INLINE void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp, const int8_t *weight,
+                      const int32_t *bias, const int32_t *multiplier, const int32_t *right_shift,
+                      int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
+                      int32_t kernel_size, int16_t *out)
+{
+    const int32_t K = kernel_size, E = channels;
+    for (int32_t e = 0; e < E; e++) {
+        KWS_CONV_CHANNEL(int8_t);
+    }
+}
+
+/* conv1d_dw_s16_w16 (simulator.conv1d_depthwise_step_w16). */
+KWS_INLINE void conv1d_dw_s16_w16(int16_t *history, const int16_t *x_t, int32_t x_zp,
+                       const int16_t *weight, const int32_t *bias, const int32_t *multiplier,
+                       const int32_t *right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                       int32_t channels, int32_t kernel_size, int16_t *out)
+{
+    const int32_t K = kernel_size, E = channels;
+    for (int32_t e = 0; e < E; e++) {
+        KWS_CONV_CHANNEL(int16_t);
+    }
+}
+
+/* lut_s8_s16 (simulator.lut_s8). */
+KWS_INLINE void lut_s8_s16(const int16_t *x, const int16_t *table, int32_t n, int16_t *out)
+{
+    for (int32_t i = 0; i < n; i++) {
+        out[i] = table[x[i] + 128];
+    }
+}
+
+/* lut_s16_s16 (simulator.lut_s16 = intmath.lut_interp_s16 saturated to int16). */
+KWS_INLINE void lut_s16_s16(const int16_t *x, const int16_t *table, int32_t n, int16_t *out)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t u = (int32_t)x[i] + 32768;
+        const int32_t j = u >> 7;
+        const int32_t t0 = table[j];
+        const int32_t y = t0 + round_shift_right32(((int32_t)table[j + 1] - t0) * (u & 127), 7);
+        out[i] = (int16_t)saturate_int16(y);
+    }
+}
+
+/* elementwise_mul_s16 (simulator.elementwise_mul, TFLite MUL). */
+KWS_INLINE void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
+                         int32_t multiplier, int32_t right_shift, int32_t out_zp, int32_t qmin,
+                         int32_t qmax, int32_t n, int16_t *out)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t prod = ((int32_t)a[i] - a_zp) * ((int32_t)b[i] - b_zp);
+        out[i] = kws_out16(multiply_by_quantized_multiplier_rshift(prod, multiplier, (int)right_shift),
+                           out_zp, qmin, qmax);
+    }
+}
 
 #endif /* KWS_NN_FAST_H */
