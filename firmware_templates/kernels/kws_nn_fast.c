@@ -196,36 +196,3 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
     }
 }
 
-/* elementwise_add_s16 (simulator.elementwise_add, TFLite ADD). */
-void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
-                         int32_t left_shift, int32_t a_multiplier, int32_t a_right_shift,
-                         int32_t b_multiplier, int32_t b_right_shift, int32_t out_multiplier,
-                         int32_t out_right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
-                         int32_t n, int16_t *out)
-{
-    const int32_t scale = (int32_t)1 << left_shift;
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t sa = kws_mbqm(((int32_t)a[i] - a_zp) * scale, a_multiplier, a_right_shift);
-        const int32_t sb = kws_mbqm(((int32_t)b[i] - b_zp) * scale, b_multiplier, b_right_shift);
-        const int32_t r = kws_mbqm(sa + sb, out_multiplier, out_right_shift);
-        out[i] = (int16_t)kws_clamp(sat_add_int32(r, out_zp), qmin, qmax);
-    }
-}
-
-/* mean_pool_accumulate_s16 (simulator.mean_pool_accumulate). */
-void mean_pool_accumulate_s16(int32_t *acc, const int16_t *x, int32_t x_zp, int32_t n)
-{
-    for (int32_t i = 0; i < n; i++) {
-        acc[i] += (int32_t)x[i] - x_zp;
-    }
-}
-
-/* mean_pool_finalize_s16 (simulator.mean_pool_finalize, TFLite MEAN). */
-void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, int32_t right_shift,
-                            int32_t out_zp, int32_t qmin, int32_t qmax, int32_t n, int16_t *out)
-{
-    for (int32_t i = 0; i < n; i++) {
-        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc[i], multiplier, right_shift), out_zp),
-                                    qmin, qmax);
-    }
-}

@@ -44,13 +44,6 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
                     int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
                     int16_t *out);
 
-/* elementwise_add on int16 storage (simulator.elementwise_add, TFLite ADD). */
-void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
-                         int32_t left_shift, int32_t a_multiplier, int32_t a_right_shift,
-                         int32_t b_multiplier, int32_t b_right_shift, int32_t out_multiplier,
-                         int32_t out_right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
-                         int32_t n, int16_t *out);
-
 /* sa_ssm_step_s16 (simulator.sa_ssm_step = ssm_discretize + ssm_update + ssm_readout, the
  * formulas of kws_nn.c sa_ssm_step; int16 h, Q15 dA, x_shift 0), inlined at each call so the
  * generator's literal arguments (d_inner E, d_state N, p_shift, exp_frac_bits, d_shift, u_zp,
@@ -104,13 +97,6 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
         y[e] = (int16_t)r;
     }
 }
-
-/* mean_pool_accumulate on int16 storage (simulator.mean_pool_accumulate). */
-void mean_pool_accumulate_s16(int32_t *acc, const int16_t *x, int32_t x_zp, int32_t n);
-
-/* mean_pool_finalize with int16 output (simulator.mean_pool_finalize, TFLite MEAN). */
-void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, int32_t right_shift,
-                            int32_t out_zp, int32_t qmin, int32_t qmax, int32_t n, int16_t *out);
 
 /* ---- small kernels, inlined at each call: the generator's literal sizes, zero points and
  * ranges specialise them (e.g. zero point 0 with the full int16 range is one SSAT) ---- */
@@ -205,4 +191,37 @@ KWS_INLINE void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t 
     }
 }
 
+/* elementwise_add_s16 (simulator.elementwise_add, TFLite ADD). */
+KWS_INLINE void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t a_zp, int32_t b_zp,
+                         int32_t left_shift, int32_t a_multiplier, int32_t a_right_shift,
+                         int32_t b_multiplier, int32_t b_right_shift, int32_t out_multiplier,
+                         int32_t out_right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                         int32_t n, int16_t *out)
+{
+    const int32_t scale = (int32_t)1 << left_shift;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t sa = multiply_by_quantized_multiplier_rshift(((int32_t)a[i] - a_zp) * scale, a_multiplier, a_right_shift);
+        const int32_t sb = multiply_by_quantized_multiplier_rshift(((int32_t)b[i] - b_zp) * scale, b_multiplier, b_right_shift);
+        const int32_t r = multiply_by_quantized_multiplier_rshift(sa + sb, out_multiplier, out_right_shift);
+        out[i] = kws_out16(r, out_zp, qmin, qmax);
+    }
+}
+
+/* mean_pool_accumulate_s16 (simulator.mean_pool_accumulate). */
+KWS_INLINE void mean_pool_accumulate_s16(int32_t *acc, const int16_t *x, int32_t x_zp, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)x[i] - x_zp;
+    }
+}
+
+/* mean_pool_finalize_s16 (simulator.mean_pool_finalize, TFLite MEAN). */
+KWS_INLINE void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, int32_t right_shift,
+                            int32_t out_zp, int32_t qmin, int32_t qmax, int32_t n, int16_t *out)
+{
+    for (int32_t i = 0; i < n; i++) {
+        out[i] = kws_out16(multiply_by_quantized_multiplier_rshift(acc[i], multiplier, (int)right_shift),
+                           out_zp, qmin, qmax);
+    }
+}
 #endif /* KWS_NN_FAST_H */
