@@ -140,8 +140,8 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
  * generator). */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
-                    int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
-                    int16_t *out)
+                    int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                    int32_t channels, int16_t *out)
 {
     const int32_t D = channels;
     int32_t xs[64];

@@ -41,8 +41,8 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
 /* layer_norm of an int32 input with int16 output (simulator.layer_norm). */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
-                    int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
-                    int16_t *out);
+                    int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                    int32_t channels, int16_t *out);
 
 /* sa_ssm_step_s16 (simulator.sa_ssm_step = ssm_discretize + ssm_update + ssm_readout, the
  * formulas of kws_nn.c sa_ssm_step; int16 h, Q15 dA, x_shift 0), inlined at each call so the
@@ -136,10 +136,11 @@ KWS_INLINE int16_t kws_out16(int32_t r, int32_t out_zp, int32_t qmin, int32_t qm
                        out_zp, qmin, qmax)
 
 /* conv1d_dw_s16_w8 (simulator.conv1d_depthwise_step): history (K-1) x E, oldest first. */
-KWS_INLINE void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp, const int8_t *weight,
-                      const int32_t *bias, const int32_t *multiplier, const int32_t *right_shift,
-                      int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
-                      int32_t kernel_size, int16_t *out)
+KWS_INLINE void conv1d_dw_s16_w8(int16_t *history, const int16_t *x_t, int32_t x_zp,
+                                 const int8_t *weight, const int32_t *bias,
+                                 const int32_t *multiplier, const int32_t *right_shift,
+                                 int32_t out_zp, int32_t qmin, int32_t qmax, int32_t channels,
+                                 int32_t kernel_size, int16_t *out)
 {
     const int32_t K = kernel_size, E = channels;
     for (int32_t e = 0; e < E; e++) {
@@ -186,7 +187,8 @@ KWS_INLINE void elementwise_mul_s16(const int16_t *a, const int16_t *b, int32_t 
 {
     for (int32_t i = 0; i < n; i++) {
         const int32_t prod = ((int32_t)a[i] - a_zp) * ((int32_t)b[i] - b_zp);
-        out[i] = kws_out16(multiply_by_quantized_multiplier_rshift(prod, multiplier, (int)right_shift),
+        out[i] = kws_out16(multiply_by_quantized_multiplier_rshift(prod, multiplier,
+                                                                   (int)right_shift),
                            out_zp, qmin, qmax);
     }
 }
@@ -200,9 +202,12 @@ KWS_INLINE void elementwise_add_s16(const int16_t *a, const int16_t *b, int32_t 
 {
     const int32_t scale = (int32_t)1 << left_shift;
     for (int32_t i = 0; i < n; i++) {
-        const int32_t sa = multiply_by_quantized_multiplier_rshift(((int32_t)a[i] - a_zp) * scale, a_multiplier, a_right_shift);
-        const int32_t sb = multiply_by_quantized_multiplier_rshift(((int32_t)b[i] - b_zp) * scale, b_multiplier, b_right_shift);
-        const int32_t r = multiply_by_quantized_multiplier_rshift(sa + sb, out_multiplier, out_right_shift);
+        const int32_t sa = multiply_by_quantized_multiplier_rshift(
+            ((int32_t)a[i] - a_zp) * scale, a_multiplier, (int)a_right_shift);
+        const int32_t sb = multiply_by_quantized_multiplier_rshift(
+            ((int32_t)b[i] - b_zp) * scale, b_multiplier, (int)b_right_shift);
+        const int32_t r = multiply_by_quantized_multiplier_rshift(sa + sb, out_multiplier,
+                                                                  (int)out_right_shift);
         out[i] = kws_out16(r, out_zp, qmin, qmax);
     }
 }
@@ -220,7 +225,8 @@ KWS_INLINE void mean_pool_finalize_s16(const int32_t *acc, int32_t multiplier, i
                             int32_t out_zp, int32_t qmin, int32_t qmax, int32_t n, int16_t *out)
 {
     for (int32_t i = 0; i < n; i++) {
-        out[i] = kws_out16(multiply_by_quantized_multiplier_rshift(acc[i], multiplier, (int)right_shift),
+        out[i] = kws_out16(multiply_by_quantized_multiplier_rshift(acc[i], multiplier,
+                                                                   (int)right_shift),
                            out_zp, qmin, qmax);
     }
 }
