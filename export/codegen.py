@@ -229,10 +229,12 @@ class _Planner:
         name = "kws_" + _cname(key)
         if dk in self._const_by_key:
             target = self._const_by_key[dk]
-            if name != target and name not in self._const_names:
+            if name == target or self._const_names.get(name) not in (None, target):
+                return target
+            if name not in self._const_names:
                 self._const_names[name] = target
                 self.plan.aliases.append((name, target, ctype, int(arr.size)))
-            return target
+            return name        # a #define of kws_weights.h naming the shared array
         self._const_by_key[dk] = name
         self._const_names[name] = name
         self.plan.consts.append(ConstArray(name, ctype, arr, comment or key))
