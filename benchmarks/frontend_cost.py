@@ -1,15 +1,19 @@
-"""Cost of the fixed-point front end: instructions per 10 ms hop, code and RAM bytes.
+"""Cost of the fixed-point front end: instructions per 10 ms hop and per inference, code and
+RAM bytes.
 
 1. Emulated Cortex-M4 (mps2-an386, QEMU -icount, exact instruction counts) and other QEMU
    boards: a front-end-only model folder (kws_frontend.c + rendered params + a glue that
-   implements the kws_model.h contract; its "network" just reads the 101 feature rows)
-   built with export.firmware and benchmarked with bench_column: whole window (100 hops +
-   finish), the most expensive hop, and finish + output rows. Cortex-M0+ is built only.
-2. Host proxy: valgrind --tool=callgrind instruction counts of the same C (-O2, x86-64)
-   per kws_frontend_push_hop, kws_frontend_finish and kws_frontend_output_row.
-3. sizeof(kws_frontend_state_t) and the scratch, per target.
+   implements the kws_model.h contract; its "network" only reads the 101 output rows)
+   built with export.firmware and benchmarked with bench_column: kws_frontend_run (reset,
+   100 hops, finish), the 101 output rows, the streaming pass (the most expensive
+   push_hop; finish + rows), hence the average hop and the finish. Cortex-M0+ is built only.
+2. --profile: where the instructions go on mps2-an386 (QEMU's execution trace, each
+   instruction attributed to its innermost inlined function by addr2line).
+3. Host proxy: valgrind --tool=callgrind instruction counts of the same C (-O2, x86-64,
+   the portable C paths, no assembly) per kws_frontend_push_hop and kws_frontend_finish.
+4. sizeof(kws_frontend_state_t), the scratch, code and constants, per target.
 
-    python benchmarks/frontend_cost.py [--clip CLIP] [--boards mps2-an386,...]
+    python benchmarks/frontend_cost.py [--clip CLIP] [--boards mps2-an386,...] [--profile]
 """
 
 from __future__ import annotations
@@ -73,23 +77,16 @@ const char *const kws_labels[KWS_N_CLASSES] = {"yes", "no", "up", "down", "left"
 
 void kws_init(void) { }
 
-/* Reads the 101 feature rows (what the network will do frame by frame) into a checksum. */
+/* Reads the 101 output rows one at a time (what the network will do); nothing else. */
 static int fe_rows(int8_t *logits)
 {
     int16_t f[KWS_FE_N_MELS];
     int8_t s[KWS_FE_N_MELS];
-    int32_t acc[KWS_N_CLASSES] = {0};
-    int best = 0;
     for (int32_t t = 0; t < KWS_FE_N_FRAMES; t++) {
         if (kws_frontend_output_row(&fe_state, t, f, s) != KWS_FE_OK) { return -1; }
-        for (int32_t m = 0; m < KWS_FE_N_MELS; m++) { acc[m % KWS_N_CLASSES] += f[m] + s[m]; }
     }
-    for (int k = 0; k < KWS_N_CLASSES; k++) {
-        int32_t v = acc[k] / 4096;
-        logits[k] = (int8_t)(v > 127 ? 127 : (v < -128 ? -128 : v));
-        if (logits[k] > logits[best]) { best = k; }
-    }
-    return best;
+    for (int k = 0; k < KWS_N_CLASSES; k++) { logits[k] = (int8_t)((f[k] >> 8) + s[k]); }
+    return 0;
 }
 
 int kws_run_frontend(const int16_t *audio)
@@ -141,10 +138,60 @@ def callgrind(exe: Path, audio: np.ndarray, fn: str, tmp: Path) -> int:
     return int(m.group(1))
 
 
+def profile(out: Path, clip: Path, tmp: Path, top: int = 24) -> list[tuple[str, int]]:
+    """(function, instructions) of one run of ``clip`` on the mps2-an386 build in ``out``:
+    QEMU's in_asm + exec trace (no TB chaining), each executed instruction attributed to its
+    innermost inlined function (arm-none-eabi-addr2line -i)."""
+    import collections
+
+    from export.boards import load_board
+    from export.firmware import CLIPS_FILE, qemu_command
+    audio = load_audio(clip, dtype="int16")
+    (tmp / CLIPS_FILE).write_bytes(audio.astype("<i2").tobytes())
+    log = tmp / "qemu.log"
+    cmd = qemu_command(load_board("mps2-an386"), (out / "firmware.elf").resolve(), "run")
+    subprocess.run(cmd + ["-d", "in_asm,exec,nochain", "-D", str(log)], cwd=tmp,
+                   capture_output=True, timeout=900)
+    tb: dict[int, list[int]] = {}
+    cur = None
+    count: collections.Counter = collections.Counter()
+    with open(log) as fh:
+        for line in fh:
+            if line.startswith("IN:") or not line.strip():
+                cur = None
+            elif line.startswith("0x"):
+                a = int(line[2:10], 16)
+                if cur is None:
+                    cur = a
+                    tb[a] = []
+                tb[cur].append(a)
+            elif line.startswith("Trace"):
+                m = re.search(r"/([0-9a-f]{8})/", line)
+                if m:
+                    for a in tb.get(int(m.group(1), 16), []):
+                        count[a] += 1
+    log.unlink()
+    addrs = sorted(count)
+    res = subprocess.run(["arm-none-eabi-addr2line", "-a", "-f", "-i", "-e", str(out / "firmware.elf")]
+                         + [hex(a) for a in addrs], capture_output=True, text=True).stdout.splitlines()
+    fn: dict[int, str] = {}
+    cur_a, first = None, None
+    for ln in res:
+        if ln.startswith("0x"):
+            cur_a, first = int(ln, 16), None
+        elif first is None and ":" not in ln:
+            fn[cur_a] = first = ln
+    by: collections.Counter = collections.Counter()
+    for a, c in count.items():
+        by[fn.get(a, "?")] += c
+    return by.most_common(top)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clip", type=Path, default=FIX / "audio" / "yes.f32")
     ap.add_argument("--boards", default="mps2-an386,mps2-an500,mps2-an505,mps3-an547")
+    ap.add_argument("--profile", action="store_true", help="where the instructions go (mps2-an386)")
     args = ap.parse_args()
     console = Console(width=150)
     params = real_params() if (FIX / "upstream").exists() else ff.make_frontend_params(fc.synthetic_mel_fb(), 4.2)
@@ -154,18 +201,32 @@ def main() -> None:
         # --- emulated boards
         from export.firmware import bench_column, build_firmware
         src = model_folder(params, tmp / "fe_model")
-        t = Table("board", "window (100 hops + finish + rows)", "per hop (avg, push only)",
-                  "max hop", "finish + 101 rows", "flash total", "RAM excl. audio (incl. stack)",
+        t = Table("board", "per hop (avg of 100 push_hop)", "max hop", "finish", "101 output rows",
+                  "per inference (hops + finish + rows)", "flash total", "RAM excl. audio (incl. stack)",
                   title=f"front end on QEMU (exact instructions, -O2), clip {args.clip.name}")
+        builds = {}
         for board in args.boards.split(","):
             out = build_firmware(src, board, tmp / f"fw-{board}").out
+            builds[board] = out
             c = bench_column(out, clip=args.clip)
-            push_avg = (c.instructions_total - (c.classify or 0)) / 100
-            t.add_row(board, f"{c.instructions_total:,}", f"{push_avg:,.0f}", f"{c.hop_max:,}",
-                      f"{c.classify:,}", f"{c.flash_total:,}", f"{c.ram_total_excl_audio:,}")
+            rows = c.instructions_network
+            finish = c.classify - rows
+            hop_avg = (c.instructions_frontend - finish) / 100
+            t.add_row(board, f"{hop_avg:,.0f}", f"{c.hop_max:,}", f"{finish:,}", f"{rows:,}",
+                      f"{c.instructions_frontend + rows:,}", f"{c.flash_total:,}",
+                      f"{c.ram_total_excl_audio:,}")
         build_firmware(src, "cortex-m0plus", tmp / "fw-m0")
         console.print(t)
         console.print("cortex-m0plus: builds warning-free (no emulator for it)")
+        if args.profile and "mps2-an386" in builds:
+            pt = Table("function (innermost inlined)", "instructions", "per hop", "share",
+                       title=f"where the instructions go: mps2-an386, one run of {args.clip.name} "
+                             "(firmware start-up included)")
+            prof = profile(builds["mps2-an386"], args.clip, tmp)
+            total = sum(v for _, v in prof)
+            for name, v in prof:
+                pt.add_row(name, f"{v:,}", f"{v / 100:,.0f}", f"{100 * v / total:.1f} %")
+            console.print(pt)
         # --- sizes per target
         sizes = Table("target", "sizeof(kws_frontend_state_t)", "scratch", "kws_frontend.o .text",
                       "frontend_params.o .rodata+.text", title="front-end memory (bytes)")
@@ -188,12 +249,10 @@ def main() -> None:
         exe = fc.build(params, tmp / "host", taps=False, sanitize=False, opt="-O2")
         push = callgrind(exe, audio, "kws_frontend_push_hop", tmp)
         fin = callgrind(exe, audio, "kws_frontend_finish", tmp)
-        rows = callgrind(exe, audio, "kws_frontend_output_row", tmp)
-        h = Table("function (x86-64 -O2, callgrind)", "instructions", "per call",
+        h = Table("function (x86-64 -O2, callgrind, portable C)", "instructions", "per call",
                   title="host proxy (one clip)")
         h.add_row("kws_frontend_push_hop x 100", f"{push:,}", f"{push / 100:,.0f}")
         h.add_row("kws_frontend_finish (frames 99, 100 + norm)", f"{fin:,}", f"{fin:,}")
-        h.add_row("kws_frontend_output_row x 101", f"{rows:,}", f"{rows / 101:,.0f}")
         console.print(h)
 
 

@@ -77,16 +77,20 @@ def boards() -> None:
               help="Optimisation level.")
 @click.option("--demo-clip", type=click.Path(path_type=Path), default=None,
               help="Clip built into real-board firmware (default: a synthetic demo clip).")
+@click.option("--precision", type=click.Choice(["int8", "float32"]), default="int8",
+              show_default=True,
+              help="Model C generated from a checkpoint/bundle: the int8 model, or its "
+                   "float32 C baseline (for bench --float-build).")
 @handle_errors
 def build(source: Path, board: str, out: Path, force: bool, opt: str,
-          demo_clip: Path | None) -> None:
-    """Build firmware for a board from SOURCE (a folder of model C sources exposing
-    kws_model.h; checkpoints and bundles once the C generator exists)."""
+          demo_clip: Path | None, precision: str) -> None:
+    """Build firmware for a board from SOURCE (a checkpoint, a bundle, or a folder of model
+    C sources exposing kws_model.h)."""
     from export.firmware import build_firmware
     from export.firmware_report import print_build
     cmd = "kws-export " + " ".join(sys.argv[1:])
     print_build(build_firmware(source, board, out, force=force, opt=opt,
-                               demo_clip=demo_clip, command=cmd))
+                               demo_clip=demo_clip, command=cmd, precision=precision))
 
 
 @main.command()
@@ -158,24 +162,26 @@ def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None
               help="SSM recurrence as an ONNX Scan or unrolled over the 101 frames.")
 @click.option("--stft", type=click.Choice(["dft", "op"]), default="dft", show_default=True,
               help="Full model's STFT: DFT as MatMul, or the ONNX STFT operator.")
+@click.option("--quantize", is_flag=True,
+              help="SOURCE is a checkpoint: quantize it first (export.quantize) and write "
+                   "that bundle's QDQ graph too.")
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
-              help="Calibration clips for the QDQ graph when SOURCE is a checkpoint (stand-in "
-                   "for the bundle's quantization).")
-@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+              help="Calibration clips for --quantize (default: the generated set; implies "
+                   "--quantize).")
 @click.option("--opset", type=int, default=21, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @handle_errors
-def onnx_cmd(source: Path, out: Path, scan: str, stft: str, calib: Path | None,
-             calib_count: int, opset: int, force: bool) -> None:
-    """ONNX graphs of SOURCE (bundle, or a .pt checkpoint for development)."""
+def onnx_cmd(source: Path, out: Path, scan: str, stft: str, quantize: bool,
+             calib: Path | None, opset: int, force: bool) -> None:
+    """ONNX graphs of SOURCE (a bundle .npz; or a .pt checkpoint: float graphs)."""
     from rich.console import Console
     from rich.table import Table
 
     from export.onnx_export import export_onnx
-    res = export_onnx(source, out, scan=scan, stft=stft, calib=calib, calib_count=calib_count,
-                      opset=opset, force=force)
+    res = export_onnx(source, out, scan=scan, stft=stft, quantize=quantize, calib=calib,
+                      opset=opset, force=force, progress=True)
     table = Table("file", "nodes (with subgraphs)", "bytes",
-                  title=f"{out} (opset {res['opset']}, model {res['model_hash']})")
+                  title=f"{out} (opset {res['opset']}, model {res['model_hash'][:16]})")
     for name, st in res["files"].items():
         table.add_row(name, f"{st['nodes']} ({st['nodes_total']})", f"{st['bytes']:,}")
     Console().print(table)
@@ -187,24 +193,34 @@ def onnx_cmd(source: Path, out: Path, scan: str, stft: str, calib: Path | None,
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
               help="Output .tflite file.")
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
-              help="Calibration clips (representative dataset) when SOURCE is a checkpoint.")
-@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+              help="Clips for the converter's calibration of the tensors outside the bundle "
+                   "(and for quantizing a checkpoint); default: the generated set.")
+@click.option("--calib-count", type=click.IntRange(1), default=None,
+              help="Clips taken from --calib (default: all).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @handle_errors
-def tflite_cmd(source: Path, out: Path, calib: Path | None, calib_count: int, force: bool) -> None:
-    """16x8 TFLite of SOURCE for TFLite Micro, loaded and run in the TFLM interpreter."""
+def tflite_cmd(source: Path, out: Path, calib: Path | None, calib_count: int | None,
+               force: bool) -> None:
+    """16x8 TFLite of SOURCE (bundle, or a checkpoint quantized first) for TFLite Micro,
+    carrying the bundle's scales, loaded and run in the TFLM interpreter."""
     from rich.console import Console
     from rich.table import Table
 
     from export.tflite_export import export_tflite
-    res = export_tflite(source, out, calib=calib, calib_count=calib_count, force=force)
+    res = export_tflite(source, out, calib=calib, calib_count=calib_count, force=force,
+                        progress=True)
     table = Table("op", "by input type", title=f"{out}: {res['bytes']:,} bytes")
     for op, types in res["ops"].items():
         table.add_row(op, ", ".join(f"{t} x{n}" for t, n in types.items()))
     Console().print(table)
-    click.echo(f"TFLM tensor arena (minimum): {res['arena_bytes']:,} bytes; "
-               f"generated C arena: n/a (C generator not on main yet)")
-    click.echo(f"quantization: {res['calibration']}")
+    hows: dict[str, int] = {}
+    for r in res["scales"]:
+        hows[r["how"]] = hows.get(r["how"], 0) + 1
+    click.echo(f"TFLM tensor arena (minimum): {res['arena_bytes']:,} bytes; generated C arena: "
+               f"see kws-export generate / docs/BENCHMARKS")
+    click.echo(f"quantization: {res['quantization']}")
+    click.echo("bundle tensors: " + ", ".join(f"{n} {h}" for h, n in sorted(hows.items())))
+    click.echo(f"other tensors calibrated on: {res['representative']}")
 
 
 @main.command("compare")
@@ -218,18 +234,17 @@ def tflite_cmd(source: Path, out: Path, calib: Path | None, calib_count: int, fo
 @click.option("--tflite", type=click.Path(path_type=Path), default=None,
               help="File written by kws-export tflite (else converted in memory).")
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
-              help="Calibration clips for in-memory quantized routes (checkpoint SOURCE).")
-@click.option("--calib-count", type=click.IntRange(1), default=240, show_default=True)
+              help="Clips for quantizing a checkpoint SOURCE and the in-memory TFLite "
+                   "conversion (default: the generated set).")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Evaluate at most this many clips (spread over label folders).")
 @handle_errors
 def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir: Path | None,
-                tflite: Path | None, calib: Path | None, calib_count: int,
-                limit: int | None) -> None:
-    """Torch float vs onnxruntime float / QDQ vs TFLM (vs simulator, C): agreement, SQNR."""
+                tflite: Path | None, calib: Path | None, limit: int | None) -> None:
+    """Torch float vs onnxruntime float / QDQ vs TFLM vs simulator vs C: agreement, SQNR."""
     from export.compare import ROUTES, compare, print_compare
     res = compare(source, eval_dir, routes=tuple(routes) or ROUTES, onnx_dir=onnx_dir,
-                  tflite=tflite, calib=calib, calib_count=calib_count, limit=limit)
+                  tflite=tflite, calib=calib, limit=limit)
     print_compare(res)
 
 # --- evaluate (issue 7) ---------------------------------------------------------------------

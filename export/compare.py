@@ -5,10 +5,17 @@ Routes (each optional except the reference):
 - ``torch``: the float PyTorch model (the reference; compare is a comparison tool, so it may
   read the float model);
 - ``onnx``: onnxruntime, float full model (audio -> logits);
-- ``onnx-qdq``: onnxruntime, int8/int16 QDQ network on the float front end's features;
-- ``tflm``: the TFLite Micro interpreter, 16x8 .tflite on the float front end's features;
-- ``simulator``, ``c``: hooks for the integer simulator and the generated C (reported as
-  not available until ``export/simulator.py`` / the C generator exist).
+- ``onnx-qdq``: onnxruntime, the bundle's QDQ network on the float front end's features;
+- ``tflm``: the TFLite Micro interpreter, the bundle's 16x8 .tflite on the float front
+  end's features;
+- ``simulator``: the bundle's integer pipeline (``export.simulator``, int16 audio in, int8
+  logits out, fixed-point front end included);
+- ``c``: the generated C run on the host (``export.codegen.generate_c`` +
+  ``export.verify.build_host``/``run_host``) when those modules exist, else reported as
+  "n/a (codegen not available)".
+
+The quantized routes all read one bundle: the SOURCE itself, or, for a checkpoint, the
+bundle ``export.quantize`` makes from it (``--calib`` clips or its generated set).
 
 Metrics per route against the reference: top-1 agreement (%), logits SQNR
 10 log10(sum ref^2 / sum (x - ref)^2) in dB, max |x - ref|, and accuracy when the folder
@@ -67,28 +74,91 @@ def _labels(clips: list[Path]) -> np.ndarray | None:
     return None
 
 
+def _torch_model(src):
+    """The float PyTorch model of a source: the checkpoint, or a bundle's float arrays."""
+    import torch
+
+    from nanomamba.checkpoint import _to_module_key, load_checkpoint
+    from nanomamba.model import NanoMamba
+    if src.bundle is None:
+        return load_checkpoint(src.path)
+    model = NanoMamba(src.cfg)
+    model.load_state_dict({_to_module_key(k): torch.from_numpy(np.asarray(v, np.float32))
+                           for k, v in src.bundle.float_state().items()}, strict=True)
+    return model.eval()
+
+
+def run_simulator(bundle, audio_i16: np.ndarray, progress: bool = True,
+                  batch: int = 50) -> np.ndarray:
+    """The bundle's integer pipeline on int16 clips (N, 16000): dequantized logits
+    (N, 12) float32 (real = scale (q - zero_point) of the int8 ``logits``)."""
+    from tqdm import tqdm
+
+    from export.simulator import Simulator
+    sim = Simulator(bundle)
+    out = []
+    for i in tqdm(range(0, len(audio_i16), batch), desc="simulator", leave=False,
+                  disable=not progress or None):
+        q = sim.run(audio_i16[i:i + batch], keep=["logits"],
+                    frontend_intermediates=False)["logits"]
+        out.append(sim.dequantize("logits", q))
+    return np.concatenate(out).astype(np.float32)
+
+
+def run_c(bundle, audio_i16: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The generated C on the host, if the code generator is available.
+
+    Uses ``export.codegen.generate_c(bundle, dir)``, ``export.verify.build_host`` and
+    ``export.verify.run_host`` (int8 logits, dequantized with the bundle's scale/zero point).
+    Returns (logits or None, note); never raises for a missing or failing generator (the
+    note says why).
+    """
+    import importlib.util
+    import tempfile
+    if importlib.util.find_spec("export.codegen") is None or \
+            importlib.util.find_spec("export.verify") is None:
+        return None, "n/a (codegen not available)"
+    from export import codegen, verify
+    if not all(hasattr(m, f) for m, f in ((codegen, "generate_c"), (verify, "build_host"),
+                                          (verify, "run_host"))):
+        return None, "n/a (codegen has no host verify runner)"
+    try:
+        with tempfile.TemporaryDirectory(prefix="kws-compare-c-") as tmp:
+            tmp = Path(tmp)
+            codegen.generate_c(bundle, tmp / "gen")
+            build = verify.build_host(tmp / "gen", tmp / "build", taps=False, sanitize=False)
+            q = verify.run_host(build, audio_i16, tmp / "work")["logits"]
+    except Exception as err:      # a hook: report, do not abort the other routes
+        return None, f"n/a (C route failed: {str(err).splitlines()[0][:150] if str(err) else type(err).__name__})"
+    t = bundle.meta["tensors"]["logits"]
+    real = (q.astype(np.float64) - int(t["zero_point"])) * float(t["scale"])
+    return real.astype(np.float32), "generated C on the host (export.codegen + export.verify)"
+
+
 def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
             routes: tuple[str, ...] = ROUTES, onnx_dir: str | os.PathLike | None = None,
             tflite: str | os.PathLike | None = None, calib: str | os.PathLike | None = None,
-            calib_count: int = 240, limit: int | None = None, progress: bool = True) -> dict:
+            limit: int | None = None, progress: bool = True) -> dict:
     """Run the routes on the clips of ``eval_dir`` and measure them against torch float.
 
     Args:
-        source: .pt checkpoint (the float reference; later also the bundle's source).
+        source: bundle (.npz) or checkpoint (.pt; quantized by ``export.quantize`` for the
+            quantized routes).
         eval_dir: folder of clips (sub-folders named by label give accuracy).
         routes: subset of :data:`ROUTES`.
         onnx_dir: an ``kws-export onnx`` folder (full.onnx, network_qdq.onnx, frontend.onnx);
             without it the graphs are built in memory.
-        tflite: a ``kws-export tflite`` file; without it one is converted in memory (needs
-            ``calib``).
-        calib: calibration clips for in-memory QDQ/TFLite (stand-in until the bundle).
-        calib_count: clips taken from ``calib``.
+        tflite: a ``kws-export tflite`` file; without it one is converted in memory.
+        calib: clips for quantizing a checkpoint and for the converter's calibration of the
+            tensors outside the bundle (default: the quantizer's generated set).
         limit: evaluate at most this many clips (spread over sub-folders).
-        progress: show a progress bar for the per-clip TFLM route.
+        progress: progress bars (simulator, TFLM).
     Returns:
-        dict: ``clips`` (count), ``reference`` ("torch"), ``routes`` (name -> RouteResult).
+        dict: ``clips`` (count), ``reference`` ("torch"), ``routes`` (name -> RouteResult),
+        ``labelled``, ``quantization`` (the bundle's source, when a quantized route ran).
     Raises:
-        CompareError, CheckpointError, AudioError, OnnxExportError, TfliteExportError.
+        CompareError, BundleError, CheckpointError, AudioError, OnnxExportError,
+        TfliteExportError, CalibrationError, QuantizationError.
     """
     import warnings
 
@@ -102,14 +172,13 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
     src = ox.load_source(source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        audio = np.stack([load_audio(c) for c in clips]).astype(np.float32)
+        audio_i16 = np.stack([load_audio(c, dtype="int16") for c in clips])
+    audio = (audio_i16.astype(np.float32) / 32768.0)
     results: dict[str, RouteResult] = {}
 
     t = time.perf_counter()
     import torch
-
-    from nanomamba.checkpoint import load_checkpoint
-    model = load_checkpoint(source)
+    model = _torch_model(src)
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(audio[i:i + 64])).numpy()
                               for i in range(0, len(audio), 64)])
@@ -124,6 +193,14 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
             return ox.session(od / name), f"{od / name}"
         return ox.session(build()), "built in memory"
 
+    quantized = [r for r in routes if r in ("onnx-qdq", "tflm", "simulator", "c")]
+    qsrc = src
+    if quantized and src.bundle is None and not (
+            set(quantized) <= {"onnx-qdq", "tflm"}
+            and (("onnx-qdq" not in quantized) or (od and (od / "network_qdq.onnx").is_file()))
+            and (("tflm" not in quantized) or tflite)):
+        qsrc = ox.quantize_source(src, calib, progress)
+
     feats = None
     if any(r in routes for r in ("onnx-qdq", "tflm")):
         fe, _ = load_or_build("frontend.onnx", lambda: ox.build_frontend(src.cfg, src.params))
@@ -135,24 +212,14 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
         out = ox.run_batched(sess, {"audio": audio})[0]
         results["onnx"] = RouteResult("onnx", out, time.perf_counter() - t, f"float, {how}")
 
-    calib_data = None
-
-    def calibration():
-        nonlocal calib_data
-        if calib_data is None:
-            if calib is None:
-                raise CompareError("the checkpoint carries no quantization: give --calib "
-                                   "CLIPS (or --onnx-dir / --tflite with exported models)")
-            calib_data = ox.clip_features(src, ox.pick_clips(calib, calib_count))
-        return calib_data
-
     if "onnx-qdq" in routes:
         t = time.perf_counter()
         if od is not None and (od / "network_qdq.onnx").is_file():
             sess, how = ox.session(od / "network_qdq.onnx"), str(od / "network_qdq.onnx")
         else:
-            q = src.qspec or ox.calibrate(src.cfg, src.params, *calibration())
-            sess, how = ox.session(ox.build_network(src.cfg, src.params, qspec=q)), q.source
+            sess = ox.session(ox.build_network(qsrc.cfg, qsrc.params, scan="scan",
+                                               qspec=qsrc.qspec))
+            how = f"built in memory from {qsrc.qspec.source}"
         out = ox.run_batched(sess, {"features": feats[0], "snr_mel": feats[1]})[0]
         results["onnx-qdq"] = RouteResult("onnx-qdq", out, time.perf_counter() - t, how)
 
@@ -165,23 +232,31 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
                 raise CompareError(f"{p}: no such .tflite file")
             flat, how = p.read_bytes(), str(p)
         else:
-            flat = tx.convert(src.cfg, src.params, *calibration())
-            how = "converted in memory (stand-in calibration)"
+            flat, _ = tx.convert_bundle(qsrc, calib)
+            how = f"converted in memory from {qsrc.qspec.source}"
         m = tx.tflm_load(flat)
         out = _run_tflm(m, feats, progress)
         results["tflm"] = RouteResult("tflm", out, time.perf_counter() - t,
-                                      f"{how}; arena {m.arena_size:,} B")
+                                      f"{how}; TFLM arena {m.arena_size:,} B")
 
-    for name, why in (("simulator", "export/simulator.py not on main yet"),
-                      ("c", "C generator not on main yet")):
-        if name in routes:
-            results[name] = RouteResult(name, None, 0.0, f"not available: {why}")
+    if "simulator" in routes:
+        t = time.perf_counter()
+        out = run_simulator(qsrc.bundle, audio_i16, progress)
+        results["simulator"] = RouteResult("simulator", out, time.perf_counter() - t,
+                                           f"export.simulator on {qsrc.qspec.source} "
+                                           f"(fixed-point front end, int16 audio)")
+
+    if "c" in routes:
+        t = time.perf_counter()
+        out, note = run_c(qsrc.bundle, audio_i16)
+        results["c"] = RouteResult("c", out, time.perf_counter() - t, note)
 
     for r in results.values():
         if r.logits is not None:
             r.metrics = metrics(ref, r.logits, labels)
     return {"clips": len(clips), "reference": "torch", "routes": results,
-            "labelled": labels is not None}
+            "labelled": labels is not None,
+            "quantization": qsrc.qspec.source if qsrc.qspec is not None else None}
 
 
 def _run_tflm(m, feats, progress: bool) -> np.ndarray:
@@ -203,7 +278,7 @@ def print_compare(result: dict, console=None) -> None:
                   title=f"{result['clips']} clips, reference: {result['reference']} float")
     for r in result["routes"].values():
         if r.logits is None:
-            table.add_row(r.name, "-", "-", "-", "-", "-")
+            table.add_row(r.name, r.note or "-", "-", "-", "-", "-")
             continue
         m = r.metrics
         table.add_row(r.name, f"{m['agreement']:.2f} %",

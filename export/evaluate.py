@@ -67,26 +67,29 @@ def float_route(model, batch_size: int = 256, threads: int | None = None) -> Rou
 
 
 def int8_route(bundle, batch_size: int = 256) -> Route:
-    """The int8 simulator as a route (``export.simulator.simulate(bundle, audio_int16)``).
+    """The integer simulator as a route (``export.simulator.Simulator(bundle).run``, logits
+    dequantized with the bundle's scale and zero point).
 
     Args:
-        bundle: a quantized bundle (``export.quantize``).
+        bundle: a quantized bundle (``export.quantize.quantize_model``).
     Returns:
-        route: int16 (B, 16000) -> float (B, 12) logits (dequantized by the simulator).
+        route: int16 (B, 16000) -> float64 (B, 12) logits.
     Raises:
         EvaluateError: the simulator is not part of this build.
     """
     try:
-        from export.simulator import simulate
+        from export.simulator import Simulator
     except ImportError:
         raise EvaluateError("route 'int8': export/simulator.py is not part of this build "
                             "(use --route float)") from None
+    sim = Simulator(bundle)
 
     def run(audio: np.ndarray) -> np.ndarray:
         out = []
         for s in range(0, len(audio), batch_size):
-            out.append(np.asarray(simulate(bundle, np.asarray(audio[s:s + batch_size], np.int16))["logits"],
-                                  dtype=np.float64))
+            q = sim.run(np.asarray(audio[s:s + batch_size], np.int16), keep={"logits"},
+                        frontend_intermediates=False)["logits"]
+            out.append(np.asarray(sim.dequantize("logits", q), dtype=np.float64))
         return np.concatenate(out) if out else np.zeros((0, len(LABELS)))
     return run
 
@@ -412,19 +415,26 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
 
 
 def quantize_for_route(model, calib: np.ndarray | None = None):
-    """Quantize ``model`` for the int8 route (``export.quantize.quantize``).
+    """Quantize ``model`` for the int8 route (``export.quantize.quantize_model``).
 
     Args:
         model: the float model.
-        calib: int16 (N, 16000) calibration clips (default: the quantizer's own default).
+        calib: int16 (N, 16000) calibration clips (default: the quantizer's own default,
+            ``export.quantize.generated_calibration_set``).
     Returns:
         the quantized bundle.
     Raises:
         EvaluateError: the quantizer is not part of this build.
     """
     try:
-        from export.quantize import quantize
+        from export.quantize import generated_calibration_set, quantize_model
     except ImportError:
         raise EvaluateError("route 'int8': export/quantize.py is not part of this build "
                             "(use --route float)") from None
-    return quantize(model) if calib is None else quantize(model, calib)
+    if calib is None:
+        calib, _ = generated_calibration_set()
+        source = "generated (export.quantize.generated_calibration_set, seed 0)"
+    else:
+        source = f"{len(calib)} clips given to the int8 route"
+    return quantize_model(model, np.asarray(calib, np.int16), progress=False,
+                          calibration={"source": source})

@@ -78,6 +78,9 @@ MODEL_API = ("KWS_SAMPLES", "KWS_HOP", "KWS_N_CLASSES", "kws_init", "kws_run",
              "kws_run_frontend", "kws_run_network", "kws_reset", "kws_push_hop",
              "kws_classify", "kws_labels")
 
+#: Model precisions ``build`` generates C for from a checkpoint or bundle: the int8 model
+#: (export/codegen.py) or its float32 C baseline (export/codegen_float.py).
+PRECISIONS = ("int8", "float32")
 APT_GCC = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
 APT_QEMU = "apt-get install qemu-system-arm"
 
@@ -241,25 +244,37 @@ def model_source_from_folder(folder: Path) -> ModelSource:
     return ModelSource(folder, c_files, headers, h.hexdigest(), macros)
 
 
-def resolve_model_source(source: Path, workdir: Path) -> ModelSource:
+def resolve_model_source(source: Path, workdir: Path, *,
+                         precision: str = "int8") -> ModelSource:
     """Turn ``kws-export build``'s SOURCE into model C sources.
 
-    THE code generator hook: today SOURCE must be a folder of model C sources exposing
-    kws_model.h. When ``export.codegen`` exists, a checkpoint (``.pt``) or a quantized
-    bundle is rendered into ``workdir/model`` by ``export.codegen.generate_c(source,
-    out_dir)`` (expected to write such a folder) and built from there.
+    THE code generator hook: SOURCE is a folder of model C sources exposing kws_model.h
+    (built as it is, whatever ``precision``), or a checkpoint (``.pt``) or quantized bundle,
+    rendered into ``workdir/generated_model`` and built from there: by
+    ``export.codegen.generate_c(source, out_dir)`` for ``precision="int8"``, by
+    ``export.codegen_float.generate_float_c(source, out_dir)`` (the float32 C baseline of
+    ``bench --float-build``) for ``precision="float32"``.
 
     Args:
         source: model folder, checkpoint or bundle.
         workdir: scratch folder for generated sources.
+        precision: "int8" (default) or "float32" (see :data:`PRECISIONS`).
     Raises:
-        FirmwareError: SOURCE missing, or a checkpoint/bundle while the generator is absent.
+        FirmwareError: SOURCE missing, an unknown precision, or a checkpoint/bundle while
+            the int8 generator is absent.
     """
     source = Path(source)
+    if precision not in PRECISIONS:
+        raise FirmwareError(f"--precision {precision}: must be one of {', '.join(PRECISIONS)}")
     if source.is_dir():
         return model_source_from_folder(source)
     if not source.exists():
         raise FirmwareError(f"{source}: no such model folder, checkpoint or bundle")
+    if precision == "float32":
+        from export.codegen_float import generate_float_c  # noqa: PLC0415
+        out = Path(workdir) / "generated_model"
+        generate_float_c(source, out)
+        return model_source_from_folder(out)
     try:
         from export import codegen  # noqa: PLC0415  (issue 5: the C generator)
         generate_c = codegen.generate_c
@@ -282,14 +297,23 @@ def standin_model_dir() -> Path:
 # ---------------------------------------------------------------------------------------
 
 def default_demo_clip(n_samples: int = 16000) -> tuple[np.ndarray, str]:
-    """The built-in demo clip: deterministic synthetic audio until the project ships a
-    real one (hook: return that clip's int16 samples here).
+    """The clip built into real-board demo firmware when none is given.
+
+    From a source checkout this is the project's example clip ``examples/clips/yes.wav``
+    (a spoken "yes", 16 kHz int16). A wheel install does not carry ``examples/``; there the
+    clip is deterministic synthetic audio (a 0.5-s 300->1200 Hz chirp at amplitude 8000 in
+    the middle of the window plus LCG noise of amplitude 200), which no model should call a
+    keyword.
 
     Returns:
-        (int16 array of ``n_samples``, one-line description). The signal: a 0.5-s
-        300->1200 Hz chirp at amplitude 8000 in the middle of the window, plus LCG noise
-        of amplitude 200 everywhere.
+        (int16 array of ``n_samples``, one-line description).
+    Raises:
+        nanomamba.errors.AudioError: the example clip exists but is unreadable.
     """
+    example = Path(__file__).resolve().parent.parent / "examples" / "clips" / "yes.wav"
+    if example.is_file():
+        from nanomamba.audio import load_audio
+        return load_audio(example, dtype="int16", n_samples=n_samples), "examples/clips/yes.wav"
     t = np.arange(n_samples) / 16000.0
     x = np.zeros(n_samples)
     on = (t >= 0.25) & (t < 0.75)
@@ -461,7 +485,7 @@ def link_flags(board: Board) -> list[str]:
 
 def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = False,
                    opt: str = DEFAULT_OPT, demo_clip: Path | None = None,
-                   command: str = "") -> BuildResult:
+                   command: str = "", precision: str = "int8") -> BuildResult:
     """Build firmware for a board from model C sources (or, via the generator hook, a
     checkpoint/bundle): ELF, BIN, HEX, linker map, manifest and size report.
 
@@ -477,6 +501,8 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
         opt: ``"O2"`` or ``"Os"``.
         demo_clip: clip built into real-board firmware (default: :func:`default_demo_clip`).
         command: the command line, recorded in the manifest.
+        precision: "int8" or "float32": which generator renders a checkpoint/bundle
+            (ignored for a folder of model C sources); recorded in the manifest.
     Returns:
         :class:`BuildResult`.
     Raises:
@@ -493,7 +519,7 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     result: dict = {}
 
     def fill(tmp: Path) -> None:
-        model = resolve_model_source(Path(source), tmp)
+        model = resolve_model_source(Path(source), tmp, precision=precision)
         src = tmp / "src"
         app_dir, model_dir, inc_dir = src / "app", src / "model", src / "include"
         render_app(board, model, app_dir, demo_clip=demo_clip)
@@ -525,7 +551,7 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
         objs = [f"obj/{Path(r).stem}.o" for r in rel]
         lflags = link_flags(board)
         _run_tool([gcc, *lflags, "-Tsrc/app/kws_linker.ld", f"-Wl,-Map={MAP}",
-                   *objs, "-o", ELF], tmp, f"linking for {board.name}")
+                   *objs, "-lm", "-o", ELF], tmp, f"linking for {board.name}")
         _run_tool([objcopy, "-O", "binary", ELF, BIN], tmp, "objcopy (BIN)")
         _run_tool([objcopy, "-O", "ihex", ELF, HEX], tmp, "objcopy (HEX)")
         shutil.rmtree(obj)
@@ -541,6 +567,7 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
             "core": board.core,
             "model": {
                 "name": model.name, "source": str(source), "sha256": model.sha256,
+                "precision": model.macros.get("KWS_PRECISION", precision),
                 "files": [p.name for p in model.c_files + model.headers],
                 "samples": model.macros["KWS_SAMPLES"], "hop": model.macros["KWS_HOP"],
                 "n_classes": model.macros["KWS_N_CLASSES"],
@@ -550,7 +577,7 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
             },
             "compiler": _tool_version(gcc),
             "cflags": cflags + includes,
-            "ldflags": lflags + ["-Tsrc/app/kws_linker.ld"],
+            "ldflags": lflags + ["-Tsrc/app/kws_linker.ld", "-lm"],
             "sources": rel,
             "files": {"elf": ELF, "bin": BIN, "hex": HEX, "map": MAP},
             "load_segments": [list(s) for s in load_segments(tmp / ELF)],
@@ -1229,6 +1256,7 @@ class BenchColumn:
         flash_total, flash_model: bytes; ram_static (data + bss), audio_buffer,
         stack_peak (measured by painting), ram_total_excl_audio = ram_static -
         audio_buffer + stack_peak.
+        precision: the model's precision from the manifest ("int8", "float32").
     """
 
     build: str
@@ -1246,6 +1274,7 @@ class BenchColumn:
     audio_buffer: int
     stack_peak: int
     ram_total_excl_audio: int
+    precision: str = "int8"
 
 
 @dataclass
@@ -1316,7 +1345,8 @@ def bench_column(build_dir: Path, *, clip: Path | None = None,
         label=labels[idx] if 0 <= idx < len(labels) else "?",
         flash_total=int(sizes["flash_total"]), flash_model=model_flash,
         ram_static=static, audio_buffer=audio, stack_peak=stack["peak"],
-        ram_total_excl_audio=static - audio + stack["peak"])
+        ram_total_excl_audio=static - audio + stack["peak"],
+        precision=str(manifest["model"].get("precision", "int8")))
 
 
 def bench_firmware(build_dir: Path, *, clip: Path | None = None,

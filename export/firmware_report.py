@@ -95,7 +95,7 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
     """The bench table: metric x (this int8 build, float32 C build, MAC/2 bound)."""
     c = _console(console)
     a = result.int8
-    t = Table("metric", "int8 (this build)", "float32 C", "MAC/2 bound",
+    t = Table("metric", f"{a.precision} (this build)", "float32 C", "MAC/2 bound",
               title=f"bench on {a.board} (QEMU -icount: exact instructions)")
     for row in result.rows():
         t.add_row(*row)
@@ -105,8 +105,8 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
         notes.append(f"streaming logits {'equal' if a.stream_matches else 'DIFFER FROM'} "
                      f"kws_run's")
     if result.float32 is not None and result.float32.instructions_total:
-        notes.append(f"float32 / int8 instructions: "
+        notes.append(f"float32 / {a.precision} instructions: "
                      f"{result.float32.instructions_total / a.instructions_total:.2f}x")
     if result.mac_bound:
-        notes.append(f"int8 / MAC bound: {a.instructions_total / result.mac_bound:.2f}x")
+        notes.append(f"{a.precision} / MAC bound: {a.instructions_total / result.mac_bound:.2f}x")
     c.print("; ".join(notes))

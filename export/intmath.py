@@ -328,6 +328,97 @@ def lut_lerp_i16(table, n, x, frac_bits):
 
 
 # ---------------------------------------------------------------------------------------
+# front end v2 primitives (the 32-bit radix-4 FFT front end, docs/FRONTEND.md). The Arm
+# DSP multiplies with the instructions' exact semantics (Armv7-M ARM A7.7: SMMULR, SMMLAR,
+# SMMLSR, SMULWB; results are bits 63..32 of the 64-bit sum, which wraps modulo 2^64) and
+# the table magnitude. Each has a C twin of the same name in kws_intmath.h, one
+# instruction each on DSP cores (cmsis_compiler.h: __SMMULR, __SMMLAR, __SMMLSR, __SMULWB).
+# ---------------------------------------------------------------------------------------
+
+
+def _vec(*args):
+    """(arrays as 1-d int64 broadcast together, scalar?) for the wrapping multiplies."""
+    scalar = all(np.ndim(a) == 0 for a in args)
+    arrs = np.broadcast_arrays(*(np.atleast_1d(_i64(a)) for a in args))
+    return arrs, scalar
+
+
+def _done(res, scalar):
+    return int(res.reshape(-1)[0]) if scalar else res
+
+
+def mul_hi_round32(a, b):
+    """SMMULR: bits 63..32 of a * b + 2^31, i.e. a * b / 2^32 rounded to nearest with ties
+    toward +inf (never overflows).
+
+    Args: a, b: int32. Returns: int32 in [-2^30, 2^30].
+    """
+    (a, b), sc = _vec(a, b)
+    return _done((a * b + (1 << 31)) >> 32, sc)
+
+
+def mul_hi_round_add32(a, b, acc):
+    """SMMLAR: bits 63..32 of acc * 2^32 + a * b + 2^31 (modulo 2^64), as int32: acc plus
+    a * b / 2^32 rounded to nearest, ties toward +inf; wraps like the instruction when the
+    sum leaves int32.
+
+    Args: a, b, acc: int32. Returns: int32.
+    """
+    (a, b, acc), sc = _vec(a, b, acc)
+    with np.errstate(over="ignore"):
+        s = (acc << 32) + a * b + (1 << 31)      # int64 arithmetic wraps modulo 2^64
+    return _done(s >> 32, sc)
+
+
+def mul_hi_round_sub32(a, b, acc):
+    """SMMLSR: bits 63..32 of acc * 2^32 - a * b + 2^31 (modulo 2^64), as int32: acc minus
+    a * b / 2^32, rounded to nearest (ties toward +inf); wraps like the instruction.
+
+    Args: a, b, acc: int32. Returns: int32.
+    """
+    (a, b, acc), sc = _vec(a, b, acc)
+    with np.errstate(over="ignore"):
+        s = (acc << 32) - a * b + (1 << 31)
+    return _done(s >> 32, sc)
+
+
+def mul_q16_i16(a, x):
+    """SMULWB: (a * x) >> 16 (floor) for an int32 a and an int16 x: bits 47..16 of the
+    48-bit product (never overflows).
+
+    Args: a: int32; x: int16. Returns: int32 in [-2^30, 2^30].
+    """
+    (a, x), sc = _vec(a, x)
+    return _done((a * x) >> 16, sc)
+
+
+def magnitude_i32(re, im_, table):
+    """|re + i im| from the power, relative error below 1.5e-4 (phase-independent): p = re^2 +
+    im^2 (uint64), N = clz64(p) rounded down to even, m = the top 32 bits of p << N (in
+    [2^30, 2^32)), s0 = table[(m >> 26) - 16] ~= sqrt(m) (1.6 %), one Newton step
+    s = s0 + trunc((m - s0^2) / (2 s0)) (SDIV), result = s 2^(16 - N/2) (a left shift, or a
+    right shift rounding down for p < 2^32); 0 for p = 0.
+
+    Args:
+        re, im_: int32 in (-2^30, 2^30).
+        table: the 48 uint16 entries of :func:`magnitude_table`.
+    Returns:
+        uint32 values (< 2^30.5): the magnitude.
+    """
+    t = np.asarray(table, dtype=np.int64)
+    (re, im_), sc = _vec(re, im_)
+    p = re * re + im_ * im_                      # < 2^61 on the domain
+    n = clz64(np.maximum(p, 1)) & ~1
+    m = ((p.astype(np.uint64) << n.astype(np.uint64)) >> np.uint64(32)).astype(np.int64)
+    s0 = t[(m >> 26) - 16]
+    d = m - s0 * s0
+    q = np.where(d >= 0, d // (2 * s0), -((-d) // (2 * s0)))   # C / SDIV: toward zero
+    s1 = s0 + q
+    res = np.where(n <= 32, np.left_shift(s1, np.maximum(16 - n // 2, 0)), s1 >> np.maximum(n // 2 - 16, 0))
+    return _done(np.where(p == 0, 0, res), sc)
+
+
+# ---------------------------------------------------------------------------------------
 # network primitives (issue 4: the SA-SSM network kernels of export/simulator.py and
 # firmware_templates/kernels/kws_nn.c). Same names in kws_intmath.h.
 # ---------------------------------------------------------------------------------------
@@ -533,3 +624,10 @@ def tanh_table(n_intervals: int = 256, x_max: float = 8.0) -> np.ndarray:
     vals = [min(32767, int(math.floor(math.tanh(i * x_max / n_intervals) * 32768 + 0.5)))
             for i in range(n_intervals + 1)]
     return np.array(vals, dtype=np.int16)
+
+
+def magnitude_table() -> np.ndarray:
+    """Table of round(sqrt((i + 1/2) 2^26)), i = 16..63 (48 uint16, rounded half away from
+    zero): the square-root seeds of :func:`magnitude_i32`."""
+    return np.array([int(math.floor(math.sqrt((i + 0.5) * 2 ** 26) + 0.5)) for i in range(16, 64)],
+                    dtype=np.uint16)

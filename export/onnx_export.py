@@ -1,16 +1,18 @@
-"""ONNX exports of NanoMamba built from parameter arrays with ``onnx.helper``.
+"""ONNX exports of NanoMamba built from a bundle's arrays with ``onnx.helper``.
 
 The exporter never touches the PyTorch model: every graph is a function of a
 :class:`~nanomamba.config.NanoMambaConfig`, a dict of float parameter arrays under the
 published state-dict names (``mel_fb``, ``patch_proj.weight``, ``blocks.0.sa_ssm.A_log``...,
-see ``../shared/fixtures/README.md``) and, for the int8 graph, a :class:`QuantSpec` (scales and
-zero points per tensor). Graphs:
+see ``../shared/fixtures/README.md``; a bundle stores them as ``float/<key>``) and, for the
+quantized graph, a :class:`QuantSpec` made from the bundle (:func:`qspec_from_bundle`: its
+scales, zero points, integer weights and biases). Graphs:
 
 - **network** ``features (B,101,40), snr_mel (B,101,40) -> logits (B,12)``;
 - **frontend** ``audio (B,16000) -> features, snr_mel`` (float, for the quantized routes);
 - **full** ``audio (B,16000) -> logits`` (front end + network in one graph);
-- **qdq** the network with QuantizeLinear/DequantizeLinear pairs around every named tensor
-  of :data:`ACT_TENSORS` and int8 per-channel weights behind DequantizeLinear.
+- **qdq** the network with QuantizeLinear/DequantizeLinear pairs carrying the bundle's
+  quantization of every int8/int16 tensor, and the bundle's integer weights/biases behind
+  DequantizeLinear (docs/EXPORT.md lists what stays float and why).
 
 The SA-SSM recurrence ``h_t = dA_t * h_{t-1} + x_t`` (Mamba, Gu & Dao 2023, eq. 2a with the
 reference code's ZOH A / Euler B) is expressed either as an ONNX ``Scan`` (``scan="scan"``)
@@ -18,9 +20,8 @@ or unrolled over the 101 frames (``scan="unrolled"``); ``benchmarks/bench_onnx.p
 both. The STFT of the full model is either a DFT as two MatMuls (``stft="dft"``) or the ONNX
 ``STFT`` operator (``stft="op"``).
 
-Named intermediate tensors carry the float model's tap names (``patch``,
-``blocks.{i}.u_act``, ``blocks.{i}.delta``, ``blocks.{i}.h``, ``final_norm``...), so QDQ
-parameters, calibration statistics and the bundle all key on the same names.
+Named intermediate tensors carry the bundle's tensor names (= the float model's tap names:
+``patch``, ``blocks.{i}.u_act``, ``blocks.{i}.delta``, ``blocks.{i}.h``, ``final_norm``...).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ STFT_MODES = ("dft", "op")
 #: Per-block activation tensors the QDQ graph quantizes (prefixed ``blocks.{i}.``); the
 #: names are the float model's tap names (nanomamba.model.BLOCK_TAP_NAMES).
 BLOCK_ACT_TENSORS = ("norm", "u", "z", "conv", "u_act", "dt_raw", "B", "C", "dt_shift", "g",
-                     "dt_in", "delta", "gate", "B_gated", "dA", "h", "y_ssm", "z_act",
-                     "y_gated", "out")
+                     "dt_in", "dt_pre", "delta", "gate", "B_gated", "dA", "du", "h", "y_ssm",
+                     "z_act", "y_gated", "proj", "out")
 #: Network-level activation tensors (inputs included).
 NET_ACT_TENSORS = ("features", "snr_mel", "patch", "final_norm", "pooled", "logits")
 
@@ -80,8 +81,13 @@ class TensorQuant:
         scale: float32, shape () per-tensor or (C,) per-channel.
         zero_point: int, same shape as scale.
         dtype: "int8", "uint8" or "int16".
-        axis: channel axis of per-channel parameters (of the tensor as stored in the graph:
-            for a Linear weight (out, in) it is 0), None for per-tensor.
+        axis: channel axis of per-channel parameters, None for per-tensor. For a weight it
+            is the axis of the weight as stored (a Linear weight (out, in): 0); for an
+            activation it is the axis of the per-frame shape (the bundle's
+            ``channel_axis``: ``h`` (d_inner, d_state) -> 0), and the graph adds the leading
+            (batch, time) axes.
+        values: the integers themselves (the bundle's weights and biases, GPTQ-rounded by
+            the quantizer), or None to quantize the float array (:func:`quantize_array`).
     Source: ONNX QuantizeLinear/DequantizeLinear (opset 21) semantics.
     """
 
@@ -89,6 +95,7 @@ class TensorQuant:
     zero_point: np.ndarray
     dtype: str = "int8"
     axis: int | None = None
+    values: np.ndarray | None = None
 
     @property
     def qrange(self) -> tuple[int, int]:
@@ -97,6 +104,7 @@ class TensorQuant:
         return int(info.min), int(info.max)
 
     def to_json(self) -> dict:
+        """JSON form (scales as float32 values, zero points as ints; no integer arrays)."""
         return {"scale": np.asarray(self.scale, np.float32).tolist(),
                 "zero_point": np.asarray(self.zero_point).astype(int).tolist(),
                 "dtype": self.dtype, "axis": self.axis}
@@ -112,17 +120,27 @@ class QuantSpec:
         weights: parameter name (``patch_proj.weight``, ``blocks.0.in_proj.weight``...) ->
             per-channel :class:`TensorQuant` (axis 0 = output channel of the stored
             (out, in) weight). Parameters without an entry stay float.
-        source: where the numbers come from (bundle hash, or the calibration used).
+        biases: parameter name (``patch_proj.bias``...) -> per-channel int32
+            :class:`TensorQuant` (scale s_x s_w[o], zero point 0: the bundle's integer bias,
+            behind DequantizeLinear). Biases without an entry stay float.
+        float_tensors: named tensors the graph deliberately leaves float, with the reason
+            (the bundle's int32 residual stream).
+        source: where the numbers come from (bundle file and model hash).
     """
 
     activations: dict[str, TensorQuant] = field(default_factory=dict)
     weights: dict[str, TensorQuant] = field(default_factory=dict)
+    biases: dict[str, TensorQuant] = field(default_factory=dict)
+    float_tensors: dict[str, str] = field(default_factory=dict)
     source: str = ""
 
     def to_json(self) -> dict:
+        """JSON form written beside the QDQ graph (``quantization.json``)."""
         return {"source": self.source,
                 "activations": {k: v.to_json() for k, v in self.activations.items()},
-                "weights": {k: v.to_json() for k, v in self.weights.items()}}
+                "weights": {k: v.to_json() for k, v in self.weights.items()},
+                "biases": {k: v.to_json() for k, v in self.biases.items()},
+                "float_tensors": dict(self.float_tensors)}
 
 
 def quantize_array(x: np.ndarray, tq: TensorQuant) -> np.ndarray:
@@ -199,20 +217,30 @@ class _Builder:
                                            name=self.uniq(f"n/{names[0]}"), **attrs))
         return names[0] if n_out == 1 and not outs else names
 
-    def act(self, tensor: str, tap: str | None = None) -> str:
+    def act(self, tensor: str, tap: str | None = None, lead: int = 2) -> str:
         """Register ``tensor`` as tap ``tap``; with a QuantSpec entry, wrap it in Q/DQ and
-        return the dequantized name (what downstream nodes must read)."""
+        return the dequantized name (what downstream nodes must read). ``lead``: leading
+        axes before the per-frame shape (2: batch, time; 1 inside the Scan body)."""
         tap = tap or tensor
         self.taps[tap] = tensor
         tq = self.qspec.activations.get(tap) if self.qspec else None
         if tq is None:
             return tensor
-        return self.qdq(tensor, tq, tap)
+        return self.qdq(tensor, tq, tap, lead)
 
-    def qdq(self, tensor: str, tq: TensorQuant, tap: str) -> str:
+    def qdq(self, tensor: str, tq: TensorQuant, tap: str, lead: int = 2,
+            into: "_Builder | None" = None) -> str:
+        """QuantizeLinear -> DequantizeLinear of ``tensor`` (per-axis when ``tq`` is
+        per-channel: axis = ``lead`` + the per-frame channel axis). ``into``: the builder
+        that receives the two nodes (a Scan body); the parameters stay initializers of
+        ``self`` (outer-scope names are visible in subgraphs)."""
         scale, zp = self.act_params(tq, tap)
-        q = self.op("QuantizeLinear", [tensor, scale, zp], out=f"{tap}.q")
-        return self.op("DequantizeLinear", [q, scale, zp], out=f"{tap}.dq")
+        attrs = {}
+        if np.ndim(tq.scale) == 1:
+            attrs["axis"] = lead + (tq.axis or 0)
+        b = into or self
+        q = b.op("QuantizeLinear", [tensor, scale, zp], out=f"{tap}.q", **attrs)
+        return b.op("DequantizeLinear", [q, scale, zp], out=f"{tap}.dq", **attrs)
 
     def act_params(self, tq: TensorQuant, tap: str) -> tuple[str, str]:
         """Scale and zero-point initializers of an activation. int8 activations are stored
@@ -230,15 +258,31 @@ class _Builder:
 
     def weight(self, key: str, w: np.ndarray, transpose: bool) -> str:
         """A weight stored (out, in...) -> graph tensor (transposed to (in, out) for MatMul
-        when ``transpose``); int8 + per-channel DequantizeLinear when the QuantSpec has it."""
+        when ``transpose``); integer + per-channel DequantizeLinear when the QuantSpec has
+        it (the bundle's own integers when ``values`` is set)."""
         tq = self.qspec.weights.get(key) if self.qspec else None
         if tq is None:
             return self.const(key, w.T if transpose else w)
-        q = quantize_array(w, tq)
+        if tq.values is not None:
+            q = np.asarray(tq.values).reshape(w.shape).astype(tq.dtype)
+        else:
+            q = quantize_array(w, tq)
         axis = tq.axis
         if transpose:
             q = q.T
             axis = None if axis is None else q.ndim - 1 - axis
+        return self._dq_const(key, q, tq, axis)
+
+    def bias(self, key: str, b: np.ndarray) -> str:
+        """A bias (O,): float, or the bundle's int32 bias behind a per-channel
+        DequantizeLinear (scale s_x s_w[o]) when the QuantSpec has it."""
+        tq = self.qspec.biases.get(key) if self.qspec else None
+        if tq is None:
+            return self.const(key, b)
+        q = np.asarray(tq.values).reshape(np.shape(b)).astype(tq.dtype)
+        return self._dq_const(key, q, tq, 0)
+
+    def _dq_const(self, key: str, q: np.ndarray, tq: TensorQuant, axis: int | None) -> str:
         qn = self.const(f"{key}.quantized", q, q.dtype)
         scale = self.const(f"{key}.scale", np.asarray(tq.scale, np.float32))
         zp = self.const(f"{key}.zero_point", np.asarray(tq.zero_point), np.dtype(tq.dtype))
@@ -254,7 +298,7 @@ def _linear(g: _Builder, p: dict, x: str, key: str, out: str, bias: bool = True)
     y = g.op("MatMul", [x, g.weight(f"{key}.weight", p[f"{key}.weight"], transpose=True)],
              out=out if not bias else None)
     if bias:
-        y = g.op("Add", [y, g.const(f"{key}.bias", p[f"{key}.bias"])], out=out)
+        y = g.op("Add", [y, g.bias(f"{key}.bias", p[f"{key}.bias"])], out=out)
     return y
 
 
@@ -277,7 +321,7 @@ def _scan_unrolled(g: _Builder, dA: str, x: str, T: int, pre: str) -> str:
         h = xs[t] if h is None else g.op("Add", [g.op("Mul", [dAs[t], h]), xs[t]],
                                           out=f"{pre}h_t{t}")
         if tq is not None:
-            h = g.qdq(h, tq, f"{pre}h")
+            h = g.qdq(h, tq, f"{pre}h", lead=2)
         hs.append(h)
     return g.op("Concat", hs, out=f"{pre}h" + (".seq" if tq is not None else ""), axis=1)
 
@@ -290,10 +334,9 @@ def _scan_op(g: _Builder, dA: str, x: str, E: int, N: int, batch_of: str, pre: s
     h_prev, dA_t, x_t = sub.uniq("h_prev"), sub.uniq("dA_t"), sub.uniq("x_t")
     h_new = sub.op("Add", [sub.op("Mul", [dA_t, h_prev]), x_t], out="h_new")
     if tq is not None:
-        # outer-scope scale/zero-point initializers are visible inside the body
-        scale, zp = g.act_params(tq, f"{pre}h")
-        q = sub.op("QuantizeLinear", [h_new, scale, zp], out="h_q")
-        h_new = sub.op("DequantizeLinear", [q, scale, zp], out="h_dq")
+        # outer-scope scale/zero-point initializers are visible inside the body; h_t is
+        # (B, E, N) there: one leading axis
+        h_new = g.qdq(h_new, tq, f"{pre}h", lead=1, into=sub)
     h_out = sub.op("Identity", [h_new], out="h_out")
     f = TensorProto.FLOAT
     body = helper.make_graph(
@@ -337,7 +380,7 @@ def _network(g: _Builder, cfg: NanoMambaConfig, p: dict, feats: str, snr: str,
         K = cfg.d_conv
         w = g.weight(f"{pre}conv1d.weight", p[f"{pre}conv1d.weight"].reshape(E, K), True)
         up = g.op("Pad", [u, g.ints(f"pads_causal_{K}", [0, K - 1, 0, 0, 0, 0])])
-        acc = g.const(f"{pre}conv1d.bias", p[f"{pre}conv1d.bias"])
+        acc = g.bias(f"{pre}conv1d.bias", p[f"{pre}conv1d.bias"])
         for k in range(K):
             tap_k = g.op("Slice", [up, g.ints(f"i{k}", [k]), g.ints(f"i{k}_T", [k + T]),
                                    g.ints("axis_1", [1])])
@@ -355,10 +398,8 @@ def _network(g: _Builder, cfg: NanoMambaConfig, p: dict, feats: str, snr: str,
                             outs=[f"{pre}dt_shift", f"{pre}g"])
         dt_shift, gg = g.act(dt_shift), g.act(gg)
         dt_in = g.act(g.op("Add", [dt_raw, dt_shift], out=f"{pre}dt_in"))
-        # dt_proj: Linear(1 -> E) of a scalar per frame = broadcast multiply-add
-        dtp = g.op("Add", [g.op("Mul", [dt_in, g.const(f"{s}dt_proj.w",
-                                                          p[f"{s}dt_proj.weight"][:, 0])]),
-                           g.const(f"{s}dt_proj.bias", p[f"{s}dt_proj.bias"])])
+        # dt_proj: Linear(1 -> E) of a scalar per frame (a MatMul with K = 1: exact products)
+        dtp = g.act(_linear(g, p, dt_in, f"{s}dt_proj", f"{pre}dt_pre"))
         delta = g.act(g.op("Softplus", [dtp], out=f"{pre}delta"))
         alpha = float(np.asarray(p[f"{s}alpha"]))
         gate = g.act(g.op("Add", [g.op("Mul", [g.op("Sigmoid", [gg]), g.const("alpha", alpha, np.float32)]),
@@ -369,7 +410,7 @@ def _network(g: _Builder, cfg: NanoMambaConfig, p: dict, feats: str, snr: str,
         ax_m1 = g.ints("axis_m1", [-1])
         dA = g.act(g.op("Exp", [g.op("Mul", [g.op("Unsqueeze", [delta, ax_m1]),
                                              g.const(f"{s}A", A)])], out=f"{pre}dA"))
-        du = g.op("Mul", [delta, u_act])
+        du = g.act(g.op("Mul", [delta, u_act], out=f"{pre}du"))
         xin = g.op("Mul", [g.op("Unsqueeze", [du, ax_m1]),
                            g.op("Unsqueeze", [B_g, g.ints("axis_2", [2])])], out=f"{pre}dBu")
         if scan == "unrolled":
@@ -384,7 +425,9 @@ def _network(g: _Builder, cfg: NanoMambaConfig, p: dict, feats: str, snr: str,
                        out=f"{pre}y_ssm"))
         z_act = g.act(_silu(g, z, f"{pre}z_act"))
         yg = g.act(g.op("Mul", [y, z_act], out=f"{pre}y_gated"))
-        o = g.op("MatMul", [yg, g.weight(f"{pre}out_proj.weight", p[f"{pre}out_proj.weight"], True)])
+        o = g.act(g.op("MatMul", [yg, g.weight(f"{pre}out_proj.weight",
+                                                p[f"{pre}out_proj.weight"], True)],
+                       out=f"{pre}proj"))
         x = g.act(g.op("Add", [o, x], out=f"{pre}out"))
     xf = g.act(_layer_norm(g, p, x, "final_norm", "final_norm"))
     pooled = g.act(g.op("ReduceMean", [xf, g.ints("axis_1", [1])], out="pooled", keepdims=0))
@@ -512,6 +555,11 @@ def build_network(cfg: NanoMambaConfig, params: dict, *, scan: str = "unrolled",
     g = _Builder(qspec, opset)
     g.used |= {"features", "snr_mel"}
     logits = _network(g, cfg, p, "features", "snr_mel", scan, N_FRAMES)
+    if qspec is not None:
+        unused = sorted(set(qspec.activations) - set(g.taps))
+        if unused:
+            raise OnnxExportError(f"quantization: tensor '{unused[0]}' is not in the network "
+                                  f"graph ({len(unused)} unused)")
     outs = _outputs(g, logits, taps)
     model = _make_model(g, [_io("features", ["B", N_FRAMES, cfg.n_mels]),
                             _io("snr_mel", ["B", N_FRAMES, cfg.n_mels])], outs,
@@ -703,86 +751,90 @@ def graph_stats(model: onnx.ModelProto) -> dict:
 
 
 # --------------------------------------------------------------------------------------
-# stand-in calibration (until the bundle lands: the bundle's scales replace it)
+# the bundle's quantization as QDQ parameters
 # --------------------------------------------------------------------------------------
 
-#: Activations the stand-in calibration keeps in int16 (symmetric): "all" (16x8: int16
-#: activations, int8 per-channel weights, as the TFLite export) or a tuple of per-block
-#: tensor kinds (e.g. ("dA", "h", "y_ssm", "y_gated", "out")). Measured in docs/EXPORT.md:
-#: int8 activations with int16 only on the SSM state/residual path reach 98.4 % (Tiny) and
-#: 99.2 % (Small) top-1 agreement; 16x8 reaches 99.4 % and 100 %.
-DEFAULT_INT16 = "all"
+#: Graph weight (published name, per block where prefixed ``blocks.{i}.``) -> the bundle
+#: ops whose integer weights it concatenates (along the output channel, in this order).
+WEIGHT_OPS = {"patch_proj": ("patch_proj",), "classifier": ("classifier",)}
+BLOCK_WEIGHT_OPS = {"in_proj": ("in_proj_u", "in_proj_z"), "conv1d": ("conv1d",),
+                    "sa_ssm.x_proj": ("x_proj_dt", "x_proj_B", "x_proj_C"),
+                    "sa_ssm.snr_proj": ("snr_proj_dt", "snr_proj_g"),
+                    "sa_ssm.dt_proj": ("dt_proj",), "out_proj": ("out_proj",)}
+#: Layers whose float model has a bias (the bundle stores an int32 bias for every layer; for
+#: the others it is zero and the graph has no Add).
+BIASED = ("patch_proj", "classifier", "conv1d", "sa_ssm.snr_proj", "sa_ssm.dt_proj")
 
 
-def _act_quant(lo: float, hi: float, dtype: str) -> TensorQuant:
-    """Per-tensor affine parameters covering [lo, hi] (and 0). int8: asymmetric, TFLite's
-    convention scale = (max - min) / 255, zero_point = round(-128 - min / scale); int16:
-    symmetric, scale = max|x| / 32767, zero_point 0 (TFLite 16x8 convention)."""
-    from export.intmath import round_half_away
-    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if dtype == "int16":
-        scale = max(abs(lo), abs(hi)) / 32767.0 or 1.0
-        return TensorQuant(np.float32(scale), np.int16(0), "int16")
-    scale = (hi - lo) / 255.0 or 1.0
-    zp = int(np.clip(round_half_away(-128.0 - lo / scale), -128, 127))
-    return TensorQuant(np.float32(scale), np.int8(zp), "int8")
+def qspec_from_bundle(bundle) -> QuantSpec:
+    """The QDQ parameters a bundle prescribes.
 
-
-def weight_quant(w: np.ndarray) -> TensorQuant:
-    """Symmetric per-output-channel int8 of a weight stored (out, ...): scale_c =
-    max|w_c| / 127, zero_point 0 (TFLite per-channel convention)."""
-    m = np.abs(np.asarray(w, np.float64)).reshape(w.shape[0], -1).max(axis=1)
-    scale = np.where(m > 0, m / 127.0, 1.0).astype(np.float32)
-    return TensorQuant(scale, np.zeros(len(scale), np.int8), "int8", axis=0)
-
-
-QUANTIZED_WEIGHTS = ("patch_proj.weight", "classifier.weight")
-QUANTIZED_BLOCK_WEIGHTS = ("in_proj.weight", "conv1d.weight", "sa_ssm.x_proj.weight",
-                           "sa_ssm.snr_proj.weight", "out_proj.weight")
-
-
-def calibrate(cfg: NanoMambaConfig, params: dict, features: np.ndarray, snr_mel: np.ndarray,
-              int16: str | tuple[str, ...] = DEFAULT_INT16, batch: int = 64) -> QuantSpec:
-    """Stand-in per-tensor min/max calibration (used only while the bundle is absent).
-
-    Runs the float network graph in onnxruntime with every named tensor exposed, takes each
-    tensor's min and max over the calibration clips, and makes per-tensor int8 (int16 for
-    the per-block names in ``int16``) activation parameters and per-channel symmetric int8
-    weights of the Linear/conv layers.
+    - Activations: every bundle tensor of dtype int8/int16 with its scale and zero point
+      (per tensor; ``blocks.{i}.h`` and ``blocks.{i}.du`` per channel along the bundle's
+      ``channel_axis``). int32 tensors (the residual stream ``patch``, ``blocks.{i}.proj``,
+      ``blocks.{i}.out``) stay float: ONNX QuantizeLinear has no int32 output (opset 21),
+      and their grid (~4e-5) is finer than float32's own spacing above ~300, so float32 is
+      the closest an ONNX graph gets to them (listed in ``float_tensors``).
+    - Weights: the bundle's integers (int8 or int16, GPTQ-rounded) with its per-output-
+      channel ``weight_scale``; layers the bundle splits (in_proj -> u, z; x_proj -> dt, B,
+      C; snr_proj -> dt, g) are concatenated back along the output channel (int8 parts are
+      widened to int16 when the parts differ: the same real values).
+    - Biases: the bundle's int32 biases, scale s_x s_w[o] (TFLite/ONNX bias convention).
 
     Args:
-        cfg, params: as :func:`build_network`.
-        features, snr_mel: float32 (N, 101, 40) calibration inputs.
-        int16: "all", or the per-block tensor kinds kept in int16 (others int8).
-        batch: clips per onnxruntime run.
+        bundle: an :class:`export.bundle.Bundle`.
     Returns:
-        a :class:`QuantSpec` whose ``source`` says what it is.
+        the :class:`QuantSpec` (``source`` names the bundle and its model hash).
+    Raises:
+        OnnxExportError: the bundle lacks an op or tensor the network needs.
     """
-    model = build_network(cfg, params, scan="scan", taps=True)
-    sess = session(model)
-    names = [o.name for o in sess.get_outputs() if o.name.startswith("tap:")]
-    lo = {n: np.inf for n in names}
-    hi = {n: -np.inf for n in names}
-    for s in range(0, len(features), batch):
-        res = sess.run(names, {"features": features[s:s + batch].astype(np.float32),
-                               "snr_mel": snr_mel[s:s + batch].astype(np.float32)})
-        for n, r in zip(names, res):
-            lo[n] = min(lo[n], float(r.min()))
-            hi[n] = max(hi[n], float(r.max()))
-    logits = run_batched(sess, {"features": features, "snr_mel": snr_mel}, batch, ["logits"])[0]
-    acts = {}
-    for n in names:
-        tap = n[len("tap:"):]
-        kind = tap.rsplit(".", 1)[-1]
-        wide = int16 == "all" or (tap.startswith("blocks.") and kind in int16)
-        acts[tap] = _act_quant(lo[n], hi[n], "int16" if wide else "int8")
-    acts["logits"] = _act_quant(logits.min(), logits.max(), "int16" if int16 == "all" else "int8")
-    weights = {k: weight_quant(np.asarray(params[k])) for k in QUANTIZED_WEIGHTS}
-    for i in range(cfg.n_layers):
-        for k in QUANTIZED_BLOCK_WEIGHTS:
-            weights[f"blocks.{i}.{k}"] = weight_quant(np.asarray(params[f"blocks.{i}.{k}"]))
-    return QuantSpec(acts, weights, source=f"stand-in min/max calibration on {len(features)} "
-                     f"clips (int16: {int16 if isinstance(int16, str) else ', '.join(int16) or 'none'}); not the bundle")
+    tens = bundle.meta["tensors"]
+    name = bundle.path.name if bundle.path is not None else "bundle (in memory)"
+    acts: dict[str, TensorQuant] = {}
+    floats: dict[str, str] = {}
+    for tname, t in tens.items():
+        if t["dtype"] == "int32":
+            floats[tname] = ("int32 in the bundle: no int32 QuantizeLinear in ONNX; float32 "
+                             "stands in (finer than float32 spacing at these magnitudes)")
+            continue
+        if t["dtype"] not in ("int8", "int16"):
+            raise OnnxExportError(f"{name}: tensor '{tname}' has unsupported dtype {t['dtype']}")
+        scale = np.asarray(t["scale"], np.float32)
+        if scale.ndim:
+            acts[tname] = TensorQuant(scale, np.full(scale.shape, int(t["zero_point"])),
+                                      t["dtype"], axis=int(t.get("channel_axis", 0)))
+        else:
+            acts[tname] = TensorQuant(scale, np.asarray(int(t["zero_point"])), t["dtype"])
+    ops = {op["name"]: op for op in bundle.meta["ops"]}
+    n_layers = int(bundle.meta["model"]["config"]["n_layers"])
+    layers = dict(WEIGHT_OPS)
+    for i in range(n_layers):
+        layers.update({f"blocks.{i}.{k}": tuple(f"blocks.{i}.{o}" for o in v)
+                       for k, v in BLOCK_WEIGHT_OPS.items()})
+    weights, biases = {}, {}
+    for layer, parts in layers.items():
+        missing = [o for o in parts if o not in ops]
+        if missing:
+            raise OnnxExportError(f"{name}: bundle has no op '{missing[0]}'")
+        ws = [np.asarray(bundle.arrays[ops[o]["arrays"]["weight"]]) for o in parts]
+        wdt = "int16" if any(w.dtype == np.int16 for w in ws) else "int8"
+        w = np.concatenate([x.astype(wdt) for x in ws], axis=0)
+        sw = np.concatenate([np.asarray(bundle.arrays[ops[o]["arrays"]["weight_scale"]],
+                                        np.float64) for o in parts])
+        weights[f"{layer}.weight"] = TensorQuant(sw.astype(np.float32), np.zeros(len(sw), wdt),
+                                                 wdt, axis=0, values=w)
+        if any(layer.endswith(b) for b in BIASED):
+            sx = np.concatenate([np.full(len(bundle.arrays[ops[o]["arrays"]["weight_scale"]]),
+                                         float(tens[ops[o]["inputs"][0]]["scale"]))
+                                 for o in parts])
+            bq = np.concatenate([np.asarray(bundle.arrays[ops[o]["arrays"]["bias"]], np.int64)
+                                 for o in parts])
+            biases[f"{layer}.bias"] = TensorQuant((sx * sw).astype(np.float32),
+                                                  np.zeros(len(sw), np.int32), "int32", axis=0,
+                                                  values=bq.astype(np.int32))
+    sha = bundle.meta["model"].get("sha256", "")[:16]
+    return QuantSpec(acts, weights, biases, floats,
+                     source=f"bundle {name} (model {sha}; format {bundle.meta['format_version']})")
 
 
 # --------------------------------------------------------------------------------------
@@ -795,11 +847,14 @@ class ExportSource:
 
     Attributes:
         cfg: network configuration.
-        params: float32 arrays under the published state-dict names.
-        qspec: the quantization to carry (from the bundle), or None (a checkpoint has none).
+        params: float32 arrays under the published state-dict names (a bundle's
+            ``float/<key>`` arrays).
+        qspec: the quantization to carry (the bundle's), or None (a float checkpoint).
         path: the file read.
-        kind: "bundle" or "checkpoint (dev-only)".
-        model_hash: :func:`model_hash` of ``params``.
+        kind: "bundle" or "checkpoint".
+        model_hash: sha256 of the float parameters (:func:`export.bundle.model_hash`; for a
+            bundle the hash it records).
+        bundle: the :class:`export.bundle.Bundle`, or None for a checkpoint.
     """
 
     cfg: NanoMambaConfig
@@ -808,38 +863,97 @@ class ExportSource:
     path: Path
     kind: str
     model_hash: str
+    bundle: object = None
+
+
+def source_from_bundle(bundle) -> ExportSource:
+    """An :class:`ExportSource` for a loaded bundle (float parameters, QDQ parameters).
+
+    Raises:
+        OnnxExportError: the bundle lacks float parameters or ops the exporters need.
+    """
+    path = bundle.path if bundle.path is not None else Path("bundle (in memory)")
+    try:
+        cfg = NanoMambaConfig(**bundle.meta["model"]["config"])
+    except (KeyError, TypeError) as err:
+        raise OnnxExportError(f"{path}: bundle has no valid model config ({err})") from None
+    try:
+        params = {k: np.asarray(v, np.float32) for k, v in bundle.float_state().items()}
+    except KeyError as err:
+        raise OnnxExportError(f"{path}: bundle lacks float parameter array {err}") from None
+    try:
+        _check_params(cfg, params, need_frontend=True)
+    except OnnxExportError as err:
+        raise OnnxExportError(f"{path}: bundle {err}") from None
+    return ExportSource(cfg, params, qspec_from_bundle(bundle), path, "bundle",
+                        bundle.meta["model"]["sha256"], bundle)
+
+
+def quantize_source(src: ExportSource, calib: str | os.PathLike | None = None,
+                    progress: bool = False) -> ExportSource:
+    """Quantize a checkpoint source with the project's quantizer (``export.quantize``:
+    ``--calib DIR`` clips, or its generated calibration set) and return the bundle's
+    source. The exporters then read only that bundle.
+
+    Raises:
+        CheckpointError, CalibrationError, AudioError, QuantizationError.
+    """
+    if src.bundle is not None:
+        return src
+    from export import quantize as qz
+    from nanomamba import load_checkpoint
+    model = load_checkpoint(src.path)
+    if calib is None:
+        audio, _ = qz.generated_calibration_set()
+        cal = {"source": "generated (espeak-ng words + noise, tones, chirps; seed 0)"}
+    else:
+        audio, _ = qz.load_clip_folder(calib)
+        cal = {"source": str(calib)}
+    bundle = qz.quantize_model(model, audio, calibration=cal, progress=progress)
+    out = source_from_bundle(bundle)
+    out.path = src.path
+    out.kind = "bundle (quantized from the checkpoint by export.quantize)"
+    out.qspec.source = (f"bundle quantized in memory from {src.path.name} by export.quantize "
+                        f"(calibration: {cal['source']})")
+    return out
 
 
 def load_source(path: str | os.PathLike) -> ExportSource:
-    """Read an exporter's input.
+    """Read an exporter's input: a quantized bundle (the contract) or a float checkpoint.
 
-    A quantized bundle is the contract; until ``export/bundle.py`` exists on main a
-    published-format ``.pt`` checkpoint is accepted as a DEV-ONLY source (read with
-    ``nanomamba.checkpoint.load_state``: torch.load(weights_only=True)); it carries no
-    quantization, so int8 outputs need a stand-in calibration (``calibrate``).
+    A bundle (``.npz``, :func:`export.bundle.load_bundle`) gives the float parameters (its
+    ``float/<key>`` arrays) and the quantization. A published-format ``.pt`` checkpoint
+    (``nanomamba.checkpoint.load_state``: torch.load(weights_only=True)) gives only the float
+    parameters: enough for the float graphs; quantized outputs need :func:`quantize_source`
+    first.
 
     Args:
-        path: bundle or ``.pt`` checkpoint.
+        path: bundle (.npz) or checkpoint (.pt).
     Returns:
         an :class:`ExportSource`.
     Raises:
-        OnnxExportError: missing file or unsupported kind.
-        CheckpointError: unreadable or malformed checkpoint.
+        OnnxExportError: missing file or unsupported kind. BundleError: a bad bundle (newer
+            format version, corrupt...). CheckpointError: unreadable or malformed checkpoint.
     """
     path = Path(path)
     if not path.exists():
-        raise OnnxExportError(f"{path}: no such file (expected a bundle or a .pt checkpoint)")
+        raise OnnxExportError(f"{path}: no such file (expected a bundle .npz or a .pt checkpoint)")
     if path.is_dir():
-        raise OnnxExportError(f"{path}: is a directory, expected a bundle or a .pt checkpoint")
-    if path.suffix.lower() != ".pt":
+        raise OnnxExportError(f"{path}: is a directory, expected a bundle .npz or a .pt checkpoint")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        from export.bundle import load_bundle
+        return source_from_bundle(load_bundle(path))
+    if suffix != ".pt":
         raise OnnxExportError(f"{path}: unsupported source '{path.suffix or '(none)'}' "
-                              f"(expected a .pt checkpoint; bundles are not supported yet)")
-    from nanomamba.checkpoint import infer_config, load_state   # dev-only path (torch)
+                              f"(expected a bundle .npz or a .pt checkpoint)")
+    from export.bundle import model_hash as bundle_hash
+    from nanomamba.checkpoint import infer_config, load_state
     state, _ = load_state(path)
     cfg = infer_config(state, str(path))
     params = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in state.items()}
     _check_params(cfg, params, need_frontend=True)
-    return ExportSource(cfg, params, None, path, "checkpoint (dev-only)", model_hash(params))
+    return ExportSource(cfg, params, None, path, "checkpoint", bundle_hash(params))
 
 
 def pick_clips(folder: str | os.PathLike, count: int | None) -> list[Path]:
@@ -888,40 +1002,43 @@ def clip_features(src: ExportSource, clips: list[Path], batch: int = 64) -> tupl
 
 
 def export_onnx(source: str | os.PathLike, out_dir: str | os.PathLike, *, scan: str = "scan",
-                stft: str = "dft", calib: str | os.PathLike | None = None,
-                calib_count: int = 240, opset: int = DEFAULT_OPSET,
-                force: bool = False) -> dict:
+                stft: str = "dft", quantize: bool = False,
+                calib: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
+                force: bool = False, progress: bool = False) -> dict:
     """Write the ONNX set for one model into ``out_dir`` (atomically, as one folder).
 
     Files: ``network.onnx`` (float, features -> logits), ``frontend.onnx`` (float, audio ->
-    features, snr_mel), ``full.onnx`` (float, audio -> logits) and, when quantization is
-    available (the bundle's; or, with a checkpoint, the stand-in calibration on ``calib``),
-    ``network_qdq.onnx`` and ``quantization.json`` (the scales/zero points it carries).
+    features, snr_mel), ``full.onnx`` (float, audio -> logits) and, when the source is a
+    bundle (or a checkpoint quantized first: ``quantize``/``calib``), ``network_qdq.onnx``
+    (the bundle's scales, zero points and integer weights as QDQ) and ``quantization.json``
+    (the numbers it carries and the tensors it leaves float).
 
     Args:
-        source: bundle or (dev-only) .pt checkpoint.
+        source: bundle (.npz) or checkpoint (.pt).
         out_dir: output folder (refused if it exists, unless ``force``).
         scan, stft, opset: graph options (see :func:`build_full`).
-        calib: folder of calibration clips for the stand-in calibration (checkpoint only).
-        calib_count: clips taken from ``calib`` (spread over its sub-folders).
+        quantize: with a checkpoint, quantize it first (``export.quantize``, generated
+            calibration set unless ``calib``) and export that bundle's QDQ graph.
+        calib: folder of calibration clips for that quantization (implies ``quantize``).
         force: replace an existing ``out_dir``.
+        progress: progress bar while quantizing.
     Returns:
-        dict: ``files`` (name -> graph stats), ``qdq`` (source of the quantization or a
-        reason it was skipped), ``model_hash``, ``opset``.
+        dict: ``files`` (name -> graph stats), ``qdq`` (source of the quantization or why it
+        was skipped), ``model_hash``, ``opset``, ``out_dir``.
     Raises:
-        OnnxExportError, CheckpointError, AudioError, OutputExistsError.
+        OnnxExportError, BundleError, CheckpointError, AudioError, CalibrationError,
+        QuantizationError, OutputExistsError.
     """
     from export.fileio import atomic_output_dir, check_output
     _check_options(scan, stft, opset)
     check_output(out_dir, force)
     src = load_source(source)
+    if src.qspec is None and (quantize or calib is not None):
+        src = quantize_source(src, calib, progress)
     graphs = {"network.onnx": build_network(src.cfg, src.params, scan=scan, opset=opset),
               "frontend.onnx": build_frontend(src.cfg, src.params, stft=stft, opset=opset),
               "full.onnx": build_full(src.cfg, src.params, scan=scan, stft=stft, opset=opset)}
     qspec = src.qspec
-    if qspec is None and calib is not None:
-        f, s = clip_features(src, pick_clips(calib, calib_count))
-        qspec = calibrate(src.cfg, src.params, f, s)
     if qspec is not None:
         graphs["network_qdq.onnx"] = build_network(src.cfg, src.params, scan=scan,
                                                    qspec=qspec, opset=opset)
@@ -938,5 +1055,5 @@ def export_onnx(source: str | os.PathLike, out_dir: str | os.PathLike, *, scan: 
                 json.dumps({**stamp, **qspec.to_json()}, indent=1, sort_keys=True) + "\n")
     return {"files": {n: graph_stats(m) for n, m in graphs.items()},
             "qdq": qspec.source if qspec is not None else
-            "skipped: the checkpoint carries no quantization (give --calib CLIPS, or a bundle)",
+            "skipped: a checkpoint carries no quantization (give a bundle, or --quantize)",
             "model_hash": src.model_hash, "opset": opset, "out_dir": str(out_dir)}

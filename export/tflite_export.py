@@ -1,18 +1,22 @@
-"""TensorFlow Lite (Micro) export of the NanoMamba network, checked in the TFLM interpreter.
+"""TensorFlow Lite (Micro) export of a NanoMamba bundle, checked in the TFLM interpreter.
 
-The exporter builds a TensorFlow function from the float parameter arrays (published
-state-dict names; never the PyTorch model), converts it with ``tf.lite.TFLiteConverter`` in
-16x8 mode (int16 activations, int8 per-channel weights, int64 biases:
+The exporter builds a TensorFlow function from the bundle's float parameter arrays, with
+the bundle's weights and biases dequantized (:func:`bundle_params`; never the PyTorch
+model), converts it calibrate-only with ``tf.lite.TFLiteConverter``, writes the bundle's
+tensor ranges into the calibration statistics (:func:`bundle_ranges`,
+:func:`set_calibration_ranges`), quantizes with TFLite's post-training quantizer in 16x8
+mode (int16 activations, int8 per-channel weights, int64 biases:
 ``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``) and then makes the
 handful of ops TFLite Micro has no integer kernel for run in float32 ("float islands").
+:func:`check_scales` reports, tensor by tensor, what the result carries against the bundle.
 
-Why: TFLM's EXP, LOG kernels accept float32 only (``exp.cc``: "input->type !=
+Why islands: TFLM's EXP, LOG kernels accept float32 only (``exp.cc``: "input->type !=
 kTfLiteFloat32 (INT16 != FLOAT32)", the error the interpreter prints on a plain 16x8 or
 int8 model), and its RSQRT accepts float32/int8 only. The SA-SSM needs EXP twice (the
 decay dA = exp(A * delta) and, inside softplus, exp(-|x|)) and LOG once (softplus);
 LayerNorm needs RSQRT. Each such op gets a DEQUANTIZE before it and a QUANTIZE after it,
-with the converter's own scales, so the rest of the graph stays int16 x int8. int8
-activations throughout lose too much in the recurrence (measured in docs/EXPORT.md).
+with the quantizer's scales (the bundle's, for ``dA``), so the rest of the graph stays
+int16 x int8.
 
 The graph (batch 1, the shapes TFLM needs static):
 ``features (1,101,40) int16, snr_mel (1,101,40) int16 -> logits (1,12) int16``.
@@ -66,12 +70,22 @@ def _tflm():
     return runtime
 
 
+#: Prefix of the TF op names that produce a bundle tensor (``bq.blocks.0.u``): the
+#: calibrated flatbuffer names tensors after the ops (fused ops join names with ";", repeated
+#: names get "_1", "_2"...), which is how :func:`bundle_ranges` finds them.
+MARK = "bq."
+
+
 def build_tf_network(cfg: NanoMambaConfig, params: dict):
     """The float network as a ``tf.function`` with a static batch of 1.
 
+    Every op producing a tensor of the bundle is named ``MARK + <bundle tensor name>``
+    (``bq.patch``, ``bq.blocks.0.u``, ``bq.blocks.0.h`` once per frame...).
+
     Args:
         cfg: configuration.
-        params: float parameter arrays under the published names.
+        params: float parameter arrays under the published names (the bundle's float
+            arrays, with its weights and biases dequantized: :func:`bundle_params`).
     Returns:
         ``tf.function(features (1,101,40) float32, snr_mel (1,101,40) float32) -> logits
         (1,12) float32``, semantics of ``../shared/fixtures/README.md``; softplus as
@@ -85,21 +99,25 @@ def build_tf_network(cfg: NanoMambaConfig, params: dict):
     T, M = N_FRAMES, cfg.n_mels
     E, N, K = cfg.d_inner, cfg.d_state, cfg.d_conv
 
-    def ln(x, w, b):
+    def ln(x, w, b, name=None):
         with tf.name_scope(ISLAND):
             m = tf.reduce_mean(x, -1, keepdims=True)
             c = x - m
             v = tf.reduce_mean(c * c, -1, keepdims=True)
             xn = c * tf.math.rsqrt(v + NORM_EPS)
-        return xn * w + b
+        return tf.add(xn * w, b, name=name)
 
-    def fc(x, W, b=None):
-        y = tf.matmul(x, tf.constant(np.ascontiguousarray(W.T)))
-        return y if b is None else y + b
+    def fc(x, W, b=None, name=None):
+        if b is None:
+            return tf.matmul(x, tf.constant(np.ascontiguousarray(W.T)), name=name)
+        return tf.add(tf.matmul(x, tf.constant(np.ascontiguousarray(W.T))), b, name=name)
 
-    def softplus(x):
+    def nm(name: str) -> str:
+        return MARK + name
+
+    def softplus(x, name=None):
         pos, neg = tf.maximum(x, 0.0), tf.minimum(x, 0.0)      # -|x| = neg - pos (no NEG:
-        return pos + tf.math.log(1.0 + tf.exp(neg - pos))       # it has no 16x8 kernel)
+        return tf.add(pos, tf.math.log(1.0 + tf.exp(neg - pos)), name=name)   # no 16x8 NEG
 
     spec = [tf.TensorSpec([1, T, M], tf.float32, name="features"),
             tf.TensorSpec([1, T, M], tf.float32, name="snr_mel")]
@@ -108,59 +126,77 @@ def build_tf_network(cfg: NanoMambaConfig, params: dict):
     def network(features, snr_mel):
         x = tf.reshape(features, [T, M])
         s = tf.reshape(snr_mel, [T, M])
-        x = fc(x, P["patch_proj.weight"], P["patch_proj.bias"])
+        x = fc(x, P["patch_proj.weight"], P["patch_proj.bias"], nm("patch"))
         for i in range(cfg.n_layers):
             p, q = f"blocks.{i}.", f"blocks.{i}.sa_ssm."
-            xn = ln(x, P[p + "norm.weight"], P[p + "norm.bias"])
+            xn = ln(x, P[p + "norm.weight"], P[p + "norm.bias"], nm(p + "norm"))
             w_in = P[p + "in_proj.weight"]
-            u, z = fc(xn, w_in[:E]), fc(xn, w_in[E:])
+            u, z = fc(xn, w_in[:E], name=nm(p + "u")), fc(xn, w_in[E:], name=nm(p + "z"))
             # causal depthwise conv1d as DEPTHWISE_CONV_2D over (1, T+K-1, 1, E)
             up = tf.reshape(tf.pad(u, [[K - 1, 0], [0, 0]]), [1, T + K - 1, 1, E])
             kern = P[p + "conv1d.weight"].transpose(2, 1, 0)[:, :, :, None]   # (K,1,E,1)
             conv = tf.nn.depthwise_conv2d(up, tf.constant(kern), [1, 1, 1, 1], "VALID")
-            conv = tf.reshape(conv, [T, E]) + P[p + "conv1d.bias"]
-            ua = conv * tf.sigmoid(conv)
+            conv = tf.add(tf.reshape(conv, [T, E]), P[p + "conv1d.bias"], name=nm(p + "conv"))
+            ua = tf.multiply(conv, tf.sigmoid(conv), name=nm(p + "u_act"))
             wx = P[q + "x_proj.weight"]
-            dt_raw, Bm, Cm = fc(ua, wx[:1]), fc(ua, wx[1:1 + N]), fc(ua, wx[1 + N:])
+            dt_raw = fc(ua, wx[:1], name=nm(p + "dt_raw"))
+            Bm = fc(ua, wx[1:1 + N], name=nm(p + "B"))
+            Cm = fc(ua, wx[1 + N:], name=nm(p + "C"))
             ws, bs = P[q + "snr_proj.weight"], P[q + "snr_proj.bias"]
-            dt_shift, g = fc(s, ws[:1], bs[:1]), fc(s, ws[1:], bs[1:])
-            dtp = (dt_raw + dt_shift) * P[q + "dt_proj.weight"][:, 0] + P[q + "dt_proj.bias"]
-            delta = softplus(dtp)                                              # (T, E)
+            dt_shift = fc(s, ws[:1], bs[:1], nm(p + "dt_shift"))
+            g = fc(s, ws[1:], bs[1:], nm(p + "g"))
+            dt_in = tf.add(dt_raw, dt_shift, name=nm(p + "dt_in"))
+            dtp = tf.add(dt_in * P[q + "dt_proj.weight"][:, 0], P[q + "dt_proj.bias"],
+                         name=nm(p + "dt_pre"))
+            delta = softplus(dtp, nm(p + "delta"))                             # (T, E)
             a = float(P[q + "alpha"])
-            Bg = Bm * ((1.0 - a) + a * tf.sigmoid(g))                          # (T, N)
+            gate = tf.add((1.0 - a), a * tf.sigmoid(g), name=nm(p + "gate"))
+            Bg = tf.multiply(Bm, gate, name=nm(p + "B_gated"))                 # (T, N)
             A = -np.exp(P[q + "A_log"].astype(np.float64)).astype(np.float32)  # (E, N)
-            dA = tf.exp(tf.reshape(delta, [T, E, 1]) * A)                      # (T, E, N)
-            dBu = tf.reshape(delta * ua, [T, E, 1]) * tf.reshape(Bg, [T, 1, N])
+            dA = tf.exp(tf.reshape(delta, [T, E, 1]) * A, name=nm(p + "dA"))   # (T, E, N)
+            du = tf.multiply(delta, ua, name=nm(p + "du"))
+            # du B~ and dA h are in the state's units in the bundle (its int32 accumulator
+            # of h): they are given h's range (named as h), not a per-frame calibration
+            dBu = tf.multiply(tf.reshape(du, [T, E, 1]), tf.reshape(Bg, [T, 1, N]),
+                              name=nm(p + "h"))
             dAs, xs = tf.unstack(dA, axis=0), tf.unstack(dBu, axis=0)
             h, hs = None, []
             for t in range(T):
-                h = xs[t] if h is None else dAs[t] * h + xs[t]
+                h = xs[t] if h is None else tf.add(tf.multiply(dAs[t], h, name=nm(p + "h")),
+                                                   xs[t], name=nm(p + "h"))
                 hs.append(h)
             hseq = tf.stack(hs, 0)                                             # (T, E, N)
-            y = tf.reduce_sum(hseq * tf.reshape(Cm, [T, 1, N]), -1) + ua * P[q + "D"]
-            yg = y * (z * tf.sigmoid(z))
-            x = fc(yg, P[p + "out_proj.weight"]) + x
-        x = ln(x, P["final_norm.weight"], P["final_norm.bias"])
-        pooled = tf.reduce_mean(x, 0, keepdims=True)
-        return fc(pooled, P["classifier.weight"], P["classifier.bias"])
+            y = tf.add(tf.reduce_sum(hseq * tf.reshape(Cm, [T, 1, N]), -1), ua * P[q + "D"],
+                       name=nm(p + "y_ssm"))
+            z_act = tf.multiply(z, tf.sigmoid(z), name=nm(p + "z_act"))
+            yg = tf.multiply(y, z_act, name=nm(p + "y_gated"))
+            x = tf.add(fc(yg, P[p + "out_proj.weight"], name=nm(p + "proj")), x, name=nm(p + "out"))
+        x = ln(x, P["final_norm.weight"], P["final_norm.bias"], nm("final_norm"))
+        pooled = tf.reduce_mean(x, 0, keepdims=True, name=nm("pooled"))
+        return fc(pooled, P["classifier.weight"], P["classifier.bias"], nm("logits"))
 
     return network
 
 
 def convert(cfg: NanoMambaConfig, params: dict, calib_features: np.ndarray,
             calib_snr: np.ndarray, float_ops: tuple[str, ...] = FLOAT_OPS,
-            islands: bool = True) -> bytes:
+            islands: bool = True, ranges: dict | None = None) -> bytes:
     """Convert the network to a 16x8 .tflite for TFLite Micro, with float islands.
 
     Args:
         cfg, params: as :func:`build_tf_network`.
-        calib_features, calib_snr: float32 (N, 101, 40) representative inputs; the
-            converter's calibration (per-tensor min/max; int16 symmetric scales
-            max|x|/32767, zero_point 0; int8 weights symmetric per output channel)
-            comes from them.
+        calib_features, calib_snr: float32 (N, 101, 40) representative inputs: the
+            converter's calibration (per-tensor min/max; int16 symmetric scales max|x|/32767,
+            zero_point 0; int8 weights symmetric per output channel) comes from them for
+            every tensor ``ranges`` does not cover.
         float_ops: TFLite op names to run in float32 (see module docstring).
         islands: apply :func:`float_islands` (False: the converter's plain 16x8 model,
             which TFLM refuses at EXP).
+        ranges: bundle tensor name -> (min, max) real range to impose (:func:`bundle_ranges`):
+            the model is converted calibrate-only, these ranges overwrite the recorded
+            min/max of every tensor whose producing op is named ``MARK + name`` (inputs:
+            ``features``, ``snr_mel``), and TFLite's quantizer then runs on the edited
+            statistics (what it derives from them is checked by :func:`check_scales`).
     Returns:
         the flatbuffer bytes (inputs/outputs int16).
     Raises:
@@ -182,11 +218,208 @@ def convert(cfg: NanoMambaConfig, params: dict, calib_features: np.ndarray,
     conv.inference_output_type = tf.int16
     try:
         with _quiet():
-            flat = conv.convert()
+            if ranges is None:
+                flat = conv.convert()
+            else:
+                conv._experimental_calibrate_only = True
+                conv.inference_input_type = tf.float32    # int16 I/O is set by the quantizer
+                conv.inference_output_type = tf.float32
+                calibrated = set_calibration_ranges(conv.convert(), ranges)
+                flat = _quantize_calibrated(calibrated)
+    except TfliteExportError:
+        raise
     except Exception as err:    # the converter raises many untyped errors
         msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise TfliteExportError(f"TFLite converter failed: {msg}") from None
     return float_islands(flat, float_ops) if islands else flat
+
+
+def _quantize_calibrated(calibrated: bytes) -> bytes:
+    """TFLite's post-training quantizer (the one ``TFLiteConverter`` uses for 16x8) on a
+    model that already carries calibration min/max: int16 activations, int8 per-channel
+    weights, int64 biases, int16 inputs/outputs, no float fallback. Nothing is fed to the
+    calibrator, so the statistics in ``calibrated`` are the ones used."""
+    from tensorflow.lite.python.optimize import calibrator
+    cal = calibrator.Calibrator(calibrated)
+    i16, i64 = np.dtype(np.int16).num, np.dtype(np.int64).num
+    return bytes(cal._calibrator.QuantizeModel(i16, i16, False, i16, i64, False, False))
+
+
+INPUT_NAMES = ("features", "snr_mel")
+
+
+def _key(sg, idx: int, t) -> str | None:
+    """Bundle tensor name of tensor ``idx`` of subgraph ``sg``: graph inputs by position
+    (features, snr_mel), the output as ``logits``, others by their ``MARK``-named
+    producing op."""
+    ins = list(sg.inputs)
+    if idx in ins:
+        return INPUT_NAMES[ins.index(idx)] if ins.index(idx) < len(INPUT_NAMES) else None
+    if idx in list(sg.outputs):
+        return "logits"
+    name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+    return _tensor_bundle_name(name)
+
+
+def _tensor_bundle_name(name: str) -> str | None:
+    """Bundle tensor name of a flatbuffer tensor named after ``MARK``-named ops, else None."""
+    import re
+    for part in name.split(";"):
+        part = part.rsplit("/", 1)[-1]
+        m = re.fullmatch(re.escape(MARK) + r"(.+?)(_?\d+)?", part)
+        if m:
+            return m.group(1)
+    return None
+
+
+def set_calibration_ranges(calibrated: bytes, ranges: dict) -> bytes:
+    """Overwrite the calibration min/max of the tensors named after bundle tensors.
+
+    Args:
+        calibrated: a calibrate-only flatbuffer (float tensors with min/max statistics).
+        ranges: bundle tensor name -> (min, max).
+    Returns:
+        the edited flatbuffer.
+    Raises:
+        TfliteExportError: a range names a tensor the model does not have.
+    """
+    import flatbuffers
+    fb = _tflm().schema_fb
+    model = fb.ModelT.InitFromPackedBuf(bytearray(calibrated), 0)
+    sg = model.subgraphs[0]
+    seen = set()
+    for idx, t in enumerate(sg.tensors):
+        q = t.quantization
+        if q is None or q.min is None or len(q.min) == 0:
+            continue
+        key = _key(sg, idx, t)
+        if key in ranges:
+            lo, hi = ranges[key]
+            q.min = np.array([lo], np.float32)
+            q.max = np.array([hi], np.float32)
+            seen.add(key)
+    missing = sorted(set(ranges) - seen)
+    if missing:
+        raise TfliteExportError(f"calibrated model has no tensor for bundle tensor "
+                                f"'{missing[0]}' ({len(missing)} missing)")
+    builder = flatbuffers.Builder(len(calibrated) + 65536)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def bundle_ranges(bundle) -> dict[str, tuple[float, float]]:
+    """The real range (min, max) to impose on each int8/int16 bundle tensor in the 16x8
+    model, chosen so that TFLite's int16 rule (symmetric, scale = max(|min|, |max|) / 32767,
+    zero point 0) reproduces the bundle's scale wherever 16x8 can:
+
+    - int16, zero point 0, per tensor: +-32767 s -> scale s (the bundle's exactly);
+    - int8 (``snr_mel``, ``logits``, any zero point): +-32767 s -> int16 with the bundle's
+      scale s: the bundle's lattice s (q - zp) is a subset of it (16x8 has no int8
+      activations);
+    - int16 with a zero point != 0 (asymmetric): the bundle's real range
+      [s (-32768 - zp), s (32767 - zp)] -> a symmetric scale up to 2x coarser;
+    - per channel (``h``, ``du``): +-32767 max_e s_e (TFLite activations are per tensor).
+
+    The int32 tensors (the residual stream ``patch``, ``blocks.{i}.proj``, ``blocks.{i}.out``)
+    get no range: 16x8 has no int32 activations, and one int16 range shared by the whole
+    stream (the bundle's, without its headroom) cost 8 dB of logits SQNR against the
+    converter's own per-tensor calibration (23.6 vs 31.9 dB, Tiny, 96 test clips), so the
+    converter calibrates them.
+
+    Args:
+        bundle: :class:`export.bundle.Bundle`.
+    Returns:
+        bundle tensor name -> (min, max), float (int8/int16 tensors only).
+    """
+    out = {}
+    for name, t in bundle.meta["tensors"].items():
+        if t["dtype"] == "int32":
+            continue
+        scale = np.asarray(t["scale"], np.float64)
+        zp = int(t["zero_point"])
+        s = float(scale.max())
+        if t["dtype"] == "int16" and zp != 0 and scale.ndim == 0:
+            out[name] = (s * (-32768 - zp), s * (32767 - zp))
+        else:
+            out[name] = (-32767.0 * s, 32767.0 * s)
+    return out
+
+
+def check_scales(flat: bytes, bundle) -> list[dict]:
+    """What the 16x8 model carries for each bundle tensor, against the bundle.
+
+    Returns:
+        one row per bundle tensor: ``name``, ``bundle`` (dtype, scale (max over channels),
+        zero point), ``tflite_scales`` (distinct int16 scales of the tensors it names, e.g.
+        one per frame for ``h``), ``ratio`` (max TFLite scale / bundle scale) and ``how``:
+        "bundle scale" (relative difference < 1e-6), "bundle scale, int16 for int8",
+        "per-channel -> per-tensor max", "asymmetric -> symmetric", "int32 -> int16,
+        converter's calibration",
+        "float32 (island)", "overridden by the quantizer" (other ratios) or "not found".
+    """
+    fb = _tflm().schema_fb
+    model = fb.ModelT.InitFromPackedBuf(bytearray(flat), 0)
+    sg = model.subgraphs[0]
+    found: dict[str, set] = {}
+    floats: set[str] = set()
+    for idx, t in enumerate(sg.tensors):
+        if t.type == fb.TensorType.FLOAT32:
+            key = _key(sg, idx, t)
+            if key is not None:
+                floats.add(key)
+            continue
+        q = t.quantization
+        if q is None or q.scale is None or len(q.scale) != 1 or t.type != fb.TensorType.INT16:
+            continue
+        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        if name.endswith("_requantized"):
+            continue
+        key = _key(sg, idx, t)
+        if key is not None:
+            found.setdefault(key, set()).add(float(q.scale[0]))
+    rows = []
+    for name, t in bundle.meta["tensors"].items():
+        scale = np.asarray(t["scale"], np.float64)
+        s = float(scale.max())
+        got = sorted(found.get(name, ()))
+        row = {"name": name, "bundle": (t["dtype"], s, int(t["zero_point"])),
+               "tflite_scales": got, "ratio": (max(got) / s) if got else None}
+        if not got:
+            row["how"] = "float32 (island)" if name in floats else "not found"
+        elif t["dtype"] == "int32":
+            row["how"] = "int32 -> int16, converter's calibration"
+        elif scale.ndim:
+            row["how"] = "per-channel -> per-tensor max"
+        elif abs(row["ratio"] - 1.0) < 1e-6 and len(got) == 1:
+            row["how"] = "bundle scale" + (", int16 for int8" if t["dtype"] == "int8" else "")
+        elif t["dtype"] == "int16" and int(t["zero_point"]) != 0:
+            row["how"] = "asymmetric -> symmetric"
+        else:
+            row["how"] = "overridden by the quantizer"
+        rows.append(row)
+    return rows
+
+
+def bundle_params(src) -> dict:
+    """Float parameters for the TF graph from a bundle source: its float arrays, with every
+    weight and bias the bundle quantizes replaced by the bundle's integers times their
+    scales (w_q s_w[o]; b_q s_x s_w[o]). The converter's per-channel int8 rule
+    (max|w| / 127) then recovers the bundle's int8 weights exactly where a channel's largest
+    level is 127, and its int64 bias (b / (s_in s_w)) the bundle's bias where the input
+    scale is the bundle's; int16 bundle weights are rounded to int8 (16x8 has no int16
+    weights).
+
+    Args:
+        src: :class:`export.onnx_export.ExportSource` of a bundle (``qspec`` set).
+    Returns:
+        published name -> float32 array.
+    """
+    p = {k: np.asarray(v, np.float32) for k, v in src.params.items()}
+    for key, tq in {**src.qspec.weights, **src.qspec.biases}.items():
+        q = np.asarray(tq.values, np.float64)
+        sc = np.asarray(tq.scale, np.float64).reshape((-1,) + (1,) * (q.ndim - 1))
+        p[key] = (q * sc).reshape(p[key].shape).astype(np.float32)
+    return p
 
 
 @contextlib.contextmanager
@@ -499,45 +732,91 @@ def tensor_scales(flat: bytes) -> dict[str, tuple[float, int, str]]:
     return out
 
 
+def representative_inputs(src, calib: str | os.PathLike | None = None,
+                          count: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Float front-end outputs (features, snr_mel: float32 (N, 101, 40)) of the clips the
+    converter calibrates the tensors outside the bundle on (LayerNorm/softplus internals,
+    per-frame requantizations): ``calib`` clips, or the quantizer's generated calibration
+    set (``export.quantize.generated_calibration_set``, what a bundle is calibrated on by
+    default). Returns (features, snr_mel, description).
+
+    Raises:
+        AudioError, OnnxExportError: unreadable or empty ``calib`` folder.
+    """
+    from export.onnx_export import build_frontend, clip_features, pick_clips, run_batched, session
+    if calib is not None:
+        clips = pick_clips(calib, count)
+        f, s = clip_features(src, clips)
+        return f, s, f"{len(clips)} clips of {calib}"
+    from export.quantize import generated_calibration_set
+    audio, _ = generated_calibration_set()
+    audio = audio[:count] if count else audio
+    f, s = run_batched(session(build_frontend(src.cfg, src.params)),
+                       {"audio": audio.astype(np.float32) / 32768.0})
+    return f, s, f"{len(audio)} clips of the quantizer's generated calibration set"
+
+
+def convert_bundle(src, calib: str | os.PathLike | None = None,
+                   calib_count: int | None = None) -> tuple[bytes, dict]:
+    """The 16x8 .tflite (with float islands) of a bundle source: the bundle's weights and
+    biases (:func:`bundle_params`) and its tensor ranges (:func:`bundle_ranges`).
+
+    Returns:
+        (flatbuffer, info) with info ``representative`` (what the other tensors were
+        calibrated on) and ``scales`` (:func:`check_scales`).
+    Raises:
+        TfliteExportError, AudioError.
+    """
+    f, s, rep = representative_inputs(src, calib, calib_count)
+    flat = convert(src.cfg, bundle_params(src), f, s, ranges=bundle_ranges(src.bundle))
+    return flat, {"representative": rep, "scales": check_scales(flat, src.bundle)}
+
+
 def export_tflite(source: str | os.PathLike, out: str | os.PathLike, *,
-                  calib: str | os.PathLike | None = None, calib_count: int = 240,
-                  force: bool = False) -> dict:
+                  calib: str | os.PathLike | None = None, calib_count: int | None = None,
+                  force: bool = False, progress: bool = False) -> dict:
     """Write the 16x8 .tflite (with float islands) of one model, checked in TFLM.
 
-    Quantization: the converter calibrates on representative inputs. With a bundle these
-    will be the bundle's ranges (hook); with a (dev-only) checkpoint they are the float
-    front-end outputs of ``calib`` clips (required).
+    Quantization: the bundle's (:func:`convert_bundle`); a checkpoint is quantized first
+    by ``export.quantize`` (on ``calib`` clips, or its generated calibration set).
 
     Args:
-        source: bundle or (dev-only) .pt checkpoint.
+        source: bundle (.npz) or checkpoint (.pt).
         out: output .tflite path (refused if it exists, unless ``force``).
-        calib: folder of calibration clips; calib_count: clips taken from it.
+        calib: folder of clips (the checkpoint's quantization, and the converter's
+            calibration of the tensors outside the bundle); default: the generated set.
+        calib_count: clips taken from ``calib`` (default all).
         force: overwrite ``out``.
+        progress: progress bar while quantizing a checkpoint.
     Returns:
         dict with ``bytes``, ``ops`` (:func:`op_summary`), ``arena_bytes`` (minimum TFLM
-        arena), ``calibration`` (what the scales come from), ``model_hash``.
+        arena), ``quantization`` (source), ``representative``, ``scales``, ``model_hash``.
     Raises:
-        TfliteExportError, OnnxExportError, CheckpointError, AudioError, OutputExistsError.
+        TfliteExportError, OnnxExportError, BundleError, CheckpointError, AudioError,
+        CalibrationError, QuantizationError, OutputExistsError.
     """
     from export.fileio import atomic_write_bytes, check_output
-    from export.onnx_export import clip_features, load_source, pick_clips
+    from export.onnx_export import load_source, quantize_source
     check_output(out, force)
     src = load_source(source)
-    if src.qspec is None and calib is None:
-        raise TfliteExportError(f"{src.path}: a checkpoint carries no quantization; give "
-                                f"--calib CLIPS (a folder of calibration clips)")
     _tf()
     _tflm()
-    clips = pick_clips(calib, calib_count)
-    f, s = clip_features(src, clips)
+    if src.qspec is None:
+        src = quantize_source(src, calib, progress)
+    flat, info = convert_bundle(src, calib, calib_count)
     from export import __version__
-    flat = stamp(convert(src.cfg, src.params, f, s),
-                 f"nanomamba-kws {__version__}; source {src.path} ({src.kind}); "
-                 f"model {src.model_hash}; 16x8 + float islands {','.join(FLOAT_OPS)}")
+    flat = stamp(flat, f"nanomamba-kws {__version__}; source {src.path} ({src.kind}); "
+                       f"model {src.model_hash[:16]}; {src.qspec.source}; "
+                       f"16x8 + float islands {','.join(FLOAT_OPS)}")
     model = tflm_load(flat)          # proves TFLM allocates it; minimum arena
-    model.run(f[:1], s[:1])          # and invokes it
+    f, s, _ = representative_inputs(src, calib, 1) if calib else (None, None, None)
+    if f is not None:
+        model.run(f[:1], s[:1])      # and invokes it
+    else:
+        model.run(np.zeros((1, N_FRAMES, src.cfg.n_mels), np.float32),
+                  np.zeros((1, N_FRAMES, src.cfg.n_mels), np.float32))
     atomic_write_bytes(out, flat, force=force)
     return {"path": str(out), "bytes": len(flat), "ops": op_summary(flat),
             "arena_bytes": model.arena_size, "model_hash": src.model_hash,
-            "calibration": f"stand-in: converter min/max on {len(clips)} clips of {calib} "
-                           f"(not the bundle)"}
+            "quantization": src.qspec.source, "representative": info["representative"],
+            "scales": info["scales"]}

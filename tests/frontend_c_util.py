@@ -64,10 +64,11 @@ def run(exe: Path, mode: str, audio: np.ndarray, out_dir: Path) -> Path:
     return out_dir
 
 
-def load(out_dir: Path, name: str, n_clips: int, n_mels: int = 40) -> np.ndarray:
-    """One output of the driver as (n_clips, *shape) in its C dtype (memory-mapped)."""
+def load(out_dir: Path, name: str, n_clips: int, n_mels: int = 40, nnz: int = 0) -> np.ndarray:
+    """One output of the driver as (n_clips, *shape) in its C dtype (memory-mapped); None in
+    a shape is n_mels, "nnz" the number of stored mel weights."""
     dtype, shape = ff.INTERMEDIATES[name]
-    shape = tuple(n_mels if s is None else s for s in shape)
+    shape = tuple(n_mels if s is None else (nnz if s == "nnz" else s) for s in shape)
     path = Path(out_dir) / f"{name}.bin"
     want = n_clips * int(np.prod(shape)) * np.dtype(dtype).itemsize
     got = path.stat().st_size if path.exists() else -1
@@ -160,3 +161,111 @@ def generated_inputs(speech: np.ndarray | None = None) -> tuple[np.ndarray, list
             z[:1200] = 0
             add(f"speech{i}_silent_start", z)
     return np.stack(clips), names
+
+
+# ---------------------------------------------------------------------------------------
+# Firmware check: the front end on the emulated boards (the DSP code paths) against the twin
+# ---------------------------------------------------------------------------------------
+
+FW_MODEL_H = """/* kws_model.h - FRONT-END CHECK model (tests/frontend_c_util.py): the kws_model.h
+ * contract around kws_frontend.c; its "network" hashes the 101 output rows into the 12
+ * int8 logits, so the firmware's features and snr_mel can be compared with the twin. */
+#ifndef KWS_MODEL_H
+#define KWS_MODEL_H
+#include <stdint.h>
+#define KWS_SAMPLES 16000
+#define KWS_HOP 160
+#define KWS_N_CLASSES 12
+#define KWS_MODEL_NAME "frontend_check"
+void kws_init(void);
+int kws_run(const int16_t *audio, int8_t *logits);
+int kws_run_frontend(const int16_t *audio);
+int kws_run_network(int8_t *logits);
+void kws_reset(void);
+void kws_push_hop(const int16_t *hop);
+int kws_classify(int8_t *logits);
+extern const char *const kws_labels[KWS_N_CLASSES];
+#endif
+"""
+
+FW_GLUE_C = """/* fe_check.c - FRONT-END CHECK model: kws_model.h over kws_frontend.c. */
+#include "kws_model.h"
+#include "kws_frontend.h"
+#include "frontend_params.h"
+
+static kws_frontend_state_t fe_state;
+static int32_t fe_scratch[KWS_FE_SCRATCH_WORDS];
+
+const char *const kws_labels[KWS_N_CLASSES] = {"h0", "h1", "h2", "h3", "h4", "h5",
+                                               "h6", "h7", "h8", "h9", "h10", "h11"};
+
+void kws_init(void) { }
+
+/* Three 32-bit hashes of every (feature, snr_mel) cell, as 12 int8 "logits". */
+static int fe_hash(int8_t *logits)
+{
+    int16_t f[KWS_FE_N_MELS];
+    int8_t s[KWS_FE_N_MELS];
+    uint32_t h0 = 2166136261u, h1 = 0x9747B28Cu, h2 = 0x12345678u;
+    for (int32_t t = 0; t < KWS_FE_N_FRAMES; t++) {
+        if (kws_frontend_output_row(&fe_state, t, f, s) != KWS_FE_OK) { return -1; }
+        for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
+            const uint32_t v = (uint32_t)(uint16_t)f[m] | ((uint32_t)(uint8_t)s[m] << 16);
+            h0 = (h0 ^ v) * 16777619u;
+            h1 = (h1 ^ (v * 2654435761u)) * 16777619u;
+            h2 = (h2 + v) * 2246822519u;
+        }
+    }
+    for (int k = 0; k < KWS_N_CLASSES; k++) {
+        const uint32_t h = (k < 4) ? h0 : ((k < 8) ? h1 : h2);
+        logits[k] = (int8_t)(int32_t)((h >> (uint32_t)(8 * (k % 4))) & 0x7Fu);
+    }
+    return 0;
+}
+
+int kws_run_frontend(const int16_t *audio)
+{
+    return kws_frontend_run(&fe_state, fe_scratch, &kws_frontend_params, audio, 0, 0) == KWS_FE_OK ? 0 : -1;
+}
+int kws_run_network(int8_t *logits) { return fe_hash(logits); }
+int kws_run(const int16_t *audio, int8_t *logits)
+{
+    (void)kws_run_frontend(audio);
+    return kws_run_network(logits);
+}
+void kws_reset(void) { (void)kws_frontend_reset(&fe_state, &kws_frontend_params); }
+void kws_push_hop(const int16_t *hop) { (void)kws_frontend_push_hop(&fe_state, fe_scratch, hop); }
+int kws_classify(int8_t *logits)
+{
+    (void)kws_frontend_finish(&fe_state, fe_scratch);
+    return fe_hash(logits);
+}
+"""
+
+
+def firmware_model_folder(params: dict, dest: Path) -> Path:
+    """A model folder (kws_model.h contract) of the front end whose logits hash its outputs."""
+    import shutil
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "kws_model.h").write_text(FW_MODEL_H)
+    (dest / "fe_check.c").write_text(FW_GLUE_C)
+    shutil.copy(template_root() / "kernels" / "kws_frontend.c", dest / "kws_frontend.c")
+    for name, text in ff.render_frontend_params_c(params, PROVENANCE).items():
+        (dest / name).write_text(text)
+    return dest
+
+
+def hash_logits(features: np.ndarray, snr_mel: np.ndarray) -> list[list[int]]:
+    """The check model's 12 logits per clip from (B, 101, M) int16 features and int8 snr_mel."""
+    out = []
+    mask = 0xFFFFFFFF
+    for f, s in zip(features, snr_mel):
+        v = (f.astype(np.int64).ravel() & 0xFFFF) | ((s.astype(np.int64).ravel() & 0xFF) << 16)
+        h0, h1, h2 = 2166136261, 0x9747B28C, 0x12345678
+        for x in v.tolist():
+            h0 = ((h0 ^ x) * 16777619) & mask
+            h1 = ((h1 ^ ((x * 2654435761) & mask)) * 16777619) & mask
+            h2 = ((h2 + x) * 2246822519) & mask
+        out.append([((h0, h1, h2)[k // 4] >> (8 * (k % 4))) & 0x7F for k in range(12)])
+    return out

@@ -22,17 +22,25 @@ def test_metrics():
     assert cmp.sqnr_db(ref, ref) == float("inf")
 
 
-def test_compare_routes_on_fixture_clips(upstream_ckpt, fixtures_dir):
+def test_compare_routes_on_fixture_clips(fixtures_dir, tmp_path):
+    """Every route but TFLM (tested in test_tflite_export.py) on the 3 fixture clips of a
+    real Tiny bundle: the quantized routes read the bundle; the simulator agrees with the
+    QDQ graph."""
     pytest.importorskip("torch")
-    audio = fixtures_dir / "audio"
-    res = cmp.compare(upstream_ckpt("tiny"), audio, routes=("torch", "onnx", "onnx-qdq",
-                                                            "simulator", "c"),
-                      calib=audio, progress=False)
+    from export.bundle import save_bundle
+    from qhelpers import small_bundle
+    bundle, _, _ = small_bundle("tiny")
+    save_bundle(bundle, tmp_path / "tiny.npz")
+    res = cmp.compare(tmp_path / "tiny.npz", fixtures_dir / "audio",
+                      routes=("torch", "onnx", "onnx-qdq", "simulator", "c"), progress=False)
     r = res["routes"]
     assert res["clips"] == 3 and not res["labelled"]
     assert r["onnx"].metrics["max_abs"] < 1e-4 and r["onnx"].metrics["agreement"] == 100
-    assert r["onnx-qdq"].metrics["agreement"] == 100 and "stand-in" in r["onnx-qdq"].note
-    assert r["simulator"].logits is None and "not available" in r["simulator"].note
+    assert r["onnx-qdq"].metrics["agreement"] == 100 and "bundle tiny.npz" in r["onnx-qdq"].note
+    assert r["simulator"].metrics["agreement"] == 100 and r["simulator"].metrics["sqnr_db"] > 20
+    assert "bundle tiny.npz" in res["quantization"]
+    c = r["c"]
+    assert c.logits is not None or c.note.startswith("n/a (")
 
 
 def test_cli_compare_bad_inputs(upstream_ckpt, tmp_path):

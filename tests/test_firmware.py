@@ -146,7 +146,8 @@ def test_counts_scale_exactly_with_work(tmp_path):
 
 @needs_qemu
 def test_dsp_intrinsics_match_portable_c(tmp_path):
-    """cmsis_compiler.h's ACLE path (M4, M55) gives the portable C results (host)."""
+    """cmsis_compiler.h's DSP path (ACLE / inline assembly, M4 and M55) gives the portable C
+    results (host), including the edges: saturation, SMMLAR / SMMLSR wrap-around."""
     model = model_variant(tmp_path / "dsp", """
     uint32_t h = 2166136261u;
     int32_t i;
@@ -164,7 +165,27 @@ def test_dsp_intrinsics_match_portable_c(tmp_path):
         h = (h ^ (uint32_t)__SMLAD(u, h, s)) * 16777619u;
         h = (h ^ (uint32_t)__SMUAD(u, ~u)) * 16777619u;
         h = (h ^ __SXTB16(u)) * 16777619u;
-        h = (h ^ (uint32_t)__SMULWB(s, (int32_t)u)) * 16777619u;
+        h = (h ^ (uint32_t)__SMMULR(s, (int32_t)h)) * 16777619u;
+        h = (h ^ (uint32_t)__SMMLAR(s, (int32_t)u, (int32_t)h)) * 16777619u;
+        h = (h ^ (uint32_t)__SMMLSR((int32_t)u, s, (int32_t)h)) * 16777619u;
+        h = (h ^ (uint32_t)__SMULWB(s, u)) * 16777619u;
+        h = (h ^ (uint32_t)__SMULWT(s, u)) * 16777619u;
+        h = (h ^ __SSAT16(u, 8)) * 16777619u;
+        h = (h ^ __SSAT16(u, 1)) * 16777619u;
+    }
+    /* edges: INT32_MIN / INT32_MAX operands (SMMLAR / SMMLSR sums wrap modulo 2^64) */
+    static const int32_t e[] = {INT32_MIN, INT32_MIN + 1, -65536, -32768, -1, 0, 1, 32767, 65536,
+                                INT32_MAX - 1, INT32_MAX};
+    for (i = 0; i < 11; i++) {
+        for (k = 0; k < 11; k++) {
+            const int32_t a = e[i], b = e[k], c = e[(i + k) % 11];
+            h = (h ^ (uint32_t)__SMMULR(a, b)) * 16777619u;
+            h = (h ^ (uint32_t)__SMMLAR(a, b, c)) * 16777619u;
+            h = (h ^ (uint32_t)__SMMLSR(a, b, c)) * 16777619u;
+            h = (h ^ (uint32_t)__SMULWB(a, (uint32_t)b)) * 16777619u;
+            h = (h ^ (uint32_t)__SMULWT(a, (uint32_t)b)) * 16777619u;
+            h = (h ^ __SSAT16((uint32_t)a, 16)) * 16777619u;
+        }
     }
     for (k = 0; k < KWS_N_CLASSES; k++) {
         logits[k] = (int8_t)(int32_t)((h >> (uint32_t)(2 * k)) & 0x7Fu);

@@ -34,9 +34,9 @@ def taps_exe(synth_params, tmp_path_factory):
 def assert_bit_exact(params, audio, out_dir, names=None, chunk=32):
     """Every C intermediate equals the twin's, byte for byte (compared chunk by chunk)."""
     n = len(audio)
-    n_mels = params["meta"]["n_mels"]
+    n_mels, nnz = params["meta"]["n_mels"], params["meta"]["mel_nnz"]
     names = list(ff.INTERMEDIATES) if names is None else names
-    c_arrays = {name: fc.load(out_dir, name, n, n_mels) for name in names}
+    c_arrays = {name: fc.load(out_dir, name, n, n_mels, nnz) for name in names}
     for lo in range(0, n, chunk):
         py = ff.run_frontend(params, audio[lo:lo + chunk])
         for name in names:
@@ -144,6 +144,34 @@ def test_api_order_errors(synth_params, taps_exe, tmp_path):
 STATE_BYTES_MAX = 9_900   # sizeof(kws_frontend_state_t) with 40 mel bands on Cortex-M (docs/FRONTEND.md)
 
 
+ASM_TARGETS = [("cortex-m4", "-mfpu=fpv4-sp-d16 -mfloat-abi=hard"), ("cortex-m4", "-mfloat-abi=soft"),
+               ("cortex-m7", "-mfpu=fpv5-d16 -mfloat-abi=hard"), ("cortex-m33", "-mfloat-abi=hard"),
+               ("cortex-m55", "-mfloat-abi=hard"), ("cortex-m0plus", "-mfloat-abi=soft")]
+
+
+@pytest.mark.parametrize("opt", ["-O2", "-Os", "-O3", "-O1"])
+def test_kernel_compiles_for_every_core_and_optimisation(synth_params, tmp_path, opt):
+    """The assembly loops' register needs fit every DSP core's allocator at every
+    optimisation level (gcc fails such asm with 'impossible constraints' otherwise), strict
+    flags, no warnings (-O0 builds use the C loops: KWS_FE_ASM needs __OPTIMIZE__)."""
+    import shutil
+    import subprocess
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+    from cmsis_stub import stub_root
+    from firmware_templates import template_root
+    for fname, text in ff.render_frontend_params_c(synth_params, fc.PROVENANCE).items():
+        (tmp_path / fname).write_text(text)
+    kernels = template_root() / "kernels"
+    for cpu, fl in ASM_TARGETS:
+        proc = subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wconversion", opt,
+                               f"-mcpu={cpu}", "-mthumb", *fl.split(), f"-I{kernels}", f"-I{stub_root()}",
+                               f"-I{tmp_path}", "-c", str(kernels / "kws_frontend.c"),
+                               "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+        assert proc.returncode == 0 and not proc.stderr.strip(), (cpu, fl, proc.stderr[:500])
+
+
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus"])
 def test_cross_compiles_warning_free_and_state_size(synth_params, tmp_path, cpu):
     """kws_frontend.c and the rendered params build with -Werror for Cortex-M4 and M0+
@@ -173,3 +201,46 @@ def test_cross_compiles_warning_free_and_state_size(synth_params, tmp_path, cpu)
         data = elf.get_section(sym["st_shndx"]).data()
         size = int.from_bytes(data[sym["st_value"]: sym["st_value"] + 4], "little")
     assert size <= STATE_BYTES_MAX
+
+
+FIRMWARE_BOARDS = ["mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"]
+
+
+@pytest.fixture(scope="module")
+def firmware_clips(tmp_path_factory, speech_commands_test_optional):
+    """24 stress clips + (if present) 6 real speech clips, as .f32 files and int16."""
+    from _fw_util import write_f32
+    audio, names = fc.generated_inputs(speech_commands_test_optional)
+    pick = [names.index(n) for n in ("zeros", "dc32767", "dc-32768", "square2_0", "square512_170",
+                                     "impulse0_-32768", "impulse15999_32767", "impulse8000_1",
+                                     "white-60dB_0", "white0dB_0", "white-90dB_0", "uniform_0",
+                                     "uniform_1", "tone440.0_32767", "tone8000.0_32767",
+                                     "chirp_up_32767", "lsb_0", "one_lsb_0", "silent_start_0",
+                                     "silent_end_0", "signcos1", "signcos256", "steps_0", "brown_0")]
+    pick += [i for i, n in enumerate(names) if n.startswith("speech")][:6]
+    root = tmp_path_factory.mktemp("fw_clips")
+    files = [write_f32(root / f"c{i:03d}.f32", audio[i]) for i in pick]
+    return audio[pick], files
+
+
+@pytest.mark.parametrize("board", FIRMWARE_BOARDS)
+def test_firmware_front_end_bit_exact_on_qemu(board, firmware_clips, tmp_path):
+    """The front end built for the emulated Cortex-M4 / M7 / M33 / M55 boards (DSP code paths:
+    cmsis_compiler.h instructions and the assembly loops) gives the twin's features and
+    snr_mel bit for bit on stress and speech clips (hashed into the check model's logits),
+    and streaming (push_hop) equals the whole-clip call."""
+    import shutil
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm absent (apt-get install gcc-arm-none-eabi qemu-system-arm)")
+    from export.firmware import bench_column, build_firmware, run_firmware
+    audio, files = firmware_clips
+    params = ff.make_frontend_params(fc.synthetic_mel_fb(), NOISE_SCALE)
+    src = fc.firmware_model_folder(params, tmp_path / "model")
+    out = build_firmware(src, board, tmp_path / "fw").out
+    got = [c.logits for c in run_firmware(out, files).clips]
+    py = ff.run_frontend(params, audio, intermediates=False)
+    want = fc.hash_logits(py["features"], py["snr_mel"])
+    bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
+    assert not bad, f"{board}: clips {bad} differ from the twin"
+    if board == "mps2-an386":
+        assert bench_column(out, clip=files[-1]).stream_matches

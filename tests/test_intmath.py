@@ -363,6 +363,116 @@ def test_c_twin_front_end_primitives(tmp_path):
         assert got == want, (name, a, b, c)
 
 
+# ---------------------------------------------------------------------------------------
+# front end v2 primitives: the DSP multiplies against Python big-int definitions of the
+# instructions (Armv7-M ARM A7.7), the table magnitude against its definition and |z|.
+# ---------------------------------------------------------------------------------------
+I32 = st.integers(im.INT32_MIN, im.INT32_MAX)
+EDGES_I32 = [im.INT32_MIN, im.INT32_MIN + 1, -(2 ** 30), -65536, -32769, -32768, -2, -1, 0, 1,
+             2, 32767, 32768, 65535, 2 ** 30, im.INT32_MAX - 1, im.INT32_MAX]
+I32E = st.one_of(I32, st.sampled_from(EDGES_I32))
+MAG_T = im.magnitude_table()
+
+
+def _s32(u: int) -> int:
+    u &= 0xFFFFFFFF
+    return u - (1 << 32) if u >= 1 << 31 else u
+
+
+def ref_smmulr(a: int, b: int) -> int:
+    return _s32(((a * b + (1 << 31)) % (1 << 64)) >> 32)
+
+
+def ref_smmlar(a: int, b: int, acc: int) -> int:
+    return _s32((((acc << 32) + a * b + (1 << 31)) % (1 << 64)) >> 32)
+
+
+def ref_smmlsr(a: int, b: int, acc: int) -> int:
+    return _s32((((acc << 32) - a * b + (1 << 31)) % (1 << 64)) >> 32)
+
+
+def ref_magnitude(re: int, im_: int) -> int:
+    p = re * re + im_ * im_
+    if p == 0:
+        return 0
+    n = (64 - p.bit_length()) & ~1
+    m = (p << n) >> 32
+    s0 = int(MAG_T[(m >> 26) - 16])
+    d = m - s0 * s0
+    s = s0 + (abs(d) // (2 * s0)) * (1 if d >= 0 else -1)
+    return s << (16 - n // 2) if n <= 32 else s >> (n // 2 - 16)
+
+
+@given(I32E, I32E, I32E)
+def test_dsp_multiplies_exact(a, b, acc):
+    assert im.mul_hi_round32(a, b) == ref_smmulr(a, b)
+    assert im.mul_hi_round_add32(a, b, acc) == ref_smmlar(a, b, acc)
+    assert im.mul_hi_round_sub32(a, b, acc) == ref_smmlsr(a, b, acc)
+    x16 = max(-32768, min(32767, b))
+    assert im.mul_q16_i16(a, x16) == (a * x16) >> 16
+
+
+def test_dsp_multiplies_wrap_like_the_instruction():
+    # acc * 2^32 + a * b leaves int64: the instruction keeps bits 63..32 of the sum mod 2^64
+    assert im.mul_hi_round_add32(im.INT32_MIN, im.INT32_MIN, im.INT32_MAX) == ref_smmlar(
+        im.INT32_MIN, im.INT32_MIN, im.INT32_MAX) == -(2 ** 30) - 1
+    assert im.mul_hi_round_sub32(im.INT32_MIN, im.INT32_MAX, im.INT32_MAX) == ref_smmlsr(
+        im.INT32_MIN, im.INT32_MAX, im.INT32_MAX)
+    assert im.mul_hi_round32(im.INT32_MIN, im.INT32_MIN) == 2 ** 30
+    assert im.mul_hi_round32(-1, 1) == 0 and im.mul_hi_round32(-(2 ** 31), 1) == 0  # ties up
+
+
+@given(st.integers(-(2 ** 30) + 1, 2 ** 30 - 1), st.integers(-(2 ** 30) + 1, 2 ** 30 - 1),
+       st.integers(0, 30))
+def test_magnitude_i32_exact_and_accurate(re, im_, sh):
+    im_ >>= sh
+    m = im.magnitude_i32(re, im_, MAG_T)
+    assert m == ref_magnitude(re, im_)
+    true = math.hypot(re, im_)
+    if true >= 2 ** 16:          # Newton from the 48-entry seed (1.6 %): < 1.5e-4
+        assert abs(m / true - 1) < 1.5e-4
+    assert abs(m - true) <= true * 1.5e-4 + 1 and m < 2 ** 30.51
+
+
+def test_magnitude_table_and_vectorised():
+    assert len(MAG_T) == 48 and MAG_T.dtype == np.uint16 and MAG_T[0] == 33276
+    rng = np.random.default_rng(5)
+    re = rng.integers(-(2 ** 30) + 1, 2 ** 30, 3000)
+    im_ = rng.integers(-(2 ** 30) + 1, 2 ** 30, 3000) >> rng.integers(0, 31, 3000)
+    assert im.magnitude_i32(re, im_, MAG_T).tolist() == [ref_magnitude(int(a), int(b)) for a, b in zip(re, im_)]
+    assert im.magnitude_i32(0, 0, MAG_T) == 0 and im.magnitude_i32(-3, 4, MAG_T) == 5
+    a = rng.integers(im.INT32_MIN, im.INT32_MAX, 3000, endpoint=True)
+    b = rng.integers(im.INT32_MIN, im.INT32_MAX, 3000, endpoint=True)
+    assert im.mul_hi_round_add32(a, b, b).tolist() == [ref_smmlar(int(x), int(y), int(y)) for x, y in zip(a, b)]
+    assert im.mul_hi_round_sub32(a, b, a).tolist() == [ref_smmlsr(int(x), int(y), int(x)) for x, y in zip(a, b)]
+
+
+def test_c_twin_front_end_v2_primitives(tmp_path):
+    exe = compile_host([_driver()], tmp_path / "intmath_driver",
+                       include_dirs=[template_root() / "kernels", stub_root()])
+    rng = np.random.default_rng(6)
+    vals = EDGES_I32 + [int(v) for v in rng.integers(im.INT32_MIN, im.INT32_MAX, 120, endpoint=True)]
+    cases = []
+    for a in vals:
+        for b in vals[::7]:
+            cases += [("mul_hi_round32", a, b, 0), ("mul_hi_round_add32", a, b, b ^ 0x5555),
+                      ("mul_hi_round_sub32", a, b, a), ("mul_q16_i16", a, max(-32768, min(32767, b)), 0)]
+            if abs(a) < 2 ** 30 and abs(b) < 2 ** 30:
+                cases += [("magnitude_i32", a, b, 0), ("magnitude_i32", a, b >> 13, 0),
+                          ("magnitude_i32", a >> 20, b >> 24, 0)]
+            cases += [("magnitude_i32", a >> 2, b >> 2, 0), ("magnitude_i32", a >> 18, b >> 15, 0)]
+    lines = [f"set_mag_table {i} {int(v)} 0" for i, v in enumerate(MAG_T)]
+    lines += [f"{n} {a} {b} {c}" for n, a, b, c in cases]
+    proc = subprocess.run([str(exe)], input="\n".join(lines) + "\n", capture_output=True,
+                          text=True, check=True)
+    out = [int(v) for v in proc.stdout.split()]
+    assert len(out) == len(cases)
+    for (name, a, b, c), got in zip(cases, out):
+        fn = getattr(im, name)
+        want = fn(a, b, MAG_T) if name == "magnitude_i32" else (fn(a, b, c) if fn.__code__.co_argcount == 3 else fn(a, b))
+        assert got == want, (name, a, b, c)
+
+
 @given(st.integers(im.INT32_MIN, im.INT32_MAX), st.integers(0, im.INT32_MAX), st.integers(0, 31))
 def test_mbqm_rshift_equals_mbqm(x, m, r):
     """The code generator's primitive is MBQM with shift -r (real multipliers below 1)."""

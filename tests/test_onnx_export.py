@@ -108,28 +108,87 @@ def test_taps_expose_named_tensors(sources, fixture_audio):
     assert np.abs(out["tap:blocks.0.delta"] - taps["blocks.0.delta"].numpy()).max() < 1e-4
 
 
-def test_qdq_agreement_on_subset(sources, sc_subset):
-    """Stand-in calibration on 48 clips, agreement on 120 others (both models)."""
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """A real Tiny bundle (24 calibration clips, tests/qhelpers.py), saved to a file."""
+    from export.bundle import save_bundle
+    from qhelpers import small_bundle
+    bundle, _, _ = small_bundle("tiny")
+    path = tmp_path_factory.mktemp("bundle") / "tiny.npz"
+    save_bundle(bundle, path)
+    return path
+
+
+def test_qdq_carries_the_bundle(tiny_bundle, sc_subset):
+    """Bundle-driven QDQ round trip: every int8/int16 tensor of the bundle has a Q/DQ pair
+    with exactly its scale, zero point and dtype; the weights are the bundle's integers;
+    onnxruntime agrees with the float graph on 48 real clips."""
+    from export.bundle import load_bundle
+    from onnx import numpy_helper
+    bundle = load_bundle(tiny_bundle)
+    src = ox.load_source(tiny_bundle)
+    assert src.kind == "bundle" and src.model_hash == bundle.meta["model"]["sha256"]
+    model = ox.build_network(src.cfg, src.params, qspec=src.qspec, scan="scan")
+    onnx.checker.check_model(model, full_check=True)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for name, t in bundle.meta["tensors"].items():
+        if t["dtype"] == "int32":
+            assert name in src.qspec.float_tensors and f"{name}.scale" not in inits
+            continue
+        scale = inits[f"{name}.scale"]
+        np.testing.assert_array_equal(scale, np.asarray(t["scale"], np.float32))
+        zp = inits[f"{name}.zero_point"]
+        if t["dtype"] == "int8":          # stored as the equivalent uint8
+            assert zp.dtype == np.uint8 and int(zp) == t["zero_point"] + 128
+        else:
+            assert zp.dtype == np.int16 and np.all(zp == t["zero_point"])
+    w = inits["blocks.0.in_proj.weight.quantized"]           # (in, out) = transposed
+    np.testing.assert_array_equal(w.T, np.concatenate(
+        [bundle.op_array("blocks.0.in_proj_u", "weight"), bundle.op_array("blocks.0.in_proj_z", "weight")]))
+    np.testing.assert_array_equal(inits["classifier.bias.quantized"],
+                                  bundle.op_array("classifier", "bias"))
+    # h is per channel, inside the Scan body (axis 1 of (B, E, N))
+    body = next(n for n in model.graph.node if n.op_type == "Scan").attribute[0].g
+    ql = next(n for n in body.node if n.op_type == "QuantizeLinear")
+    assert ql.attribute[0].name == "axis" and ql.attribute[0].i == 1
     audio, _ = sc_subset
-    for name in ("tiny", "small"):
-        src, _ = sources[name]
-        fe = ox.session(ox.build_frontend(src.cfg, src.params))
-        f, s = ox.run_batched(fe, {"audio": audio})
-        q = ox.calibrate(src.cfg, src.params, f[::2][:48], s[::2][:48])
-        model = ox.build_network(src.cfg, src.params, qspec=q)
-        onnx.checker.check_model(model, full_check=True)
-        types = ox.graph_stats(model)["op_types"]
-        assert types["QuantizeLinear"] > 40 and types["DequantizeLinear"] > 40
-        ref = ox.run_batched(ox.session(ox.build_network(src.cfg, src.params)),
-                             {"features": f, "snr_mel": s})[0]
-        out = ox.run_batched(ox.session(model), {"features": f, "snr_mel": s})[0]
-        agree = (out.argmax(1) == ref.argmax(1)).mean()
-        assert agree >= 0.97, (name, agree)
-        # unrolled QDQ computes the same numbers as Scan QDQ
-        out_u = ox.run_batched(ox.session(ox.build_network(src.cfg, src.params, scan="unrolled",
-                                                           qspec=q)),
-                               {"features": f[:8], "snr_mel": s[:8]})[0]
-        assert np.abs(out_u - out[:8]).max() < 1e-3
+    f, s = ox.run_batched(ox.session(ox.build_frontend(src.cfg, src.params)), {"audio": audio[:48]})
+    ref = ox.run_batched(ox.session(ox.build_network(src.cfg, src.params)),
+                         {"features": f, "snr_mel": s})[0]
+    out = ox.run_batched(ox.session(model), {"features": f, "snr_mel": s})[0]
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.97
+    # logits leave the graph on the bundle's int8 grid
+    t = bundle.meta["tensors"]["logits"]
+    k = out / t["scale"] + t["zero_point"]
+    assert np.abs(k - np.round(k)).max() < 1e-3
+    # unrolled QDQ computes the same numbers as Scan QDQ
+    out_u = ox.run_batched(ox.session(ox.build_network(src.cfg, src.params, scan="unrolled",
+                                                       qspec=src.qspec)),
+                           {"features": f[:8], "snr_mel": s[:8]})[0]
+    assert np.abs(out_u - out[:8]).max() < 1e-3
+
+
+def test_bundle_bad_inputs(tiny_bundle, tmp_path):
+    """A newer bundle format, a non-bundle .npz and an unknown suffix: one-line errors."""
+    from export.bundle import BundleError, load_bundle, save_bundle
+    b = load_bundle(tiny_bundle)
+    b.meta["format_version"] = 2
+    newer = tmp_path / "newer.npz"
+    save_bundle(b, newer)
+    with pytest.raises(BundleError, match="format version 2 is newer") as e:
+        ox.load_source(newer)
+    assert "\n" not in str(e.value) and "newer.npz" in str(e.value)
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(BundleError, match="plain.npz: not a"):
+        ox.load_source(tmp_path / "plain.npz")
+    (tmp_path / "x.onnx").write_bytes(b"x")
+    with pytest.raises(ox.OnnxExportError, match="unsupported source"):
+        ox.load_source(tmp_path / "x.onnx")
+    r = _cli("onnx", str(newer), "-o", str(tmp_path / "o"),
+             cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "newer than this tool" in lines[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_quantize_array_rounds_half_away_and_saturates():
@@ -155,25 +214,29 @@ def _cli(*args, cwd):
                           capture_output=True, text=True)
 
 
-def test_cli_onnx_writes_and_refuses_overwrite(upstream_ckpt, fixtures_dir, tmp_path):
+def test_cli_onnx_writes_and_refuses_overwrite(upstream_ckpt, tiny_bundle, tmp_path):
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     out = tmp_path / "onnx"
-    r = _cli("onnx", str(upstream_ckpt("tiny")), "-o", str(out), "--calib",
-             str(fixtures_dir / "audio"), cwd=root)
+    r = _cli("onnx", str(tiny_bundle), "-o", str(out), cwd=root)
     assert r.returncode == 0, r.stderr
     assert {p.name for p in out.iterdir()} == {"network.onnx", "frontend.onnx", "full.onnx",
                                               "network_qdq.onnx", "quantization.json"}
     meta = json.loads((out / "quantization.json").read_text())
-    assert "stand-in" in meta["source"] and meta["activations"]["blocks.0.h"]["dtype"] == "int16"
-    first = (out / "full.onnx").read_bytes()
-    r = _cli("onnx", str(upstream_ckpt("tiny")), "-o", str(out), cwd=root)
+    assert meta["source"].startswith("bundle tiny.npz")
+    assert meta["activations"]["blocks.0.h"]["dtype"] == "int16"
+    assert "blocks.0.out" in meta["float_tensors"]
+    first = (out / "network_qdq.onnx").read_bytes()
+    r = _cli("onnx", str(tiny_bundle), "-o", str(out), cwd=root)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--force" in lines[0]
+    r = _cli("onnx", str(tiny_bundle), "-o", str(out), "--force", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert (out / "network_qdq.onnx").read_bytes() == first       # deterministic
+    # a checkpoint without --quantize: the float graphs only
     r = _cli("onnx", str(upstream_ckpt("tiny")), "-o", str(out), "--force", cwd=root)
     assert r.returncode == 0, r.stderr
-    assert (out / "full.onnx").read_bytes() == first            # deterministic
-    assert not (out / "network_qdq.onnx").exists()              # no calibration this time
+    assert not (out / "network_qdq.onnx").exists() and "--quantize" in r.stdout
 
 
 def test_cli_onnx_missing_checkpoint(tmp_path):

@@ -14,11 +14,13 @@
  *     for t = 0..100: kws_frontend_output_row(st, t, features_row, snr_mel_row);
  * Frame t is computed when hop t+1 arrives (frames 99 and 100 in finish); the SNR of frames
  * 0..4 waits for frame 4 (the noise estimate), their |X| are kept meanwhile in the unused
- * part of the cell store. kws_frontend_run does the same for a whole clip.
+ * part of the cell store. kws_frontend_run does the same for a whole clip. Design: a 32-bit
+ * radix-4 FFT in block floating point with Arm DSP multiplies (cmsis_compiler.h).
  *
- * Memory: the state (sizeof(kws_frontend_state_t), ~9.9 KB with 40 mel bands) lives for
+ * Memory: the state (sizeof(kws_frontend_state_t), ~9.5 KB with 40 mel bands) lives for
  * the window; the scratch (KWS_FE_SCRATCH_WORDS int32 = 2 KB) only during a call and may be
- * shared with other kernels (e.g. the network's activations) between calls.
+ * shared with other kernels (e.g. the network's activations) between calls. Little-endian
+ * targets only (sample pairs are read as 32-bit words).
  */
 #ifndef KWS_FRONTEND_H
 #define KWS_FRONTEND_H
@@ -34,47 +36,54 @@
 #define KWS_FE_N_BINS 257          /* one-sided bins */
 #define KWS_FE_NOISE_FRAMES 5      /* frames averaged for the noise estimate */
 #define KWS_FE_HIST 416            /* samples kept between hops */
+#define KWS_FE_WIN_TABLE_N 576     /* window_stage1_q25 entries (64 x 9) */
 #ifndef KWS_FE_N_MELS
 #define KWS_FE_N_MELS 40           /* mel bands (checked against the params at reset) */
 #endif
 #define KWS_FE_SCRATCH_WORDS 512   /* int32 words of per-call scratch */
+#ifndef KWS_FE_MEL_NNZ_MAX
+#define KWS_FE_MEL_NNZ_MAX 512     /* capacity for stored mel weights (checked at reset) */
+#endif
 
 /* Number formats (export/frontend_fixed.py has the same constants). */
-#define KWS_FE_FFT_L1_BITS 29      /* block shift keeps sum |fft_in| < 2^29 */
-#define KWS_FE_TWIDDLE_FRAC 30     /* twiddles Q30 */
-#define KWS_FE_MEL_FLOAT_SHIFT 46  /* mel (float) = mel_int * 2^(block_shift - 46) */
+#define KWS_FE_SAMPLE_BITS 15      /* block shift k = 15 - bitlen(peak): x << k is an int16 */
+#define KWS_FE_WINDOW_FRAC 25      /* Hann window Q25: v = (w * (x << k)) >> 16, |v| <= 2^24 */
+#define KWS_FE_MAG_FLOAT_SHIFT 21  /* |X| (float) = mag * 2^-(21 + k) */
+#define KWS_FE_MEL_FLOAT_SHIFT 36  /* mel (float) = mel_int * 2^-(36 + k) */
+#define KWS_FE_NOISE_SHIFT 15      /* noise = sum_{t<5} mag_t 2^(15 - k_t) */
 #define KWS_FE_LOG_FRAC 16         /* log2 Q16 */
-#define KWS_FE_SNR_FRAC 12         /* per-bin SNR Q12 */
+#define KWS_FE_LOG_REF_SHIFT 8     /* log_ref = log_mel of frame 0 >> 8 (int16) */
+#define KWS_FE_SNR_W_BITS 8        /* per-window SNR weights: uint8, per-band exponent */
+#define KWS_FE_SNR_W_SHIFT 23      /* 31 - KWS_FE_SNR_W_BITS */
 #define KWS_FE_LOG_BITS 10         /* signed log-mel code bits in a cell */
 #define KWS_FE_SNR_BITS 6          /* unsigned snr code bits in a cell */
-#define KWS_FE_TANH_N 257          /* tanh table entries */
-#define KWS_FE_TANH_LUT_FRAC 11    /* tanh table step 2^-5 in a Q16 input */
-#define KWS_FE_TANH_IN_MAX 524288  /* 8.0 in Q16 */
-#define KWS_FE_SNR_SUM_MAX 10737418240LL /* 80 * 2^27: z = sum / 10 >= 8 */
+#define KWS_FE_TANH_IN_MAX 524288  /* z = S / 10 clamped to 8.0 (Q16) */
+#define KWS_FE_SNR_CODE_N 142      /* snr code table entries (z < 142 * 2^10; above: 63) */
+#define KWS_FE_SNR_CODE_STEP 10    /* one entry per 2^10 of z */
 #define KWS_FE_DIV10_MULT 429496730LL    /* round(2^32 / 10) */
-#define KWS_FE_DIV10_SHIFT 43
 #define KWS_FE_FEATURE_FRAC 11     /* features Q11 (scale 2^-11) */
 
 #define KWS_FE_OK 0
 #define KWS_FE_ERR_ORDER (-1)      /* call out of order: a 101st hop, finish before 100 hops, ... */
-#define KWS_FE_ERR_PARAMS (-2)     /* params do not fit this kernel build (n_mels, twiddles) */
+#define KWS_FE_ERR_PARAMS (-2)     /* params do not fit this kernel build (n_mels, nnz) */
 
 /* Per-model constants (export/frontend_fixed.py: make_frontend_params). */
 typedef struct {
-    const uint16_t *window_q16;       /* [512] periodic Hann, Q16 (1.0 -> 65535) */
-    const int32_t *twiddle_cos_q30;   /* [257] cos(2 pi k / 512), Q30 */
-    const int32_t *twiddle_sin_q30;   /* [257] sin(2 pi k / 512), Q30 */
-    const uint8_t *bitrev;            /* [256] 8-bit bit reversal */
-    const int16_t *mel_start;         /* [n_mels] first bin of each band */
-    const int16_t *mel_count;         /* [n_mels] bins of each band */
-    const uint16_t *mel_weights_q15;  /* [sum mel_count] weights, Q15 */
+    const int32_t *window_stage1_q25; /* [64 * 9] per stage-1 butterfly q: Hann (Q25) at samples
+                                         2q + 128 j (+1), j = 0..3, and its output byte offset */
+    const int32_t *fft_twiddles_q31;  /* [63 * 6] per j = 1..63: cos, sin of 2 pi m j / 256, m = 1..3 */
+    const int32_t *split_twiddles_q31;/* [127 * 2] per k = 1..127: cos, sin of 2 pi k / 512 */
+    const uint16_t *sqrt_table;       /* [48] round(sqrt((i + 1/2) 2^26)), i = 16..63 */
+    const uint32_t *mel_bands;        /* [n_mels] first bin | bins below 256 << 16 | has bin 256 << 31 */
+    const uint16_t *mel_weights_q15;  /* [mel_nnz] weights, Q15 */
     const int32_t *log2_table_q24;    /* [129] log2(1 + i/128), Q24 */
-    const int16_t *tanh_table_q15;    /* [257] tanh(i / 32), Q15 */
+    const uint16_t *snr_code_table;   /* [142] snr code of z = S / 10 (Q16) per 2^10 */
     const int32_t *log_eps;           /* [16] 1e-8 in mel units, per block shift */
     int32_t n_mels;
-    int32_t noise_mult;               /* round(|noise_scale| / 5 * 2^noise_shift) */
+    int32_t mel_nnz;                  /* stored mel weights (sum of mel_count) */
+    int32_t noise_mult;               /* round(|noise_scale| / 5 * 2^noise_shift), <= 2^15 */
     int32_t noise_shift;              /* G */
-    int64_t snr_eps;                  /* round(1e-8 * 2^(31 + G)) */
+    int64_t snr_eps;                  /* round(1e-8 * 2^(36 + G)) */
     int64_t norm_eps;                 /* round(101^2 * 1e-5 / ln(2)^2 * 2^32) */
 } kws_frontend_params_t;
 
@@ -83,7 +92,8 @@ typedef struct {
 #define KWS_FE_MAGBUF_WORD0 ((KWS_FE_NOISE_FRAMES * KWS_FE_N_MELS + 1) / 2)
 #define KWS_FE_MAGBUF_WORDS ((KWS_FE_NOISE_FRAMES - 1) * KWS_FE_N_BINS)
 
-/* Front-end state of one window. */
+/* Front-end state of one window. Row 100 of the cells holds the per-band log_ref (int16)
+ * until frame 100 replaces it by its codes. */
 typedef struct {
     const kws_frontend_params_t *p;
     union {
@@ -91,20 +101,20 @@ typedef struct {
         uint32_t words[(KWS_FE_CELLS + 1) / 2];
     } store;
     union {
-        struct {                               /* reset .. finish */
-            uint16_t recip[KWS_FE_N_BINS];     /* noise reciprocal mantissa */
-            int8_t recip_exp[KWS_FE_N_BINS];   /* and exponent */
-            int32_t log_ref[KWS_FE_N_MELS];    /* frame 0 log2 mel, Q16 */
-        } win;
+        struct {                               /* frame 4 .. finish */
+            uint8_t w[KWS_FE_MEL_NNZ_MAX];     /* SNR weights C (mel weight / noise) */
+            uint8_t exp[KWS_FE_N_MELS];        /* their per-band exponent F */
+        } snr;
         struct {                               /* after finish */
             int32_t sum[KWS_FE_N_MELS];        /* S1 = sum of codes */
-            uint32_t rsqrt[KWS_FE_N_MELS];     /* rsqrt mantissa of V */
-            int8_t rsqrt_exp[KWS_FE_N_MELS];
+            int32_t mult[KWS_FE_N_MELS];       /* feature multiplier (SMMULR) */
+            uint8_t shift[KWS_FE_N_MELS];      /* feature pre-shift */
         } norm;
     } u;
-    int16_t hist[KWS_FE_HIST];                 /* last 416 samples */
+    int16_t hist[KWS_FE_N_FFT];                /* last 416 samples, then the frame's last 96 */
     uint8_t band_shift[KWS_FE_N_MELS];         /* per-band code shift */
     uint8_t shift5[KWS_FE_NOISE_FRAMES];       /* block shifts of frames 0..4 */
+    uint8_t hop_bits[4];                       /* peak bit lengths of the last 4 hops (ring) */
     int16_t n_hops;
     int16_t finished;
 } kws_frontend_state_t;

@@ -172,24 +172,38 @@ static inline uint32_t sqrt_u64_norm(uint64_t p)
 static inline int32_t log2_u64_q16(uint64_t x, const int32_t *table)
 {
     if (x == 0u) { x = 1u; }
-    const int32_t b = 63 - clz64(x);
-    const uint32_t m = (uint32_t)((b >= 30) ? (x >> (b - 30)) : (x << (30 - b)));
+    const uint32_t hi = (uint32_t)(x >> 32), lo = (uint32_t)(x & 0xFFFFFFFFu);
+    int32_t b;
+    uint32_t m;
+    if (hi != 0u) {               /* b = 63 - clz(hi); m = x >> (b - 30), b - 30 in 2..33 */
+        b = 63 - clz32(hi);
+        const int32_t s = b - 30;
+        m = (s >= 32) ? (hi >> (s - 32)) : ((hi << (32 - s)) | (lo >> s));
+    } else {
+        b = 31 - clz32(lo);
+        m = (b >= 30) ? (lo >> (b - 30)) : (lo << (30 - b));
+    }
     const int32_t i = (int32_t)((m >> 23) & 127u);
-    const int64_t f = (int64_t)(m & 0x7FFFFFu);
-    const int64_t y = (int64_t)table[i] + ((((int64_t)table[i + 1] - (int64_t)table[i]) * f) >> 23);
-    return (int32_t)round_shift_right((int64_t)b * 16777216 + y, 8);
+    const int32_t f = (int32_t)(m & 0x7FFFFFu);
+    /* (T[i+1] - T[i]) * f < 2^18 * 2^23: one SMULL; the sum fits int32 (b <= 62) */
+    const int32_t y = table[i] + (int32_t)(((int64_t)(table[i + 1] - table[i]) * f) >> 23);
+    return (b * 16777216 + y + 128) >> 8;
 }
 
 /* reciprocal_u64: 1/d ~= r * 2^-e with r = floor((2^47 - 1) / dn) in [2^15, 2^16), dn = d
  * normalised to [2^31, 2^32) (truncating), e = bitlen(d) + 15; d = 0 is treated as 1.
- * Relative error below 2^-15. One 64/32 division (libgcc on Cortex-M). */
+ * Relative error below 2^-15. One 32-bit division and at most 3 corrections. */
 static inline uint32_t reciprocal_u64(uint64_t d, int32_t *e)
 {
     if (d == 0u) { d = 1u; }
     const int32_t b = 64 - clz64(d);
     const uint32_t dn = (uint32_t)((b <= 32) ? (d << (32 - b)) : (d >> (b - 32)));
     *e = b + 15;
-    return (uint32_t)((((uint64_t)1 << 47) - 1u) / (uint64_t)dn);
+    /* floor((2^47 - 1) / dn) without a 64-bit division: 2^31 / (dn >> 16) over-estimates it
+     * by at most 2; step down while r * dn > 2^47 - 1 (UDIV, UMULL). */
+    uint32_t r = 0x80000000u / (dn >> 16);
+    while ((uint64_t)r * dn > (((uint64_t)1 << 47) - 1u)) { r--; }
+    return r;
 }
 
 /* rsqrt_u64: 1/sqrt(v) ~= r * 2^-e with r = floor(2^31 / sqrt(vn)) = isqrt64(2^62 / vn) in
@@ -234,6 +248,42 @@ static inline int32_t lut_lerp_i16(const int16_t *table, int32_t n, int32_t x, i
     const int64_t f = (int64_t)(x & (((int32_t)1 << frac_bits) - 1));
     return (int32_t)table[i]
         + (int32_t)round_shift_right(((int64_t)table[i + 1] - (int64_t)table[i]) * f, frac_bits);
+}
+
+/* ------------------------------------------------------------------------------------
+ * front end v2 primitives (the 32-bit radix-4 FFT front end): the Arm DSP multiplies with
+ * their exact instruction semantics, one instruction each on DSP cores, and the table
+ * magnitude. Twins of the block of the same name in export/intmath.py.
+ * ------------------------------------------------------------------------------------ */
+
+/* mul_hi_round32: bits 63..32 of a * b + 2^31 = a * b / 2^32 rounded, ties toward +inf
+ * (__SMMULR). */
+static inline int32_t mul_hi_round32(int32_t a, int32_t b) { return __SMMULR(a, b); }
+
+/* mul_hi_round_add32: bits 63..32 of acc * 2^32 + a * b + 2^31 modulo 2^64 (__SMMLAR). */
+static inline int32_t mul_hi_round_add32(int32_t a, int32_t b, int32_t acc) { return __SMMLAR(a, b, acc); }
+
+/* mul_hi_round_sub32: bits 63..32 of acc * 2^32 - a * b + 2^31 modulo 2^64 (__SMMLSR). */
+static inline int32_t mul_hi_round_sub32(int32_t a, int32_t b, int32_t acc) { return __SMMLSR(a, b, acc); }
+
+/* mul_q16_i16: (a * x) >> 16 (floor), int32 a, int16 x (__SMULWB). */
+static inline int32_t mul_q16_i16(int32_t a, int32_t x) { return __SMULWB(a, (uint32_t)(uint16_t)(int16_t)x); }
+
+/* magnitude_i32: |re + i im| from the power, relative error below 1.5e-4 (phase-independent):
+ * p = re^2 + im^2 (uint64), N = clz64(p) & ~1, m = top 32 bits of p << N (in [2^30, 2^32)),
+ * s0 = table[(m >> 26) - 16] ~= sqrt(m) (intmath.magnitude_table, 48 entries), one Newton
+ * step s = s0 + (m - s0^2) / (2 s0) (C division, toward zero: SDIV), result = s 2^(16 - N/2)
+ * (left shift, or right shift rounding down); 0 for p = 0. re, im in (-2^30, 2^30). */
+static inline uint32_t magnitude_i32(int32_t re, int32_t im, const uint16_t *table)
+{
+    const uint64_t p = (uint64_t)((int64_t)re * re) + (uint64_t)((int64_t)im * im);
+    if (p == 0u) { return 0u; }
+    const int32_t n = clz64(p) & ~1;
+    const uint32_t m = (uint32_t)((p << n) >> 32);
+    const int32_t s0 = (int32_t)table[(m >> 26) - 16u];
+    const int32_t d = (int32_t)((int64_t)m - (int64_t)s0 * s0);   /* |d| < 2^28 */
+    const uint32_t s = (uint32_t)(s0 + d / (2 * s0));
+    return (n <= 32) ? (s << (16 - n / 2)) : (s >> (n / 2 - 16));
 }
 
 /* ------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
         int64_t acc = 0;
         for (int32_t n = 0; n < N; n++) {
             /* mul_q16(K, delta) = SMULWB: delta is an int16 value */
-            const int32_t pe = round_shift_right32(__SMULWB(ke[n], de), ps);
+            const int32_t pe = round_shift_right32(__SMULWB(ke[n], (uint32_t)de), ps);
             const int32_t dA = exp2_neg_lookup(pe, fb, exp_table);
             KWS_NN_TAP(0, e * N + n, dA);
             const int32_t t = dA * (int32_t)he[n] + du * Bn[n];

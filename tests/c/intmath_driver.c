@@ -5,9 +5,11 @@
 #include "kws_intmath.h"
 
 /* Tables of the front end primitives, set by "set_log2_table i v 0" / "set_lut_table i v 0"
+ / "set_mag_table i v 0"
  * lines (which print nothing). Pair-valued functions print "r e" on one line. */
 static int32_t log2_tab[129];
 static int16_t lut_tab[4096];
+static uint16_t mag_tab[48];
 
 /* network primitives: "settable i v 0" stores v at index i of the look-up table that the
  * next exp2_neg_lookup (int16 copy) or lut_interp_s16 (int32) lines use. */
@@ -36,6 +38,13 @@ int main(void)
         /* front end primitives */
         else if (strcmp(name, "set_log2_table") == 0) { log2_tab[a] = (int32_t)b; continue; }
         else if (strcmp(name, "set_lut_table") == 0) { lut_tab[a] = (int16_t)b; continue; }
+        else if (strcmp(name, "set_mag_table") == 0) { mag_tab[a] = (uint16_t)b; continue; }
+        /* front end v2 primitives */
+        else if (strcmp(name, "mul_hi_round32") == 0) { r = mul_hi_round32((int32_t)a, (int32_t)b); }
+        else if (strcmp(name, "mul_hi_round_add32") == 0) { r = mul_hi_round_add32((int32_t)a, (int32_t)b, (int32_t)c); }
+        else if (strcmp(name, "mul_hi_round_sub32") == 0) { r = mul_hi_round_sub32((int32_t)a, (int32_t)b, (int32_t)c); }
+        else if (strcmp(name, "mul_q16_i16") == 0) { r = mul_q16_i16((int32_t)a, (int32_t)b); }
+        else if (strcmp(name, "magnitude_i32") == 0) { r = magnitude_i32((int32_t)a, (int32_t)b, mag_tab); }
         else if (strcmp(name, "clz64") == 0) { r = clz64((uint64_t)a); }
         else if (strcmp(name, "isqrt32") == 0) { r = isqrt32((uint32_t)a); }
         else if (strcmp(name, "isqrt64") == 0) { r = (long long)isqrt64((uint64_t)a); }
