@@ -108,6 +108,15 @@ def load_source(source, *, progress: bool = False) -> Bundle:
 # the plan: every decision, as plain data for the templates
 # =======================================================================================
 
+def frontend_version() -> int:
+    """Version of the fixed-point front end (export.frontend_fixed / kws_frontend.c) this tool
+    ships: a bundle made for another version has other front-end constants."""
+    from export import frontend_fixed as ff
+    fb = np.zeros((40, ff.N_BINS), np.float32)
+    fb[:, 1] = 1.0
+    return int(ff.make_frontend_params(fb, 1.0)["meta"]["version"])
+
+
 def _cname(name: str) -> str:
     """C identifier fragment of a tensor/op/array name ("blocks.0.u" -> "b0_u")."""
     s = re.sub(r"^blocks\.(\d+)\.", r"b\1_", name)
@@ -194,6 +203,12 @@ class _Planner:
     def check(self) -> None:
         where = f"{self.b.path or 'bundle'}"
         cfg = self.meta["model"]["config"]
+        have = self.meta["frontend"]["meta"].get("version")
+        want = frontend_version()
+        if have != want:
+            raise CodegenError(f"{where}: made for front end version {have}, this tool's C front "
+                               f"end is version {want}; re-quantize the checkpoint "
+                               f"(kws-export quantize)")
         if cfg["n_mels"] != 40:
             raise CodegenError(f"{where}: n_mels {cfg['n_mels']} is not supported by the C "
                                f"front end build (KWS_FE_N_MELS 40)")
