@@ -117,6 +117,17 @@ def frontend_version() -> int:
     return int(ff.make_frontend_params(fb, 1.0)["meta"]["version"])
 
 
+def fe_scratch_words() -> int:
+    """KWS_FE_SCRATCH_WORDS of the shipped kws_frontend.h (the front end's per-call scratch,
+    int32 words, placed in the arena)."""
+    from firmware_templates import template_root
+    text = (template_root() / "kernels" / "kws_frontend.h").read_text()
+    m = re.search(r"#define\s+KWS_FE_SCRATCH_WORDS\s+(\d+)", text)
+    if not m:
+        raise CodegenError("kws_frontend.h: no KWS_FE_SCRATCH_WORDS (front-end scratch size)")
+    return int(m.group(1))
+
+
 def _cname(name: str) -> str:
     """C identifier fragment of a tensor/op/array name ("blocks.0.u" -> "b0_u")."""
     s = re.sub(r"^blocks\.(\d+)\.", r"b\1_", name)
@@ -326,7 +337,8 @@ class _Planner:
         cfg = meta["model"]["config"]
         M = cfg["n_mels"]
         # step 0: the front end's scratch (live only inside front-end calls)
-        self.buf("fe_scratch", "int32_t", 512)
+        self.plan.macros["KWS_FE_SCRATCH_WORDS"] = fe_scratch_words()
+        self.buf("fe_scratch", "int32_t", self.plan.macros["KWS_FE_SCRATCH_WORDS"])
         self.next_step()
         # frame step: front-end output row -> network inputs
         lines = []
