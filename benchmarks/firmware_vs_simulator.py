@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -63,12 +64,7 @@ def main() -> int:
     ap.add_argument("--no-host", action="store_true", help="skip the host C route")
     ap.add_argument("--json", type=Path, help="write the per-model summary here")
     args = ap.parse_args()
-    con = Console(width=170)
-    t = Table("model", "board", "clips", "logits = simulator", "labels = simulator",
-              "host C = firmware", "acc. firmware", "acc. simulator", "acc. float ref",
-              "agree w/ float", "instructions min / mean / max", "QEMU s", "simulator s",
-              "host C s", "build s",
-              title=f"firmware vs simulator on {args.folder} (one QEMU boot per model)")
+    con = Console(width=120)
     summary, ok = {}, True
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -83,26 +79,15 @@ def main() -> int:
             ref = float_reference(args.folder, name)
             fl_acc = agree = None
             if ref is not None:
-                rel = [str(Path(p).resolve().relative_to(args.folder.resolve()))
-                       for p in chk.names]
+                rel = [Path(os.path.relpath(p, args.folder)).as_posix() for p in chk.names]
                 flab = [ref.get(r) for r in rel]
                 have = [i for i, f in enumerate(flab) if f is not None]
                 agree = sum(chk.labels[int(chk.firmware_labels[i])] == flab[i]
                             for i in have) / len(have)
                 truth = [(flab[i], chk.truth[i]) for i in have if chk.truth[i] is not None]
                 fl_acc = sum(f == tr for f, tr in truth) / len(truth) if truth else None
-            pct = (lambda v: "n/a" if v is None else f"{100 * v:.2f} %")
             ins = chk.instructions
             hm = chk.host_mismatches
-            t.add_row(name, chk.board, f"{chk.n:,}",
-                      f"{chk.n - chk.logit_mismatches:,}/{chk.n:,}",
-                      f"{chk.n - chk.prediction_mismatches:,}/{chk.n:,}",
-                      "n/a" if hm is None else f"{chk.n - hm:,}/{chk.n:,}",
-                      pct(chk.accuracy("firmware")), pct(chk.accuracy("simulator")),
-                      pct(fl_acc), pct(agree),
-                      f"{ins.min():,} / {int(round(ins.mean())):,} / {ins.max():,}",
-                      f"{chk.seconds['qemu']:.1f}", f"{chk.seconds['simulator']:.1f}",
-                      f"{chk.seconds.get('host', 0):.1f}", f"{build_s:.1f}")
             summary[name] = {
                 "board": chk.board, "clips": chk.n, "logit_mismatches": chk.logit_mismatches,
                 "prediction_mismatches": chk.prediction_mismatches, "host_mismatches": hm,
@@ -111,6 +96,30 @@ def main() -> int:
                 "agreement_float": agree, "instructions_min": int(ins.min()),
                 "instructions_mean": float(ins.mean()), "instructions_max": int(ins.max()),
                 "seconds": chk.seconds, "build_seconds": build_s}
+    pct = (lambda v: "n/a" if v is None else f"{100 * v:.2f} %")
+    t = Table("", *summary, title=f"firmware ({args.board}, one QEMU boot per model) vs "
+              f"simulator vs host C on {args.folder.name}")
+
+    def row(label, f):
+        t.add_row(label, *(f(s) for s in summary.values()))
+    row("clips", lambda s: f"{s['clips']:,}")
+    row("firmware logits = simulator logits",
+        lambda s: f"{s['clips'] - s['logit_mismatches']:,} / {s['clips']:,}")
+    row("firmware label = simulator label",
+        lambda s: f"{s['clips'] - s['prediction_mismatches']:,} / {s['clips']:,}")
+    row("host C logits = firmware logits", lambda s: "n/a" if s["host_mismatches"] is None
+        else f"{s['clips'] - s['host_mismatches']:,} / {s['clips']:,}")
+    row("accuracy: firmware", lambda s: pct(s["accuracy_firmware"]))
+    row("accuracy: simulator", lambda s: pct(s["accuracy_simulator"]))
+    row("accuracy: float reference (float_reference.json)", lambda s: pct(s["accuracy_float"]))
+    row("firmware label = float reference label", lambda s: pct(s["agreement_float"]))
+    row("instructions per inference: min", lambda s: f"{s['instructions_min']:,}")
+    row("instructions per inference: mean", lambda s: f"{s['instructions_mean']:,.0f}")
+    row("instructions per inference: max", lambda s: f"{s['instructions_max']:,}")
+    row("wall s: build", lambda s: f"{s['build_seconds']:.1f}")
+    row("wall s: QEMU (all clips, one boot)", lambda s: f"{s['seconds']['qemu']:.1f}")
+    row("wall s: simulator", lambda s: f"{s['seconds']['simulator']:.1f}")
+    row("wall s: host C (compile with UBSan + run)", lambda s: f"{s['seconds'].get('host', 0):.1f}")
     con.print(t)
     con.print("all logits bit-exact" if ok else "[red]MISMATCH (see above)[/red]")
     if args.json:
