@@ -72,6 +72,14 @@ def header_macros(build: Path) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"#define (KWS_\w+) (\d+)\b", text)}
 
 
+def macs_split(build: Path) -> tuple[int, int]:
+    """(front end, network) MACs per inference from the KWS_MACS_PER_INFERENCE comment."""
+    text = (build / "src" / "model" / "kws_model.h").read_text()
+    fe, nn = re.search(r"KWS_MACS_PER_INFERENCE \d+\s+/\* front end (\d+) \+ network (\d+)",
+                       text).groups()
+    return int(fe), int(nn)
+
+
 def symbol_sizes(elf: Path) -> dict[str, int]:
     """Symbol name -> size (bytes) of the ELF's functions and objects."""
     from elftools.elf.elffile import ELFFile
@@ -98,7 +106,7 @@ def parts(build: Path) -> dict[str, dict[str, int]]:
         else:
             part = PARTS.get(path.rsplit("/", 1)[-1].rsplit(".", 1)[0], "app (startup, I/O, counter)")
         d = out.setdefault(part, {"code": 0, "const": 0, "ram": 0})
-        if sec.startswith(".text") or sec.startswith(".kws_vectors") or sec.startswith(".ARM"):
+        if sec.startswith(".text") or sec.startswith(".kws_vectors") or sec.startswith(".ARM.ex"):
             d["code"] += size
         elif sec.startswith(".rodata"):
             d["const"] += size
@@ -166,6 +174,15 @@ def model_tables(models, boards, cache: Path, tmp: Path) -> str:
         md.append("| MAC/2 bound (instructions) | " + " | ".join(cells) + " |")
         cells = []
         for name in models:
+            fe_m, nn_m = macs_split(builds[(name, m4, "int8")])
+            r = cols[(name, m4)]
+            cells += [f"front end {n((fe_m + 1) // 2)} "
+                      f"({r.int8.instructions_frontend / ((fe_m + 1) // 2):.1f}x), network "
+                      f"{n((nn_m + 1) // 2)} ({r.int8.instructions_network / ((nn_m + 1) // 2):.1f}x)",
+                      "", ""]
+        md.append("| MAC/2 bound per part (int8 / bound) | " + " | ".join(cells) + " |")
+        cells = []
+        for name in models:
             r = cols[(name, m4)]
             cells += [f"{r.int8.instructions_total / r.mac_bound:.1f}x the bound",
                       f"{r.float32.instructions_total / r.mac_bound:.1f}x", ""]
@@ -197,10 +214,10 @@ def model_tables(models, boards, cache: Path, tmp: Path) -> str:
             md += [f"| {g} | {t} | {v} | {'met' if ok else '**not met**'} |"
                    for g, t, v, ok in goals]
             md.append("")
-        md += ["### Where the bytes go (Cortex-M4, int8, -O2; linker map input sections)", "",
-               "| part | " + " | ".join(f"{x.capitalize()} code (B) | {x.capitalize()} constants (B) | "
-                                        f"{x.capitalize()} RAM (B)" for x in models) + " |",
-               "|---|" + "---|---|---|" * len(models)]
+        md += ["### Where the flash goes (Cortex-M4, int8, -O2; linker map input sections)", "",
+               "| part | " + " | ".join(f"{x.capitalize()} code (B) | {x.capitalize()} constants (B)"
+                                        for x in models) + " |",
+               "|---|" + "---|---|" * len(models)]
         allparts = {name: parts(builds[(name, m4, "int8")]) for name in models}
         order = ["front end (code + tables)", "network code", "network constants (weights, LUTs)",
                  "app (startup, I/O, counter)", "libc (newlib-nano)", "libgcc"]
@@ -208,14 +225,36 @@ def model_tables(models, boards, cache: Path, tmp: Path) -> str:
             cells = []
             for name in models:
                 d = allparts[name].get(p, {"code": 0, "const": 0, "ram": 0})
-                cells += [n(d["code"]), n(d["const"]), n(d["ram"])]
+                cells += [n(d["code"]), n(d["const"])]
             md.append(f"| {p} | " + " | ".join(cells) + " |")
+        md.append("| **total** | " + " | ".join(
+            f"{n(sum(d['code'] for d in allparts[x].values()))} | "
+            f"{n(sum(d['const'] for d in allparts[x].values()))}" for x in models) + " |")
+        md.append("")
+        hm = {x: header_macros(builds[(x, m4, "int8")]) for x in models}
+        syms = {x: symbol_sizes(builds[(x, m4, "int8")] / "firmware.elf") for x in models}
+        md += ["### Where the RAM goes (Cortex-M4, int8; bytes, excluding the 32,000-B audio "
+               "buffer)", "", "| part | " + " | ".join(x.capitalize() for x in models) + " |",
+               "|---|" + "---|" * len(models)]
+        ram_rows = [
+            ("front-end window state (`kws_state` minus network state: 101 x 40 int16 "
+             "feature cells, sample history, SNR weights / norm stats)",
+             lambda x: syms[x]["kws_state"] - hm[x]["KWS_NETWORK_STATE_BYTES"]),
+            ("network state (conv histories, h, mean sums)",
+             lambda x: hm[x]["KWS_NETWORK_STATE_BYTES"]),
+            ("arena (front-end scratch 512 x int32; per-frame network tensors share it)",
+             lambda x: syms[x].get("kws_arena")),
+            ("app (.data + .bss other than the audio buffer)",
+             lambda x: cols[(x, m4)].int8.ram_static - cols[(x, m4)].int8.audio_buffer
+             - syms[x]["kws_state"] - syms[x].get("kws_arena", 0)),
+            ("peak stack (painted, after the run)", lambda x: cols[(x, m4)].int8.stack_peak),
+            ("**total**", lambda x: cols[(x, m4)].int8.ram_total_excl_audio)]
+        for label, f in ram_rows:
+            md.append(f"| {label} | " + " | ".join(n(f(x)) for x in models) + " |")
         md.append("")
         md += ["### Model RAM: generated C vs TFLM", "",
                "| | " + " | ".join(x.capitalize() for x in models) + " |",
                "|---|" + "---|" * len(models)]
-        hm = {x: header_macros(builds[(x, m4, "int8")]) for x in models}
-        syms = {x: symbol_sizes(builds[(x, m4, "int8")] / "firmware.elf") for x in models}
         rows = [("generated C arena (`KWS_ARENA_BYTES`: per-frame tensors + front-end scratch)",
                  lambda x: hm[x].get("KWS_ARENA_BYTES")),
                 ("generated C network state (`KWS_NETWORK_STATE_BYTES`: conv histories, h, sums)",
