@@ -190,7 +190,8 @@ def host_c_clips(folder: Path, samples: np.ndarray, *, sanitize: bool = True) ->
 
 
 def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = False,
-                   timeout: float = DEFAULT_TIMEOUT, progress: bool = False) -> FirmwareCheck:
+                   timeout: float = DEFAULT_TIMEOUT, progress: bool = False,
+                   simulator_logits: np.ndarray | None = None) -> FirmwareCheck:
     """Run clips through the firmware (one QEMU boot), the simulator and optionally the host C.
 
     Args:
@@ -200,6 +201,9 @@ def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = Fals
         host: also compile and run the generated C on the host.
         timeout: QEMU silence timeout (seconds).
         progress: progress bars (QEMU clips, simulator batches).
+        simulator_logits: int8 (n, n_classes) from an earlier :func:`simulate_clips` of
+            the same bundle and clips (e.g. the same model built for several boards);
+            None runs the simulator.
     Returns:
         :class:`FirmwareCheck` (compare with its properties; nothing is asserted here).
     Raises:
@@ -220,9 +224,15 @@ def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = Fals
         warnings.simplefilter("ignore")          # run_firmware already reported alterations
         samples = np.stack([load_audio(p, dtype="int16", n_samples=n_samples)
                             for p, _ in clips])
-    t0 = time.monotonic()
-    sim = simulate_clips(bundle, samples, progress=progress)
-    seconds["simulator"] = time.monotonic() - t0
+    if simulator_logits is None:
+        t0 = time.monotonic()
+        sim = simulate_clips(bundle, samples, progress=progress)
+        seconds["simulator"] = time.monotonic() - t0
+    else:
+        sim = np.asarray(simulator_logits, dtype=np.int8)
+        if sim.shape[0] != len(samples):
+            raise FirmwareError(f"simulator_logits: {sim.shape[0]} rows for "
+                                f"{len(samples)} clips")
     hostl = None
     if host:
         t0 = time.monotonic()
