@@ -65,7 +65,7 @@ def main() -> int:
     ap.add_argument("--no-host", action="store_true", help="skip the host C route")
     ap.add_argument("--json", type=Path, help="write the per-model summary here")
     args = ap.parse_args()
-    con = Console(width=120)
+    con = Console(width=max(120, 56 + 18 * len(args.models) * len(args.boards)))
     summary, ok = {}, True
     with tempfile.TemporaryDirectory() as tmp:
         for name, board in [(m, b) for m in args.models for b in args.boards]:
