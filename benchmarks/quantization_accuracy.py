@@ -112,9 +112,17 @@ def run_model(name: str, audio, names, labels, noise, report: dict) -> None:
         r = Q.evaluate(gb, model, a, labels, per_tensor=False, desc=f"{name} gen {sname}")
         gen[sname] = {"n": r["n"], "agreement": r["agreement"], "accuracy_float": r["accuracy_float"],
                       "accuracy_int": r["accuracy_int"], "logits_sqnr_db": r["logits_sqnr_db"]}
+    gsim = Simulator(gb)
+    gen_fixture = {}
+    for clip in sorted((FIX / "audio").glob("*.f32")):
+        a = load_audio(clip, dtype="int16")[None]
+        lf = Q.float_taps(model, a, names={"logits"})[0][0]
+        li = gsim.dequantize("logits", gsim.run(a, keep={"logits"}, frontend_intermediates=False)["logits"])[0]
+        gen_fixture[clip.name] = {"float": LABELS[int(lf.argmax())], "int": LABELS[int(li.argmax())]}
     report[name] = {"quantize_seconds": round(t_q, 1), "calibration_clips": int(len(cal)),
                     "evaluation_clips": int(len(ev)), "sets": res, "fixture_audio": fixture,
-                    "generated_calibration": {"clips": int(len(gen_audio)), "sets": gen}}
+                    "generated_calibration": {"clips": int(len(gen_audio)), "sets": gen,
+                                              "fixture_audio": gen_fixture}}
 
 
 def main(argv=None) -> int:
@@ -151,6 +159,8 @@ def main(argv=None) -> int:
         for s, v in g["sets"].items():
             print(f"  {s:28s} agree {v['agreement']:.2f} %, acc int {v['accuracy_int']:.2f} / "
                   f"float {v['accuracy_float']:.2f}, logits SQNR {v['logits_sqnr_db']:.1f} dB")
+        print("  fixture clips:", ", ".join(f"{k}: float {v['float']} / int {v['int']}"
+                                            for k, v in g["fixture_audio"].items()))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0

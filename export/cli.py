@@ -277,10 +277,14 @@ def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir:
               default=Path.home() / ".cache" / "nanomamba-kws", show_default=True,
               help="Cache of generated clips and babble.")
 @click.option("--espeak", default=None, help="espeak-ng executable.")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Route int8: folder of calibration clips (default: the generated set).")
+@click.option("--bundle", type=click.Path(path_type=Path), default=None,
+              help="Route int8: a saved bundle of this checkpoint instead of quantizing.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @handle_errors
 def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise_dir, seed,
-             limit_per_class, out, cache, espeak, force) -> None:
+             limit_per_class, out, cache, espeak, calib, bundle, force) -> None:
     """Accuracy over noise types x SNR (plus clean) for each route: a table, and with --out
     a JSON, a Markdown table and a PNG plot."""
     from export.evaluate import EvaluateError, run_evaluate
@@ -292,7 +296,7 @@ def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise
     run_evaluate(checkpoint, data=data, generated=generated, data_seed=data_seed, routes=routes,
                  noises=noise_list, snrs=snr_list, seed=seed, noise_dir=noise_dir,
                  limit_per_class=limit_per_class, out=out, force=force,
-                 cache_dir=str(cache), espeak=espeak)
+                 cache_dir=str(cache), espeak=espeak, calib=calib, bundle=bundle)
 
 
 # ---- kws-export quantize (issue 4) -------------------------------------------------------
@@ -334,3 +338,42 @@ def quantize_cmd(checkpoint: Path, output: Path, calib: Path | None, report: str
                    f"logits SQNR {r['logits_sqnr_db']:.1f} dB")
     if res["report"]:
         click.echo(f"report: {res['report']}")
+
+
+# ---------------------------------------------------------------------------------------
+# C code generation (issue 5): generate, verify. Logic in export/codegen.py, export/verify.py.
+# ---------------------------------------------------------------------------------------
+
+@main.command("generate")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Output folder of the C project.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option("--kernels", "variant", type=click.Choice(["fast", "reference"]), default="fast",
+              show_default=True, help="Kernel variant (same integers): typed storage with "
+              "SMLAD pairs, or the int32 reference kernels.")
+@handle_errors
+def generate_cmd(source: Path, out: Path, force: bool, variant: str) -> None:
+    """Generate the C project of a model from SOURCE (a bundle .npz or a checkpoint .pt,
+    quantized first with the default calibration)."""
+    from export.codegen import generate_c
+    res = generate_c(source, out, force=force, variant=variant,
+                     argv=["kws-export", *sys.argv[1:]], progress=True)
+    click.echo(f"wrote {res.summary()}")
+
+
+@main.command("verify")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--audio", "audio", type=click.Path(path_type=Path), multiple=True,
+              help="Clip(s) to check (default: the shipped example clips and extreme inputs).")
+@click.option("--no-frontend", is_flag=True,
+              help="Skip the front end's internal intermediates (its outputs are still compared).")
+@handle_errors
+def verify_cmd(folder: Path, audio: tuple[Path, ...], no_frontend: bool) -> None:
+    """Build FOLDER (from kws-export generate) for the host with UBSan, run it and compare
+    every intermediate tensor with the simulator, byte for byte."""
+    from export.verify import VerifyError, verify_dir
+    res = verify_dir(folder, audio=[Path(a) for a in audio], frontend=not no_frontend)
+    if not res.ok:
+        raise VerifyError(res.summary())
+    click.echo(res.summary())

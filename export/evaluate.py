@@ -66,30 +66,42 @@ def float_route(model, batch_size: int = 256, threads: int | None = None) -> Rou
     return run
 
 
-def int8_route(bundle, batch_size: int = 256) -> Route:
-    """The integer simulator as a route (``export.simulator.Simulator(bundle).run``, logits
-    dequantized with the bundle's scale and zero point).
+def int8_route(bundle, batch_size: int = 128, threads: int | None = None) -> Route:
+    """The integer pipeline as a route: :class:`export.simulator.Simulator` on a bundle
+    (fixed-point front end + integer network, int16 audio in, int8 logits out).
 
     Args:
-        bundle: a quantized bundle (``export.quantize.quantize_model``).
+        bundle: a quantized :class:`export.bundle.Bundle` (:func:`quantize_for_route`,
+            ``export.quantize.quantize_model``) or the path of a bundle file
+            (:func:`export.bundle.load_bundle`).
+        batch_size: clips per simulator call (memory ~ 1 MB per clip).
+        threads: simulator threads per call (None: min(2, CPU count)); the integers do not
+            depend on it.
     Returns:
-        route: int16 (B, 16000) -> float64 (B, 12) logits.
+        route: int16 (B, 16000) -> float64 (B, 12) logits: the int8 logits dequantized with
+        the bundle's ``logits`` scale and zero point (argmax = argmax of the int8 logits;
+        ties between equal int8 logits go to the lowest class index, as in the C runtime).
     Raises:
         EvaluateError: the simulator is not part of this build.
+        BundleError: ``bundle`` is a path that is not a readable bundle.
     """
     try:
+        from export.bundle import load_bundle
         from export.simulator import Simulator
     except ImportError:
         raise EvaluateError("route 'int8': export/simulator.py is not part of this build "
                             "(use --route float)") from None
+    if isinstance(bundle, (str, os.PathLike)):
+        bundle = load_bundle(bundle)
     sim = Simulator(bundle)
+    threads = threads or max(1, min(2, os.cpu_count() or 1))
 
     def run(audio: np.ndarray) -> np.ndarray:
         out = []
         for s in range(0, len(audio), batch_size):
             q = sim.run(np.asarray(audio[s:s + batch_size], np.int16), keep={"logits"},
-                        frontend_intermediates=False)["logits"]
-            out.append(np.asarray(sim.dequantize("logits", q), dtype=np.float64))
+                        frontend_intermediates=False, threads=threads)["logits"]
+            out.append(sim.dequantize("logits", q))
         return np.concatenate(out) if out else np.zeros((0, len(LABELS)))
     return run
 
@@ -344,22 +356,24 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
                  snrs=DEFAULT_SNRS, seed: int = 0, noise_dir=None,
                  limit_per_class: int | None = None, out: str | os.PathLike | None = None,
                  force: bool = False, cache_dir: str | None = None, espeak: str | None = None,
-                 calib=None, console=None, progress: bool = True) -> GridResult:
+                 calib=None, bundle=None, console=None, progress: bool = True) -> GridResult:
     """``kws-export evaluate``: load the model and clips, run the grid, print the table, and
     write ``grid.json``, ``grid.md`` and ``grid.png`` into ``out``.
 
     Args:
         checkpoint: float checkpoint (``nanomamba.load_checkpoint``).
         data / generated / data_seed / limit_per_class: see :func:`load_eval_clips`.
-        routes: any of "float", "int8" (quantized with ``calib`` clips, default the
-            generated calibration set).
+        routes: any of "float", "int8" (quantized with ``calib``: a folder of clips or int16
+            (N, 16000) clips; default the generated calibration set), or the saved
+            ``bundle`` (a bundle file made from this checkpoint) when given.
         noises, snrs, seed, noise_dir: the grid (noise_dir feeds "recorded"/"file:" types).
         out: output folder (refused if it exists unless ``force``; written atomically).
     Returns:
         :class:`GridResult`.
     Raises:
-        EvaluateError, OutputExistsError, CheckpointError, DatasetError, AudioError,
-        EspeakError, NoiseError.
+        EvaluateError (also: ``bundle`` without route int8, or made from another model),
+        BundleError, OutputExistsError, CheckpointError, DatasetError, AudioError,
+        EspeakError, NoiseError, CalibrationError.
     """
     from rich.console import Console
 
@@ -389,6 +403,8 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
     if data is not None and generated:
         raise EvaluateError("give either --data or --generated, not both")
     model = load_checkpoint(checkpoint)
+    if bundle is not None:
+        bundle = _bundle_for(model, checkpoint, bundle, routes)
     files = load_noise_files(noise_dir) if noise_dir is not None else None
     audio, labels, desc = load_eval_clips(data, generated=generated, data_seed=data_seed,
                                           limit_per_class=limit_per_class, cache_dir=cache_dir,
@@ -398,7 +414,8 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
         if r == "float":
             route_fns["float"] = float_route(model)
         else:
-            route_fns["int8"] = int8_route(quantize_for_route(model, calib))
+            route_fns["int8"] = int8_route(bundle if bundle is not None else
+                                           quantize_for_route(model, calib, progress=progress))
     babble = BabbleBank(cache_dir=cache_dir, executable=espeak) if "babble" in noises else None
     res = evaluate_grid(route_fns, audio, labels, noises=noises, snrs=snrs, seed=seed,
                         noise_files=files, babble=babble, source=f"{Path(checkpoint).name} on {desc}",
@@ -418,27 +435,53 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
     return res
 
 
-def quantize_for_route(model, calib: np.ndarray | None = None):
-    """Quantize ``model`` for the int8 route (``export.quantize.quantize_model``).
+def quantize_for_route(model, calib=None, *, progress: bool = False):
+    """Quantize ``model`` in memory for the int8 route (``export.quantize.quantize_model``,
+    default widths and options, as ``kws-export quantize`` does).
 
     Args:
-        model: the float model.
-        calib: int16 (N, 16000) calibration clips (default: the quantizer's own default,
-            ``export.quantize.generated_calibration_set``).
+        model: the float :class:`nanomamba.NanoMamba`.
+        calib: int16 (N, 16000) calibration clips, or a folder of clips
+            (``export.quantize.load_clip_folder``), or None for the quantizer's default
+            generated calibration set (``export.quantize.generated_calibration_set``: espeak-ng
+            words with noise, tones, chirps; disjoint from any evaluation data).
+        progress: progress bar during calibration.
     Returns:
-        the quantized bundle.
+        the quantized :class:`export.bundle.Bundle`.
     Raises:
         EvaluateError: the quantizer is not part of this build.
+        CalibrationError, AudioError, QuantizationError: from the quantizer.
     """
     try:
-        from export.quantize import generated_calibration_set, quantize_model
+        from export.quantize import generated_calibration_set, load_clip_folder, quantize_model
     except ImportError:
         raise EvaluateError("route 'int8': export/quantize.py is not part of this build "
                             "(use --route float)") from None
     if calib is None:
-        calib, _ = generated_calibration_set()
-        source = "generated (export.quantize.generated_calibration_set, seed 0)"
+        audio, _ = generated_calibration_set()
+        desc = "generated (espeak-ng words + noise, tones, chirps; seed 0)"
+    elif isinstance(calib, (str, os.PathLike)):
+        audio, _ = load_clip_folder(calib)
+        desc = str(calib)
     else:
-        source = f"{len(calib)} clips given to the int8 route"
-    return quantize_model(model, np.asarray(calib, np.int16), progress=False,
-                          calibration={"source": source})
+        audio = np.asarray(calib, dtype=np.int16)
+        desc = f"{len(audio)} clips given in memory"
+    return quantize_model(model, audio, calibration={"source": desc}, progress=progress)
+
+
+def _bundle_for(model, checkpoint, path, routes):
+    """Load the bundle file ``path`` for the int8 route and check it was made from the
+    model of ``checkpoint`` (same ``export.bundle.model_hash``).
+
+    Raises: EvaluateError (no int8 route, other model), BundleError (unreadable bundle).
+    """
+    if "int8" not in routes:
+        raise EvaluateError(f"--bundle {path}: only used by the int8 route (add --route int8)")
+    from export.bundle import load_bundle, model_hash
+    from nanomamba.checkpoint import published_state_dict
+    b = load_bundle(path)
+    want = model_hash({k: v.numpy() for k, v in published_state_dict(model).items()})
+    if b.meta["model"]["sha256"] != want:
+        raise EvaluateError(f"{path}: bundle was made from another model than {Path(checkpoint).name} "
+                            f"(model sha256 {b.meta['model']['sha256'][:12]}... vs {want[:12]}...)")
+    return b

@@ -75,7 +75,9 @@ def round_shift_right(x, n):
 
 def saturating_rounding_doubling_high_mul(a, b):
     """gemmlowp/TFLite SaturatingRoundingDoublingHighMul: the high 32 bits of 2*a*b, rounded
-    half away from zero; the single overflow case a = b = INT32_MIN gives INT32_MAX.
+    to nearest (ties toward +inf on both signs: the sign-dependent nudge below equals
+    floor((ab + 2^30) / 2^31), the form the C twin computes); the single overflow case
+    a = b = INT32_MIN gives INT32_MAX.
 
     Args: a, b: int32. Returns: int32.
     Exact definition: ab = a*b; nudge = 2^30 if ab >= 0 else 1 - 2^30;
@@ -551,6 +553,30 @@ def inv_sqrt_q30(v):
 
 
 # ---------------------------------------------------------------------------------------
+# code generator primitives (issue 5: the fast kernels of kws_nn_fast.c)
+# ---------------------------------------------------------------------------------------
+
+def multiply_by_quantized_multiplier_rshift(x, multiplier, right_shift):
+    """:func:`multiply_by_quantized_multiplier` (x, multiplier, -right_shift) for the
+    requantizes whose real multiplier is below 1 (every one of the network), in the form
+    the C twin computes without testing the shift's sign.
+
+    Args: x: int32; multiplier: Q31 in [0, 2^31 - 1]; right_shift: 0..31.
+    Returns: int32. Exact definition: a = floor((x m + 2^30) / 2^31) (gemmlowp's
+    SaturatingRoundingDoublingHighMul: its sign-dependent nudge rounds ties toward +inf;
+    a > INT32_MIN for m < 2^31); result = a for right_shift 0, else
+    floor((a - [a < 0]) / 2^right_shift + 1/2) (RoundingDivideByPOT: ties away from zero).
+    Source: TFLite MultiplyByQuantizedMultiplier (double rounding).
+    """
+    x, m, r = _i64(x), _i64(multiplier), _i64(right_shift)
+    a = (x * m + (1 << 30)) >> 31
+    t = a - (a < 0)
+    rr = np.maximum(r, 1)
+    res = np.where(r == 0, a, (t + np.left_shift(np.int64(1), rr - 1)) >> rr)
+    return _out(res, *(v if np.ndim(v) else int(v) for v in (x, multiplier, right_shift)))
+
+
+# ---------------------------------------------------------------------------------------
 # Python only: export-time helpers (no C twin; they run when the bundle is made).
 # ---------------------------------------------------------------------------------------
 
@@ -579,9 +605,18 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def round_half_away(x) -> np.ndarray:
-    """Round floats half away from zero (C's round()) to int64; use instead of np.round."""
+    """Round floats half away from zero (C99 round()) to int64; use instead of np.round.
+
+    Args: x: float64 scalar or array, |x| < 2^63. Returns: int64 of the same shape.
+    Exact for every double: the fraction |x| - floor(|x|) is computed exactly and compared
+    with 1/2 (``floor(|x| + 0.5)`` would round 0.49999999999999994 up and odd values above
+    2^52 to the next even integer).
+    """
     x = np.asarray(x, dtype=np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+    a = np.abs(x)
+    f = np.floor(a)
+    r = f + (a - f >= 0.5)
+    return (np.sign(x) * r).astype(np.int64)
 
 
 def log2_table() -> np.ndarray:

@@ -1101,9 +1101,10 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
                  "| data | clips | top-1 agreement % | int accuracy % | float accuracy % | logits SQNR dB |",
                  "|---|---|---|---|---|---|"]
         for name, r in results.items():
-            lines.append(f"| {name} | {r['n']} | {r['agreement']:.2f} | "
-                         f"{r.get('accuracy_int', float('nan')):.2f} | "
-                         f"{r.get('accuracy_float', float('nan')):.2f} | {r['logits_sqnr_db']:.1f} |")
+            acc_i, acc_f = (f"{r[k]:.2f}" if k in r else "- (no labels)"
+                            for k in ("accuracy_int", "accuracy_float"))
+            lines.append(f"| {name} | {r['n']} | {r['agreement']:.2f} | {acc_i} | {acc_f} | "
+                         f"{r['logits_sqnr_db']:.1f} |")
         lines += ["", "## Tensors", "", "| tensor | dtype | scale | zero_point | Q-format | SQNR dB |",
                   "|---|---|---|---|---|---|"]
         for name, t in tens.items():

@@ -350,7 +350,7 @@ class Simulator:
 
     # ---- running -------------------------------------------------------------------
     def run(self, audio, keep: Iterable[str] | None = None, *,
-            frontend_intermediates: bool = True) -> dict[str, np.ndarray]:
+            frontend_intermediates: bool = True, threads: int = 1) -> dict[str, np.ndarray]:
         """Run the whole integer pipeline.
 
         Args:
@@ -358,10 +358,13 @@ class Simulator:
             keep: names to return (None: every tensor).
             frontend_intermediates: also return the front end's intermediates
                 (``frontend.*``, about 1 MB per clip); False is faster.
+            threads: split the batch into this many parts run in parallel threads (numpy
+                releases the GIL in its loops); clips are independent, so the integers are
+                the same for any value.
         Returns:
             dict name -> integer array (see the module docstring).
         Raises:
-            SimulatorError: audio not int16 or not (B, 16000).
+            SimulatorError: audio not int16 or not (B, 16000); threads < 1.
         """
         audio = np.asarray(audio)
         if audio.ndim == 1:
@@ -371,6 +374,15 @@ class Simulator:
         if audio.ndim != 2 or audio.shape[1] != self.fe_params["meta"]["clip_samples"]:
             raise SimulatorError(f"audio: expected shape (B, {self.fe_params['meta']['clip_samples']}), "
                                  f"got {audio.shape}")
+        if threads < 1:
+            raise SimulatorError(f"threads: expected >= 1, got {threads}")
+        if threads > 1 and len(audio) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            parts = np.array_split(audio, min(threads, len(audio)))
+            with ThreadPoolExecutor(len(parts)) as ex:
+                outs = list(ex.map(lambda a: self.run(a, keep, frontend_intermediates=frontend_intermediates),
+                                   parts))
+            return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         fe_out = self._fe.run_frontend(self.fe_params, audio,
                                        intermediates=frontend_intermediates)
         env = {f"frontend.{k}": v for k, v in fe_out.items()}

@@ -111,30 +111,57 @@ def test_cli_evaluate_bad_dataset(upstream_ckpt, tmp_path):
     assert res.exit_code == 1 and "missing label folder(s)" in res.output
 
 
-def test_int8_route_or_clear_error(upstream_ckpt, speech_commands_test):
-    """With the simulator in the build, int8 tracks float; without it, a one-line error."""
+def test_int8_route_is_the_simulator_and_tracks_float(upstream_ckpt, speech_commands_test, tmp_path):
+    """The int8 route runs the bit-exact simulator on a bundle (in memory or a file) and
+    tracks float; calibration clips are disjoint from the evaluated ones."""
+    from export.bundle import save_bundle
+    from export.simulator import Simulator
     model = load_checkpoint(upstream_ckpt("tiny"))
-    try:
-        import export.quantize  # noqa: F401
-        import export.simulator  # noqa: F401
-    except ImportError:
-        with pytest.raises(E.EvaluateError, match="not part of this build"):
-            E.int8_route(E.quantize_for_route(model))
-        return
-    clips = SpeechCommands(speech_commands_test).load(limit_per_class=2)
-    routes = {"float": E.float_route(model, threads=1), "int8": E.int8_route(E.quantize_for_route(model))}
-    res = E.evaluate_grid(routes, clips.audio, clips.labels, noises=("white",), snrs=(10,),
-                          progress=False)
+    clips = SpeechCommands(speech_commands_test).load(limit_per_class=3)
+    calib, ev, ev_labels = clips.audio[0::3], clips.audio[np.arange(len(clips.audio)) % 3 != 0], \
+        clips.labels[np.arange(len(clips.audio)) % 3 != 0]
+    bundle = E.quantize_for_route(model, calib)
+    assert bundle.meta["calibration"]["clips"] == len(calib)
+    route = E.int8_route(bundle, batch_size=7)
+    logits = route(ev)
+    sim = Simulator(bundle)
+    q = sim.run(ev, keep={"logits"}, frontend_intermediates=False)["logits"]
+    assert q.dtype == np.int8 and np.array_equal(logits, sim.dequantize("logits", q))
+    save_bundle(bundle, tmp_path / "b.npz")
+    assert np.array_equal(E.int8_route(str(tmp_path / "b.npz"))(ev), logits)
+    routes = {"float": E.float_route(model, threads=1), "int8": route}
+    res = E.evaluate_grid(routes, ev, ev_labels, noises=("white",), snrs=(10,), progress=False)
     assert res.agreement["int8~float"]["clean"] >= 90.0
 
 
-def test_cli_int8_without_simulator_fails_fast(tmp_path):
-    try:
-        import export.quantize  # noqa: F401
-        import export.simulator  # noqa: F401
-        return                 # the int8 route is available: exercised by the test above
-    except ImportError:
-        pass
-    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "missing.pt"), "--generated", "1",
-                                    "--route", "int8"])
-    assert res.exit_code == 1 and "not part of this build" in res.output
+def test_cli_evaluate_int8_with_bundle(upstream_ckpt, speech_commands_test, tmp_path):
+    from export.bundle import FORMAT_VERSION, load_bundle, save_bundle
+    model = load_checkpoint(upstream_ckpt("tiny"))
+    clips = SpeechCommands(speech_commands_test).load(limit_per_class=1)
+    b = E.quantize_for_route(model, clips.audio[:6])
+    save_bundle(b, tmp_path / "tiny.npz")
+    runner = CliRunner()
+    base = ["evaluate", str(upstream_ckpt("tiny")), "--data", str(speech_commands_test),
+            "--limit-per-class", "1", "--noise", "white", "--snr", "0"]
+    r = runner.invoke(main, [*base, "--route", "float", "--route", "int8",
+                             "--bundle", str(tmp_path / "tiny.npz"), "--out", str(tmp_path / "g")])
+    assert r.exit_code == 0, r.output
+    grid = json.loads((tmp_path / "g" / "grid.json").read_text())
+    assert grid["routes"] == ["float", "int8"] and grid["n_clips"] == 12
+    # a bundle of a newer format version, of another model, or without the int8 route
+    newer = load_bundle(tmp_path / "tiny.npz")
+    newer.meta["format_version"] = FORMAT_VERSION + 1
+    save_bundle(newer, tmp_path / "newer.npz")
+    small = load_checkpoint(upstream_ckpt("small"))
+    save_bundle(E.quantize_for_route(small, clips.audio[:2]), tmp_path / "small.npz")
+    for extra, needle in [
+        (["--route", "int8", "--bundle", str(tmp_path / "newer.npz")], "is newer than this tool"),
+        (["--route", "int8", "--bundle", str(tmp_path / "small.npz")], "made from another model"),
+        (["--route", "int8", "--bundle", str(tmp_path / "missing.npz")], "missing.npz"),
+        (["--bundle", str(tmp_path / "tiny.npz")], "only used by the int8 route"),
+    ]:
+        r = runner.invoke(main, [*base, *extra, "--out", str(tmp_path / "bad")])
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+        assert needle in lines[0], r.output
+        assert not (tmp_path / "bad").exists()

@@ -131,6 +131,17 @@ def _cases():
             for s in (-31, -20, -1, 0, 1, 5, 30):
                 cases += [("multiply_by_quantized_multiplier", x, m, s),
                           ("requantize_single_round", x, m, s)]
+    # MBQM's fast form (shift <= 0) and multiply_by_quantized_multiplier_rshift: every
+    # rounding tie of both steps, both signs
+    for x in range(-1030, 1031):
+        for m, s in ((1 << 30, -1), (1 << 30, -2), (1 << 30, -3), (3 << 29, -2), (im.INT32_MAX, -4),
+                     (1 << 30, 0)):
+            cases.append(("multiply_by_quantized_multiplier", x, m, s))
+            cases.append(("multiply_by_quantized_multiplier_rshift", x, m, -s))
+    for x in vals:
+        for m in (0, 1, 1 << 30, (1 << 30) + 12345, im.INT32_MAX):
+            for r in (0, 1, 2, 15, 30, 31):
+                cases.append(("multiply_by_quantized_multiplier_rshift", x, m, r))
     for x in [-(2 ** 61), -(2 ** 40) - 3, -5, -1, 0, 1, 5, 2 ** 40 + 3, 2 ** 61]:
         cases.append(("saturate_int32", x, 0, 0))
         for n in (0, 1, 2, 31, 62 if abs(x) < 2 ** 61 else 61):
@@ -460,3 +471,10 @@ def test_c_twin_front_end_v2_primitives(tmp_path):
         fn = getattr(im, name)
         want = fn(a, b, MAG_T) if name == "magnitude_i32" else (fn(a, b, c) if fn.__code__.co_argcount == 3 else fn(a, b))
         assert got == want, (name, a, b, c)
+
+
+@given(st.integers(im.INT32_MIN, im.INT32_MAX), st.integers(0, im.INT32_MAX), st.integers(0, 31))
+def test_mbqm_rshift_equals_mbqm(x, m, r):
+    """The code generator's primitive is MBQM with shift -r (real multipliers below 1)."""
+    assert im.multiply_by_quantized_multiplier_rshift(x, m, r) == \
+        im.multiply_by_quantized_multiplier(x, m, -r)

@@ -320,3 +320,18 @@ def test_python_kernels_have_c_twins():
     assert c_names == py_kernels
     for n in c_names:
         assert f"simulator.{n}" in c_src, f"C kernel {n} does not cite its Python twin"
+
+
+def test_fast_kernels_cite_their_python_twins():
+    """Every kernel of kws_nn_fast.{h,c} (typed-storage variants used by generated models)
+    names the simulator kernel whose integers it computes."""
+    fast = (KERNELS / "kws_nn_fast.c").read_text() + (KERNELS / "kws_nn_fast.h").read_text()
+    names = set(re.findall(r"^(?:KWS_INLINE |static inline __attribute__\(\(always_inline\)\) )?"
+                           r"void (\w+)\(", fast, re.M))
+    names |= set(re.findall(r"^\s*void (sa_ssm_step_s16)\(", fast, re.M))
+    assert {"fc_s16_w16_out16", "fc_s16_w16_out32", "conv1d_dw_s16_w8", "layer_norm_s32",
+            "lut_s16_s16", "elementwise_mul_s16", "sa_ssm_step_s16"} <= names
+    comments = re.findall(r"/\*.*?\*/", fast, re.S)
+    for n in names:
+        assert any(n in c and "simulator." in c for c in comments), \
+            f"fast kernel {n} does not cite its Python twin"

@@ -71,17 +71,27 @@ def test_cli_errors_write_nothing(tmp_path):
     ckpt = SHARED / "upstream" / "nanomamba_tiny.pt"
     out = tmp_path / "m.npz"
     (tmp_path / "empty").mkdir()
+    (tmp_path / "rate").mkdir()
+    _wav(tmp_path / "rate" / "a.wav")
+    _wav(tmp_path / "rate" / "b8k.wav", n=8000, rate=8000)
+    (tmp_path / "bad").mkdir()
+    _wav(tmp_path / "bad" / "a.wav")
+    (tmp_path / "bad" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    inputs = ["bad", "empty", "rate"]
     runner = CliRunner()
     for args, msg in [
         (["--calib", str(tmp_path / "empty")], "no audio clips"),
         (["--calib", str(tmp_path / "missing")], "no such calibration folder"),
         (["--calib", str(tmp_path / "empty"), "--width", "h=12"], "no audio clips"),
+        (["--calib", str(tmp_path / "rate")], "b8k.wav: sample rate 8000 Hz"),
+        (["--calib", str(tmp_path / "bad")], "broken.wav"),
+        (["--calib", str(tmp_path / "bad"), "--report"], "broken.wav"),
     ]:
         r = runner.invoke(main, ["quantize", str(ckpt), "-o", str(out), *args])
         assert r.exit_code == 1, r.output
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], r.output
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == inputs
     r = runner.invoke(main, ["quantize", str(tmp_path / "nope.pt"), "-o", str(out)])
     assert r.exit_code == 1 and "error:" in r.output and not out.exists()
 

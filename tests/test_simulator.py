@@ -60,6 +60,11 @@ def test_batch_members_do_not_interact(tiny):
         alone = sim.run(audio[i], keep=keep, frontend_intermediates=False)
         for k in keep:
             assert np.array_equal(together[k][i], alone[k][0]), (k, i)
+    threaded = sim.run(audio[:4], keep=keep, frontend_intermediates=False, threads=3)
+    for k in keep:
+        assert threaded[k].dtype == together[k].dtype and np.array_equal(threaded[k], together[k]), k
+    with pytest.raises(S.SimulatorError, match="threads"):
+        sim.run(audio[:2], threads=0)
 
 
 def test_one_frame_kernels_reproduce_the_sequence(tiny):

@@ -41,14 +41,15 @@ static inline int64_t round_shift_right(int64_t x, int n)
     return (x + ((int64_t)1 << (n - 1))) >> n;
 }
 
-/* saturating_rounding_doubling_high_mul: high 32 bits of 2*a*b rounded half away from
- * zero; a = b = INT32_MIN gives INT32_MAX (gemmlowp SaturatingRoundingDoublingHighMul). */
+/* saturating_rounding_doubling_high_mul: high 32 bits of 2*a*b rounded to nearest; a = b =
+ * INT32_MIN gives INT32_MAX (gemmlowp SaturatingRoundingDoublingHighMul). gemmlowp's
+ * trunc((ab + nudge) / 2^31), nudge = 2^30 or 1 - 2^30 by the sign of ab, equals
+ * floor((ab + 2^30) / 2^31) for every input (ties go toward +inf on both signs), which is
+ * one multiply-accumulate and a shift (SMLAL on Cortex-M). */
 static inline int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b)
 {
     if (a == INT32_MIN && b == INT32_MIN) { return INT32_MAX; }
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = (ab >= 0) ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* rounding_divide_by_pot: x / 2^exponent rounded half away from zero, exponent 0..31
@@ -66,6 +67,16 @@ static inline int32_t rounding_divide_by_pot(int32_t x, int exponent)
  * x * 2^left is saturated to int32 where TFLite's would overflow. */
 static inline int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
 {
+    if (shift <= 0 && multiplier >= 0) {
+        /* Fast form, same result (every requantize of the network: multipliers below 1).
+         * SRDHM(x, m) = floor((x m + 2^30) / 2^31) (see saturating_rounding_doubling_high_mul),
+         * which is > INT32_MIN for m < 2^31; RoundingDivideByPOT(a, e) = round half away from
+         * zero = floor((a - [a < 0]) / 2^e + 1/2) for e >= 1 (no overflow: a > INT32_MIN). */
+        const int32_t a = (int32_t)(((int64_t)x * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
+        if (shift == 0) { return a; }
+        const int32_t t = a + (a >> 31);
+        return (t >> -shift) + ((t >> (-shift - 1)) & 1);
+    }
     const int left = (shift > 0) ? shift : 0;
     const int right = (shift > 0) ? 0 : -shift;
     const int32_t xs = saturate_int32((int64_t)x * ((int64_t)1 << left));
@@ -387,6 +398,25 @@ static inline int32_t inv_sqrt_q30(int64_t v)
     const int32_t t0 = KWS_INV_SQRT_TABLE_Q30[j];
     const int64_t d = (int64_t)(t0 - KWS_INV_SQRT_TABLE_Q30[j + 1]);
     return t0 - (int32_t)round_shift_right(d * r, 16);
+}
+
+/* ------------------------------------------------------------------------------------
+ * code generator primitives (issue 5: the fast kernels of kws_nn_fast.c). Same names and
+ * results as in export/intmath.py.
+ * ------------------------------------------------------------------------------------ */
+
+/* multiply_by_quantized_multiplier_rshift: multiply_by_quantized_multiplier(x, multiplier,
+ * -right_shift) for multiplier in [0, 2^31 - 1] and right_shift 0..31 (real multipliers
+ * below 1): a = floor((x m + 2^30) / 2^31) (SMLAL + shift), then for right_shift >= 1
+ * floor((a - [a < 0]) / 2^right_shift + 1/2) (TFLite's double rounding; no overflow since
+ * a > INT32_MIN). */
+static inline int32_t multiply_by_quantized_multiplier_rshift(int32_t x, int32_t multiplier,
+                                                              int right_shift)
+{
+    const int32_t a = (int32_t)(((int64_t)x * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
+    if (right_shift == 0) { return a; }
+    const int32_t t = a + (a >> 31);
+    return (t >> right_shift) + ((t >> (right_shift - 1)) & 1);
 }
 
 #endif /* KWS_INTMATH_H */

@@ -249,6 +249,7 @@ void sa_ssm_step(int16_t *h, const int32_t *u, const int32_t *delta, const int32
         const int32_t de = delta[e];
         const int32_t du = saturate_int16(multiply_by_quantized_multiplier(
             de * ue, p->du_multiplier[e], (int)p->du_shift[e]));
+        KWS_NN_TAP(1, e, du);
         const int hrs = (int)p->h_read_shift[e];
         int16_t *he = h + e * N;
         const int32_t *ke = p->k_a + e * N;
@@ -256,6 +257,7 @@ void sa_ssm_step(int16_t *h, const int32_t *u, const int32_t *delta, const int32
         for (int32_t n = 0; n < N; n++) {
             const int32_t pe = round_shift_right32(mul_q16(ke[n], de), ps);
             const int32_t dA = exp2_neg_lookup(pe, fb, p->exp_table);
+            KWS_NN_TAP(0, e * N + n, dA);
             const int32_t t = dA * (int32_t)he[n] + du * B_gated[n];
             const int32_t hn = saturate_int16(round_shift_right32(t, F));
             he[n] = (int16_t)hn;

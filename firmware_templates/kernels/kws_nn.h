@@ -85,6 +85,15 @@ void elementwise_mul(const int32_t *a, const int32_t *b, int32_t a_zp, int32_t b
                      int32_t multiplier, int32_t shift, int32_t out_zp, int32_t qmin,
                      int32_t qmax, int32_t n, int32_t *out);
 
+#ifdef KWS_NN_TAPS
+/* Verification builds (-DKWS_NN_TAPS): sa_ssm_step reports its internal tensors, dA
+ * (what = 0, index e * d_state + n) and du (what = 1, index e). Defined by the caller. */
+void kws_nn_tap(int32_t what, int32_t index, int32_t value);
+#define KWS_NN_TAP(what, index, value) kws_nn_tap((what), (index), (value))
+#else
+#define KWS_NN_TAP(what, index, value) ((void)0)
+#endif
+
 void sa_ssm_step(int16_t *h, const int32_t *u, const int32_t *delta, const int32_t *B_gated,
                  const int32_t *C, const kws_ssm_params_t *p, int32_t *y);
 

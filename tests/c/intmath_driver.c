@@ -69,6 +69,9 @@ int main(void)
         else if (strcmp(name, "bitlen64") == 0) { r = bitlen64((int64_t)a); }
         else if (strcmp(name, "inv_sqrt_shift") == 0) { r = inv_sqrt_shift((int64_t)a); }
         else if (strcmp(name, "inv_sqrt_q30") == 0) { r = inv_sqrt_q30((int64_t)a); }
+        /* code generator primitives */
+        else if (strcmp(name, "multiply_by_quantized_multiplier_rshift") == 0) {
+            r = multiply_by_quantized_multiplier_rshift((int32_t)a, (int32_t)b, (int)c); }
         else { fprintf(stderr, "unknown function %s\n", name); return 2; }
         printf("%lld\n", r);
     }

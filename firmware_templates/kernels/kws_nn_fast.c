@@ -1,0 +1,198 @@
+/*
+ * kws_nn_fast.c - typed-storage network kernels (see kws_nn_fast.h). Each function cites the
+ * export/simulator.py kernel whose integers it computes; arithmetic that rounds or saturates
+ * goes through kws_intmath.h primitives.
+ */
+#include <string.h>
+
+#include "kws_nn_fast.h"
+#include "kws_intmath.h"
+
+static inline int32_t kws_clamp(int32_t x, int32_t lo, int32_t hi)
+{
+    return (x < lo) ? lo : ((x > hi) ? hi : x);
+}
+
+/* multiply_by_quantized_multiplier(x, multiplier, -right_shift): every requantize of these
+ * kernels has a multiplier in [0, 2^31) and a right shift 0..31 (the generator checks). */
+static inline int32_t kws_mbqm(int32_t x, int32_t multiplier, int32_t right_shift)
+{
+    return multiply_by_quantized_multiplier_rshift(x, multiplier, (int)right_shift);
+}
+
+/* Two int16 values read as one 32-bit word (any alignment; low half = p[0]). */
+static inline uint32_t kws_read_s16x2(const int16_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* sum_k w[k] x[k] + acc over n int16 pairs: SMLAD on DSP cores (the sum is exact: the
+ * generator's bound keeps it inside int32, so SMLAD's wrap never happens). */
+static inline int32_t kws_dot_s16(const int16_t *w, const int16_t *x, int32_t n, int32_t acc)
+{
+    int32_t k = 0;
+#if KWS_HAVE_DSP
+    for (; k + 3 < n; k += 4) {
+        acc = __SMLAD(kws_read_s16x2(&w[k]), kws_read_s16x2(&x[k]), acc);
+        acc = __SMLAD(kws_read_s16x2(&w[k + 2]), kws_read_s16x2(&x[k + 2]), acc);
+    }
+    for (; k + 1 < n; k += 2) {
+        acc = __SMLAD(kws_read_s16x2(&w[k]), kws_read_s16x2(&x[k]), acc);
+    }
+#endif
+    for (; k < n; k++) {
+        acc += (int32_t)w[k] * (int32_t)x[k];
+    }
+    return acc;
+}
+
+/* Four rows at once: each activation pair is read once for the four rows. */
+static inline void kws_dot4_s16(const int16_t *w, int32_t cols, const int16_t *x, int32_t *acc)
+{
+    const int16_t *w0 = w, *w1 = w + cols, *w2 = w + 2 * cols, *w3 = w + 3 * cols;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t k = 0;
+#if KWS_HAVE_DSP
+    for (; k + 1 < cols; k += 2) {
+        const uint32_t xp = kws_read_s16x2(&x[k]);
+        a0 = __SMLAD(kws_read_s16x2(&w0[k]), xp, a0);
+        a1 = __SMLAD(kws_read_s16x2(&w1[k]), xp, a1);
+        a2 = __SMLAD(kws_read_s16x2(&w2[k]), xp, a2);
+        a3 = __SMLAD(kws_read_s16x2(&w3[k]), xp, a3);
+    }
+#endif
+    for (; k < cols; k++) {
+        const int32_t xv = x[k];
+        a0 += (int32_t)w0[k] * xv;
+        a1 += (int32_t)w1[k] * xv;
+        a2 += (int32_t)w2[k] * xv;
+        a3 += (int32_t)w3[k] * xv;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* The accumulators of all rows: bias + W x, four rows at a time. */
+static inline void kws_fc_acc(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                              int32_t rows, int32_t cols, int32_t *acc)
+{
+    int32_t o = 0;
+    for (; o + 3 < rows; o += 4) {
+        acc[o] = bias[o];
+        acc[o + 1] = bias[o + 1];
+        acc[o + 2] = bias[o + 2];
+        acc[o + 3] = bias[o + 3];
+        kws_dot4_s16(weight + o * cols, cols, x, &acc[o]);
+    }
+    for (; o < rows; o++) {
+        acc[o] = kws_dot_s16(weight + o * cols, x, cols, bias[o]);
+    }
+}
+
+/* fc_s16_w16_out16 (simulator.fully_connected / fully_connected_w16, int16 output). The
+ * int32 accumulators go through `out` (rows int16 + a local int32 copy of at most
+ * KWS_FC_MAX_ROWS rows; larger layers are done in slices). */
+#define KWS_FC_MAX_ROWS 64
+void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                      const int32_t *multiplier, const int32_t *right_shift, int32_t out_zp,
+                      int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out)
+{
+    int32_t acc[KWS_FC_MAX_ROWS];
+    for (int32_t r0 = 0; r0 < rows; r0 += KWS_FC_MAX_ROWS) {
+        const int32_t n = (rows - r0 < KWS_FC_MAX_ROWS) ? rows - r0 : KWS_FC_MAX_ROWS;
+        kws_fc_acc(x, weight + r0 * cols, bias + r0, n, cols, acc);
+        const int32_t *m = multiplier + r0, *s = right_shift + r0;
+        int16_t *y = out + r0;
+        if (out_zp == 0 && qmin == -32768 && qmax == 32767) {
+            for (int32_t o = 0; o < n; o++) {          /* the common case: one SSAT */
+                y[o] = (int16_t)saturate_int16(kws_mbqm(acc[o], m[o], s[o]));
+            }
+        } else {
+            for (int32_t o = 0; o < n; o++) {
+                y[o] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc[o], m[o], s[o]), out_zp),
+                                          qmin, qmax);
+            }
+        }
+    }
+}
+
+/* fc_s16_w16_out32 (simulator.fully_connected, single_round, int32 output, zero point 0). */
+void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                      const int32_t *multiplier, const int32_t *shift, int32_t rows,
+                      int32_t cols, int32_t *out)
+{
+    kws_fc_acc(x, weight, bias, rows, cols, out);
+    for (int32_t o = 0; o < rows; o++) {
+        out[o] = requantize_single_round(out[o], multiplier[o], (int)shift[o]);
+    }
+}
+
+/* layer_norm_s32 (simulator.layer_norm): k = max(0, bitlen(max |x - x_zp|) - 15),
+ * x' = round_shift_right32(x - x_zp, k), S = sum x', Q = sum x'^2,
+ * V = D Q - S^2 + max(1, round_shift_right(eps_q, 2k)),
+ * z = round_shift_right((D x' - S) inv_sqrt_q30(V), inv_sqrt_shift(V) - zf),
+ * out = clamp(out_zp + MBQM(gamma z + beta, m, s)). |x'| < 2^15, so Q < D 2^30 needs 64 bits
+ * for D >= 2 (kept int64); the x' values are kept in a local array (D <= 64, checked by the
+ * generator). */
+void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
+                    const int16_t *gamma, const int32_t *beta, int32_t multiplier,
+                    int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
+                    int32_t channels, int16_t *out)
+{
+    const int32_t D = channels;
+    int32_t xs[64];
+    int64_t amax = 0;
+    if (x_zp == 0) {                  /* |x| <= 2^31 fits a uint32 */
+        uint32_t am = 0U;
+        for (int32_t i = 0; i < D; i++) {
+            const uint32_t a = (x[i] < 0) ? 0U - (uint32_t)x[i] : (uint32_t)x[i];
+            if (a > am) { am = a; }
+        }
+        amax = (int64_t)am;
+    } else {
+        for (int32_t i = 0; i < D; i++) {
+            const int64_t v = (int64_t)x[i] - x_zp;
+            const int64_t a = (v < 0) ? -v : v;
+            if (a > amax) { amax = a; }
+        }
+    }
+    int32_t k = bitlen64(amax) - 15;
+    if (k < 0) { k = 0; }
+    int32_t S = 0;
+    int64_t Q = 0;
+    for (int32_t i = 0; i < D; i++) {
+        const int32_t v = round_shift_right32(x[i] - x_zp, (int)k);
+        xs[i] = v;
+        S += v;
+        Q += (int64_t)(v * v);
+    }
+    int64_t eps = round_shift_right(eps_q, (int)(2 * k));
+    if (eps < 1) { eps = 1; }
+    const int64_t V = (int64_t)D * Q - (int64_t)S * S + eps;
+    const int64_t f = inv_sqrt_q30(V);
+    const int n = (int)(inv_sqrt_shift(V) - z_frac_bits);
+    int32_t zs[64];
+    if (n >= 32) {
+        /* round_shift_right(p, n) = ((p + 2^(n-1)) >> 32) >> (n - 32): the high word */
+        const int64_t half = (int64_t)1 << (n - 1);
+        for (int32_t i = 0; i < D; i++) {
+            const int64_t pz = (int64_t)(D * xs[i] - S) * f + half;
+            zs[i] = (int32_t)(pz >> 32) >> (n - 32);
+        }
+    } else {
+        for (int32_t i = 0; i < D; i++) {
+            zs[i] = (int32_t)round_shift_right((int64_t)(D * xs[i] - S) * f, n);
+        }
+    }
+    for (int32_t i = 0; i < D; i++) {
+        const int32_t z = zs[i];
+        const int32_t acc = (int32_t)gamma[i] * z + beta[i];
+        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier, right_shift), out_zp),
+                                    qmin, qmax);
+    }
+}
+
