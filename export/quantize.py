@@ -1086,6 +1086,8 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
         raise BundleError(f"{folder}: report folder already exists (use --force to overwrite)")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    from export.fileio import umask_mode
+    umask_mode(tmp)
     try:
         tens = bundle.meta["tensors"]
         sq = {}

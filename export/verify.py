@@ -193,6 +193,8 @@ def read_folder(folder) -> tuple[dict, "object"]:
     """
     from export.bundle import load_bundle
     folder = Path(folder)
+    if folder.is_file():
+        raise VerifyError(f"{folder}: is a file, expected a folder made by kws-export generate")
     if not folder.is_dir():
         raise VerifyError(f"{folder}: no such folder (expected one made by kws-export generate)")
     mj = folder / MODEL_JSON

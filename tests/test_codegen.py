@@ -245,9 +245,16 @@ def test_bad_input_one_line_nothing_written(tmp_path, tiny_folder, monkeypatch):
         verify.verify_dir(tiny_folder, *verify.extreme_inputs())
     res = runner.invoke(main, ["verify", str(tiny_folder)])
     assert res.exit_code == 1 and res.output.startswith("error:") and "apt-get install gcc" in res.output
-    # not a generated folder
+    # not a generated folder; a file where the folder belongs
     with pytest.raises(verify.VerifyError, match="kws-export generate"):
         verify.verify_dir(tmp_path)
+    with pytest.raises(verify.VerifyError, match="is a file"):
+        verify.verify_dir(newer)
+    # -o naming an existing file: refused even with --force, the file untouched
+    keep = newer.read_bytes()
+    with pytest.raises(OutputExistsError):
+        codegen.generate_c(bundle, newer, force=True)
+    assert newer.read_bytes() == keep
 
 
 @needs_fixtures

@@ -4,6 +4,8 @@ mixing, the calibration split and the generated default set."""
 
 from __future__ import annotations
 
+import os
+
 import shutil
 import warnings
 
@@ -114,6 +116,9 @@ def test_cli_quantize_report_and_overwrite(tmp_path):
     assert out.exists() and "top-1 agreement" in r.output
     rep = tmp_path / "tiny.npz.report"
     assert (rep / "sqnr.png").stat().st_size > 1000
+    mask = os.umask(0)
+    os.umask(mask)
+    assert rep.stat().st_mode & 0o777 == 0o777 & ~mask   # not mkdtemp's 0o700
     md = (rep / "report.md").read_text()
     assert "blocks.0.h" in md and "zero_point" in md and "agreement" in md
     b = load_bundle(out)
