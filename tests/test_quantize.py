@@ -5,7 +5,6 @@ mixing, the calibration split and the generated default set."""
 from __future__ import annotations
 
 import os
-
 import shutil
 import warnings
 
