@@ -38,18 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 from export import codegen, verify  # noqa: E402
 from export import quantize as Q  # noqa: E402
+from export.bundle import load_bundle  # noqa: E402
 from export.hostc import STRICT_CFLAGS  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "fixtures"
-
-
-def bundle_for(name: str, cache: Path):
-    """The default-calibration bundle of a published checkpoint (cached)."""
-    from export.bundle import load_bundle
-    path = cache / f"{name}.npz"
-    if not path.exists():
-        Q.quantize_checkpoint(SHARED / "upstream" / f"nanomamba_{name}.pt", path, progress=False)
-    return path, load_bundle(path)
+from _published import SHARED, published_bundle  # noqa: E402
 
 
 def arm_sizes(folder: Path, cpu: str, work: Path) -> dict:
@@ -125,7 +117,8 @@ def main() -> int:
             "generated": (gen, gnames), "fe": (clean[fe_idx], [names[i] for i in fe_idx])}
     rows, results = [], []
     for model in args.models:
-        bpath, bundle = bundle_for(model, args.cache)
+        bpath = published_bundle(model, args.cache)
+        bundle = load_bundle(bpath)
         for variant in args.kernels:
             with tempfile.TemporaryDirectory(prefix="kws-cg-") as tmp:
                 tmp = Path(tmp)

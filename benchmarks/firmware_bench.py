@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from export import firmware as fw  # noqa: E402
 from export.firmware import bench_column, bench_firmware, build_firmware  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "fixtures"
+from _published import SHARED, published_bundle  # noqa: E402
 QEMU_BOARDS = ("mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547")
 CORE = {"mps2-an386": "Cortex-M4", "mps2-an500": "Cortex-M7", "mps2-an505": "Cortex-M33",
         "mps3-an547": "Cortex-M55"}
@@ -54,16 +54,6 @@ BEGIN, END = "<!-- firmware_bench:begin -->", "<!-- firmware_bench:end -->"
 PARTS = {"kws_frontend": "front end (code + tables)", "frontend_params": "front end (code + tables)",
          "kws_model": "network code", "kws_nn_fast": "network code", "kws_nn": "network code",
          "kws_weights": "network constants (weights, LUTs)"}
-
-
-def bundle_for(name: str, cache: Path) -> Path:
-    """Default-calibration bundle of a published checkpoint (cached)."""
-    from export import quantize as Q
-    path = cache / f"{name}.npz"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        Q.quantize_checkpoint(SHARED / "upstream" / f"nanomamba_{name}.pt", path, progress=False)
-    return path
 
 
 def header_macros(build: Path) -> dict[str, int]:
@@ -129,7 +119,7 @@ def m(v) -> str:
 def model_tables(models, boards, cache: Path, tmp: Path) -> str:
     cols, builds, t_build = {}, {}, {}
     for name in models:
-        bundle = bundle_for(name, cache)
+        bundle = published_bundle(name, cache)
         for board in boards:
             for prec in ("int8", "float32"):
                 out = tmp / f"{name}-{board}-{prec}"
@@ -289,7 +279,7 @@ def model_tables(models, boards, cache: Path, tmp: Path) -> str:
             for opt in ("O2", "Os"):
                 out = builds[(name, m4, "int8")]
                 if opt == "Os":
-                    out = build_firmware(bundle_for(name, cache), m4, tmp / f"{name}-Os", opt="Os").out
+                    out = build_firmware(published_bundle(name, cache), m4, tmp / f"{name}-Os", opt="Os").out
                 c = bench_column(out)
                 md.append(f"| {name.capitalize()} | -{opt} | {n(c.instructions_frontend)} | "
                           f"{n(c.instructions_network)} | {n(c.instructions_total)} | "

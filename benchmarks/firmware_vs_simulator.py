@@ -34,17 +34,7 @@ sys.path.insert(0, str(ROOT))
 from export.firmware import build_firmware  # noqa: E402
 from export.firmware_check import check_firmware  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "fixtures"
-
-
-def bundle_for(name: str, cache: Path) -> Path:
-    """The default-calibration bundle of a published checkpoint (cached in ``cache``)."""
-    from export import quantize as Q
-    path = cache / f"{name}.npz"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        Q.quantize_checkpoint(SHARED / "upstream" / f"nanomamba_{name}.pt", path, progress=False)
-    return path
+from _published import SHARED, published_bundle  # noqa: E402
 
 
 def float_reference(folder: Path, name: str) -> dict[str, str] | None:
@@ -69,7 +59,7 @@ def main() -> int:
     summary, ok = {}, True
     with tempfile.TemporaryDirectory() as tmp:
         for name, board in [(m, b) for m in args.models for b in args.boards]:
-            bundle = bundle_for(name, args.cache)
+            bundle = published_bundle(name, args.cache)
             t0 = time.monotonic()
             out = build_firmware(bundle, board, Path(tmp) / f"{name}-{board}").out
             build_s = time.monotonic() - t0
