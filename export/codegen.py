@@ -607,7 +607,7 @@ class _Planner:
         n = self.n_elems(y)
         qmin, qmax = self.qr(y)
         yr = self.buf(y)
-        acc = f"kws_state.sum_{_cname(op['name'])}"
+        acc = "KWS_BUF_STATE_" + _cname(f"sum_{_cname(op['name'])}").upper()
         kern = "mean_pool_finalize_s16" if self.fast else "mean_pool_finalize"
         sh = self.rshift(op, p["multiplier"], p["shift"]) if self.fast else int(p["shift"])
         return [f"{kern}({acc}, {int(p['multiplier'])}, {sh}, {self.zp(y)}, "
@@ -616,10 +616,18 @@ class _Planner:
 
     # state ---------------------------------------------------------------------------------
     def state(self, name: str, ctype: str, size: int, init: int, comment: str) -> str:
+        """Reference to the network state array ``name`` (conv history, SSM h, mean sums).
+
+        Decision: the network state lives in the arena, not in ``kws_state``. It is live
+        from ``kws_network_reset`` (start of ``kws_run_network``) to the logits, i.e. during
+        every network step (1 .. last) and never inside a front-end call, so it may overlay
+        the front end's per-call scratch (step 0) but no per-frame tensor; ``_finish`` places
+        it with that lifetime."""
+        ref = "KWS_BUF_STATE_" + _cname(name).upper()
         if not any(s["name"] == name for s in self.plan.state):
             self.plan.state.append({"name": name, "ctype": ctype, "size": size, "init": init,
-                                    "comment": comment})
-        return f"kws_state.{name}"
+                                    "comment": comment, "ref": ref})
+        return ref
 
     # finish --------------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -633,6 +641,10 @@ class _Planner:
                                f"classes")
         P.logits = {"ref": self.buf(logits), "ctype": self.storage(logits),
                     "scale": float(lt["scale"]), "zero_point": int(lt["zero_point"])}
+        # the network state: live over every network step (1 .. the last), see state()
+        for st in P.state:
+            self._bufs["state_" + st["name"]] = [st["ctype"], _SIZE[st["ctype"]] * st["size"],
+                                                 1, self._step, st["size"]]
         bufs = [Buffer(n, v[1], v[2], v[3], 4) for n, v in self._bufs.items()]
         arena = plan_arena(bufs)
         P.arena_bytes = arena.size

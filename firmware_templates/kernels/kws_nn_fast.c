@@ -93,30 +93,45 @@ static inline void kws_fc_acc(const int16_t *x, const int16_t *weight, const int
     }
 }
 
-/* fc_s16_w16_out16 (simulator.fully_connected / fully_connected_w16, int16 output). The
- * int32 accumulators go through `out` (rows int16 + a local int32 copy of at most
- * KWS_FC_MAX_ROWS rows; larger layers are done in slices). */
-#define KWS_FC_MAX_ROWS 64
+/* One int16 output of fc_s16_w16_out16: requantize, then the output zero point and range
+ * (full: zero point 0 and the whole int16 range, one SSAT). */
+static inline int16_t kws_fc_out16(int32_t acc, int32_t multiplier, int32_t right_shift,
+                                   int full, int32_t out_zp, int32_t qmin, int32_t qmax)
+{
+    const int32_t r = kws_mbqm(acc, multiplier, right_shift);
+    if (full) {
+        return (int16_t)saturate_int16(r);
+    }
+    return (int16_t)kws_clamp(sat_add_int32(r, out_zp), qmin, qmax);
+}
+
+/* fc_s16_w16_out16 (simulator.fully_connected / fully_connected_w16, int16 output). Four
+ * rows at a time, their accumulators in registers and requantized at once (no accumulator
+ * array: nothing goes through memory but x, W and the outputs). */
 void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
                       const int32_t *multiplier, const int32_t *right_shift, int32_t out_zp,
                       int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out)
 {
-    int32_t acc[KWS_FC_MAX_ROWS];
-    for (int32_t r0 = 0; r0 < rows; r0 += KWS_FC_MAX_ROWS) {
-        const int32_t n = (rows - r0 < KWS_FC_MAX_ROWS) ? rows - r0 : KWS_FC_MAX_ROWS;
-        kws_fc_acc(x, weight + r0 * cols, bias + r0, n, cols, acc);
-        const int32_t *m = multiplier + r0, *s = right_shift + r0;
-        int16_t *y = out + r0;
-        if (out_zp == 0 && qmin == -32768 && qmax == 32767) {
-            for (int32_t o = 0; o < n; o++) {          /* the common case: one SSAT */
-                y[o] = (int16_t)saturate_int16(kws_mbqm(acc[o], m[o], s[o]));
-            }
-        } else {
-            for (int32_t o = 0; o < n; o++) {
-                y[o] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc[o], m[o], s[o]), out_zp),
-                                          qmin, qmax);
-            }
-        }
+    const int full = (out_zp == 0 && qmin == -32768 && qmax == 32767);
+    int32_t o = 0;
+    for (; o + 3 < rows; o += 4) {
+        int32_t acc[4];
+        acc[0] = bias[o];
+        acc[1] = bias[o + 1];
+        acc[2] = bias[o + 2];
+        acc[3] = bias[o + 3];
+        kws_dot4_s16(weight + o * cols, cols, x, acc);
+        out[o] = kws_fc_out16(acc[0], multiplier[o], right_shift[o], full, out_zp, qmin, qmax);
+        out[o + 1] = kws_fc_out16(acc[1], multiplier[o + 1], right_shift[o + 1], full, out_zp,
+                                  qmin, qmax);
+        out[o + 2] = kws_fc_out16(acc[2], multiplier[o + 2], right_shift[o + 2], full, out_zp,
+                                  qmin, qmax);
+        out[o + 3] = kws_fc_out16(acc[3], multiplier[o + 3], right_shift[o + 3], full, out_zp,
+                                  qmin, qmax);
+    }
+    for (; o < rows; o++) {
+        const int32_t acc = kws_dot_s16(weight + o * cols, x, cols, bias[o]);
+        out[o] = kws_fc_out16(acc, multiplier[o], right_shift[o], full, out_zp, qmin, qmax);
     }
 }
 
@@ -136,15 +151,14 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
  * V = D Q - S^2 + max(1, round_shift_right(eps_q, 2k)),
  * z = round_shift_right((D x' - S) inv_sqrt_q30(V), inv_sqrt_shift(V) - zf),
  * out = clamp(out_zp + MBQM(gamma z + beta, m, s)). |x'| < 2^15, so Q < D 2^30 needs 64 bits
- * for D >= 2 (kept int64); the x' values are kept in a local array (D <= 64, checked by the
- * generator). */
+ * for D >= 2 (kept int64); x' is recomputed in the output pass (no array on the stack);
+ * D <= 64 (checked by the generator) keeps D x' - S inside int32. */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
                     int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
                     int32_t channels, int16_t *out)
 {
     const int32_t D = channels;
-    int32_t xs[64];
     int64_t amax = 0;
     if (x_zp == 0) {                  /* |x| <= 2^31 fits a uint32 */
         uint32_t am = 0U;
@@ -166,7 +180,6 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
     int64_t Q = 0;
     for (int32_t i = 0; i < D; i++) {
         const int32_t v = round_shift_right32(x[i] - x_zp, (int)k);
-        xs[i] = v;
         S += v;
         Q += (int64_t)(v * v);
     }
@@ -175,24 +188,24 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
     const int64_t V = (int64_t)D * Q - (int64_t)S * S + eps;
     const int64_t f = inv_sqrt_q30(V);
     const int n = (int)(inv_sqrt_shift(V) - z_frac_bits);
-    int32_t zs[64];
-    if (n >= 32) {
-        /* round_shift_right(p, n) = ((p + 2^(n-1)) >> 32) >> (n - 32): the high word */
-        const int64_t half = (int64_t)1 << (n - 1);
-        for (int32_t i = 0; i < D; i++) {
-            const int64_t pz = (int64_t)(D * xs[i] - S) * f + half;
-            zs[i] = (int32_t)(pz >> 32) >> (n - 32);
-        }
-    } else {
-        for (int32_t i = 0; i < D; i++) {
-            zs[i] = (int32_t)round_shift_right((int64_t)(D * xs[i] - S) * f, n);
-        }
-    }
+    /* x' is recomputed rather than kept (no D-word array on the stack); z and the output in
+     * the same pass */
+    const int full = (out_zp == 0 && qmin == -32768 && qmax == 32767);
     for (int32_t i = 0; i < D; i++) {
-        const int32_t z = zs[i];
+        const int32_t v = round_shift_right32(x[i] - x_zp, (int)k);
+        int32_t z;
+        if (n >= 32) {
+            /* round_shift_right(p, n) = ((p + 2^(n-1)) >> 32) >> (n - 32): the high word */
+            const int64_t pz = (int64_t)(D * v - S) * f + ((int64_t)1 << (n - 1));
+            z = (int32_t)(pz >> 32) >> (n - 32);
+        } else {
+            z = (int32_t)round_shift_right((int64_t)(D * v - S) * f, n);
+        }
         const int32_t acc = (int32_t)gamma[i] * z + beta[i];
-        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier, right_shift), out_zp),
-                                    qmin, qmax);
+        const int32_t r = kws_mbqm(acc, multiplier, right_shift);
+        out[i] = (int16_t)(full ? saturate_int16(r)
+                                : kws_clamp(sat_add_int32(r, out_zp), qmin, qmax));
     }
 }
+
 

@@ -63,12 +63,7 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
     const int d_shift, const int32_t u_zp, const int hrs_all_zero, const int32_t y_min,
     const int32_t y_max, int16_t *y)
 {
-    int32_t Bn[16], Cn[16];
     const int16_t *exp_table = p->exp_table;
-    for (int32_t n = 0; n < N; n++) {
-        Bn[n] = B_gated[n];
-        Cn[n] = C[n];
-    }
     for (int32_t e = 0; e < E; e++) {
         const int32_t ue = (int32_t)u[e] - u_zp;
         const int32_t de = delta[e];
@@ -84,11 +79,11 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
             const int32_t pe = round_shift_right32(__SMULWB(ke[n], (uint32_t)de), ps);
             const int32_t dA = exp2_neg_lookup(pe, fb, exp_table);
             KWS_NN_TAP(0, e * N + n, dA);
-            const int32_t t = dA * (int32_t)he[n] + du * Bn[n];
+            const int32_t t = dA * (int32_t)he[n] + du * (int32_t)B_gated[n];
             const int32_t hn = saturate_int16((t + 16384) >> 15);
             he[n] = (int16_t)hn;
             const int32_t hr = hrs_all_zero ? hn : round_shift_right32(hn, hrs);
-            acc += (int64_t)Cn[n] * (int64_t)hr;
+            acc += (int64_t)C[n] * (int64_t)hr;
         }
         const int32_t dterm = round_shift_right32(p->d_q[e] * ue, d_shift);
         int32_t r = multiply_by_quantized_multiplier_rshift(
