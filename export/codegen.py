@@ -479,9 +479,11 @@ class _Planner:
         else:
             kern = "layer_norm"
         sh = self.rshift(op, p["multiplier"], p["shift"]) if self.fast else int(p["shift"])
+        # fast: the kernel's D int32 of scratch (x') in the arena, live during this op only
+        xs = (self.buf(f"ln_xs_{_cname(op['name'])}", "int32_t", D) + ", ") if self.fast else ""
         call = (f"{kern}({xr}, {self.zp(x)}, {eps}, {int(p['z_frac_bits'])}, {gamma}, {beta}, "
                 f"{int(p['multiplier'])}, {sh}, {self.zp(y)}, {qmin}, {qmax}, {D}, "
-                f"{yr});")
+                f"{xs}{yr});")
         return [call, self.tap(y, yr, self.storage(y), D)]
 
     # LUT -----------------------------------------------------------------------------------

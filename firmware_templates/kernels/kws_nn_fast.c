@@ -76,23 +76,6 @@ static inline void kws_dot4_s16(const int16_t *w, int32_t cols, const int16_t *x
     acc[3] = a3;
 }
 
-/* The accumulators of all rows: bias + W x, four rows at a time. */
-static inline void kws_fc_acc(const int16_t *x, const int16_t *weight, const int32_t *bias,
-                              int32_t rows, int32_t cols, int32_t *acc)
-{
-    int32_t o = 0;
-    for (; o + 3 < rows; o += 4) {
-        acc[o] = bias[o];
-        acc[o + 1] = bias[o + 1];
-        acc[o + 2] = bias[o + 2];
-        acc[o + 3] = bias[o + 3];
-        kws_dot4_s16(weight + o * cols, cols, x, &acc[o]);
-    }
-    for (; o < rows; o++) {
-        acc[o] = kws_dot_s16(weight + o * cols, x, cols, bias[o]);
-    }
-}
-
 /* One int16 output of fc_s16_w16_out16: requantize, then the output zero point and range
  * (full: zero point 0 and the whole int16 range, one SSAT). */
 static inline int16_t kws_fc_out16(int32_t acc, int32_t multiplier, int32_t right_shift,
@@ -135,14 +118,28 @@ void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bi
     }
 }
 
-/* fc_s16_w16_out32 (simulator.fully_connected, single_round, int32 output, zero point 0). */
+/* fc_s16_w16_out32 (simulator.fully_connected, single_round, int32 output, zero point 0).
+ * Four rows at a time, requantized from registers (as fc_s16_w16_out16). */
 void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bias,
                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
                       int32_t cols, int32_t *out)
 {
-    kws_fc_acc(x, weight, bias, rows, cols, out);
-    for (int32_t o = 0; o < rows; o++) {
-        out[o] = requantize_single_round(out[o], multiplier[o], (int)shift[o]);
+    int32_t o = 0;
+    for (; o + 3 < rows; o += 4) {
+        int32_t acc[4];
+        acc[0] = bias[o];
+        acc[1] = bias[o + 1];
+        acc[2] = bias[o + 2];
+        acc[3] = bias[o + 3];
+        kws_dot4_s16(weight + o * cols, cols, x, acc);
+        out[o] = requantize_single_round(acc[0], multiplier[o], (int)shift[o]);
+        out[o + 1] = requantize_single_round(acc[1], multiplier[o + 1], (int)shift[o + 1]);
+        out[o + 2] = requantize_single_round(acc[2], multiplier[o + 2], (int)shift[o + 2]);
+        out[o + 3] = requantize_single_round(acc[3], multiplier[o + 3], (int)shift[o + 3]);
+    }
+    for (; o < rows; o++) {
+        out[o] = requantize_single_round(kws_dot_s16(weight + o * cols, x, cols, bias[o]),
+                                         multiplier[o], (int)shift[o]);
     }
 }
 
@@ -151,12 +148,13 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
  * V = D Q - S^2 + max(1, round_shift_right(eps_q, 2k)),
  * z = round_shift_right((D x' - S) inv_sqrt_q30(V), inv_sqrt_shift(V) - zf),
  * out = clamp(out_zp + MBQM(gamma z + beta, m, s)). |x'| < 2^15, so Q < D 2^30 needs 64 bits
- * for D >= 2 (kept int64); x' is recomputed in the output pass (no array on the stack);
- * D <= 64 (checked by the generator) keeps D x' - S inside int32. */
+ * for D >= 2 (kept int64); x' goes through xs (D int32 of scratch the generator places in
+ * the arena, not on the stack); D <= 64 (checked by the generator) keeps D x' - S inside
+ * int32. */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
                     int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
-                    int32_t channels, int16_t *out)
+                    int32_t channels, int32_t *xs, int16_t *out)
 {
     const int32_t D = channels;
     int64_t amax = 0;
@@ -178,34 +176,46 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
     if (k < 0) { k = 0; }
     int32_t S = 0;
     int64_t Q = 0;
-    for (int32_t i = 0; i < D; i++) {
-        const int32_t v = round_shift_right32(x[i] - x_zp, (int)k);
-        S += v;
-        Q += (int64_t)(v * v);
+    if (k == 0) {
+        for (int32_t i = 0; i < D; i++) {
+            const int32_t v = x[i] - x_zp;
+            xs[i] = v;
+            S += v;
+            Q += (int64_t)(v * v);
+        }
+    } else {
+        for (int32_t i = 0; i < D; i++) {
+            const int32_t v = round_shift_right32(x[i] - x_zp, (int)k);
+            xs[i] = v;
+            S += v;
+            Q += (int64_t)(v * v);
+        }
     }
     int64_t eps = round_shift_right(eps_q, (int)(2 * k));
     if (eps < 1) { eps = 1; }
     const int64_t V = (int64_t)D * Q - (int64_t)S * S + eps;
-    const int64_t f = inv_sqrt_q30(V);
+    const int32_t f = inv_sqrt_q30(V);
     const int n = (int)(inv_sqrt_shift(V) - z_frac_bits);
-    /* x' is recomputed rather than kept (no D-word array on the stack); z and the output in
-     * the same pass */
-    const int full = (out_zp == 0 && qmin == -32768 && qmax == 32767);
-    for (int32_t i = 0; i < D; i++) {
-        const int32_t v = round_shift_right32(x[i] - x_zp, (int)k);
-        int32_t z;
-        if (n >= 32) {
-            /* round_shift_right(p, n) = ((p + 2^(n-1)) >> 32) >> (n - 32): the high word */
-            const int64_t pz = (int64_t)(D * v - S) * f + ((int64_t)1 << (n - 1));
-            z = (int32_t)(pz >> 32) >> (n - 32);
-        } else {
-            z = (int32_t)round_shift_right((int64_t)(D * v - S) * f, n);
+    if (n >= 32 && out_zp == 0 && qmin == -32768 && qmax == 32767) {
+        /* the usual case, unswitched: round_shift_right(p, n) = ((p + 2^(n-1)) >> 32) >>
+         * (n - 32) (the high word), output one SSAT */
+        const int64_t half = (int64_t)1 << (n - 1);
+        const int hs = n - 32;
+        for (int32_t i = 0; i < D; i++) {
+            const int64_t pz = (int64_t)(D * xs[i] - S) * f + half;
+            const int32_t z = (int32_t)(pz >> 32) >> hs;
+            const int32_t acc = (int32_t)gamma[i] * z + beta[i];
+            out[i] = (int16_t)saturate_int16(kws_mbqm(acc, multiplier, right_shift));
         }
+        return;
+    }
+    for (int32_t i = 0; i < D; i++) {
+        const int32_t z = (int32_t)round_shift_right((int64_t)(D * xs[i] - S) * f, n);
         const int32_t acc = (int32_t)gamma[i] * z + beta[i];
-        const int32_t r = kws_mbqm(acc, multiplier, right_shift);
-        out[i] = (int16_t)(full ? saturate_int16(r)
-                                : kws_clamp(sat_add_int32(r, out_zp), qmin, qmax));
+        out[i] = (int16_t)kws_clamp(sat_add_int32(kws_mbqm(acc, multiplier, right_shift), out_zp),
+                                    qmin, qmax);
     }
 }
+
 
 

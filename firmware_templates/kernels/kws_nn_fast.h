@@ -38,11 +38,12 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
                       int32_t cols, int32_t *out);
 
-/* layer_norm of an int32 input with int16 output (simulator.layer_norm). */
+/* layer_norm of an int32 input with int16 output (simulator.layer_norm); xs: D int32 of
+ * scratch (the centred, shifted input). */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
                     int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
-                    int32_t channels, int16_t *out);
+                    int32_t channels, int32_t *xs, int16_t *out);
 
 /* sa_ssm_step_s16 (simulator.sa_ssm_step = ssm_discretize + ssm_update + ssm_readout, the
  * formulas of kws_nn.c sa_ssm_step; int16 h, Q15 dA, x_shift 0), inlined at each call so the
