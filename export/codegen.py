@@ -344,10 +344,11 @@ class _Planner:
         lines = []
         if self.fast:
             fref = self.buf("features")
-            sref8 = self.buf("snr_row", "int8_t", M)
             sref = self.buf("snr_mel")
-            lines.append(f"(void)kws_frontend_output_row(&kws_state.fe, t, {fref}, {sref8});")
-            lines.append(f"kws_widen_i8_i16({sref8}, {sref}, {M});")
+            if self.storage("snr_mel") != "int16_t" or self.storage("features") != "int16_t":
+                raise CodegenError("internal: the fast kernels store features and snr_mel as "
+                                   "int16")
+            lines.append(f"(void)kws_frontend_output_row_s16(&kws_state.fe, t, {fref}, {sref});")
             lines.append(self.tap("features", fref, "int16_t", M))
             lines.append(self.tap("snr_mel", sref, "int16_t", M))
         else:

@@ -87,10 +87,18 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
             acc += (int64_t)C[n] * (int64_t)hr;
         }
         const int32_t dterm = round_shift_right32(p->d_q[e] * ue, d_shift);
+        /* saturate_int32(acc): the low word when it already holds acc (one compare of the
+         * high word with the low word's sign), else a rail */
+        const int32_t lo = (int32_t)(uint32_t)(uint64_t)acc;
+        const int32_t acc32 = ((int64_t)lo == acc) ? lo : ((acc > 0) ? INT32_MAX : INT32_MIN);
         int32_t r = multiply_by_quantized_multiplier_rshift(
-            sat_add_int32(saturate_int32(acc), dterm), p->y_multiplier[e], -(int)p->y_shift[e]);
-        r = (r < y_min) ? y_min : ((r > y_max) ? y_max : r);
-        y[e] = (int16_t)r;
+            sat_add_int32(acc32, dterm), p->y_multiplier[e], -(int)p->y_shift[e]);
+        if (y_min == -32768 && y_max == 32767) {
+            y[e] = (int16_t)saturate_int16(r);   /* one SSAT */
+        } else {
+            r = (r < y_min) ? y_min : ((r > y_max) ? y_max : r);
+            y[e] = (int16_t)r;
+        }
     }
 }
 
