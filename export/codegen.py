@@ -128,6 +128,37 @@ def fe_scratch_words() -> int:
     return int(m.group(1))
 
 
+def interleave_rows4(W: np.ndarray) -> np.ndarray:
+    """The interleaved weight layout of the fast kernels ``fc_s16_w16i_*``
+    (firmware_templates/kernels/kws_nn_fast.c): for each group of four rows r..r+3, per
+    column pair (k, k+1) the eight values W[r][k], W[r][k+1], W[r+1][k], W[r+1][k+1], ...,
+    W[r+3][k+1], then (odd cols) W[r][cols-1] .. W[r+3][cols-1]; after the groups, the
+    ``rows % 4`` last rows row-major. Same values, another order, so that one pointer walks
+    the matrix.
+
+    Args:
+        W: (rows, cols) integer weights.
+    Returns:
+        1-D array of rows * cols values, W's dtype.
+    Raises:
+        ValueError: W is not 2-D.
+    """
+    W = np.asarray(W)
+    if W.ndim != 2:
+        raise ValueError(f"interleave_rows4: expected a 2-D weight matrix, got shape {W.shape}")
+    rows, cols = W.shape
+    g, pairs = rows // 4, cols // 2
+    parts = []
+    for i in range(g):
+        blk = W[4 * i:4 * i + 4]
+        if pairs:
+            parts.append(blk[:, :2 * pairs].reshape(4, pairs, 2).transpose(1, 0, 2).reshape(-1))
+        if cols % 2:
+            parts.append(blk[:, cols - 1])
+    parts.append(W[4 * g:].reshape(-1))
+    return np.concatenate(parts).astype(W.dtype)
+
+
 def _cname(name: str) -> str:
     """C identifier fragment of a tensor/op/array name ("blocks.0.u" -> "b0_u")."""
     s = re.sub(r"^blocks\.(\d+)\.", r"b\1_", name)
@@ -415,7 +446,16 @@ class _Planner:
                 bound = np.abs(folded) + np.abs(W).sum(axis=1) * max(abs(xmin), abs(xmax))
                 if bound.max() < 2 ** 31:
                     bias, x_zp = folded, 0
-            wname = self.const(op["arrays"]["weight"], "int16_t", W, f"{op['name']}: weight")
+            # per-frame layers: weights interleaved by groups of four rows (fc_s16_w16i_*,
+            # one pointer walks the matrix); the clip-stage layers (classifier) keep the
+            # row-major kernels
+            inter = frame == "t"
+            if inter:
+                wname = self.const(op["arrays"]["weight"] + "#interleaved4", "int16_t",
+                                   interleave_rows4(W),
+                                   f"{op['name']}: weight, interleaved by 4 rows")
+            else:
+                wname = self.const(op["arrays"]["weight"], "int16_t", W, f"{op['name']}: weight")
             bname = self.const(op["arrays"]["bias"] + ("#folded" if x_zp != self.zp(x) else ""),
                                "int32_t", bias, f"{op['name']}: bias")
             out_t = self.storage(y)
@@ -426,6 +466,8 @@ class _Planner:
                 kern = "fc_s16_w16_out32"
             else:
                 kern = "fc_s16_w16_out16" if out_t == "int16_t" else "fc_s16_w16_out32mbqm"
+            if inter and kern in ("fc_s16_w16_out16", "fc_s16_w16_out32"):
+                kern = kern.replace("_w16_", "_w16i_")
             if kern == "fc_s16_w16_out32mbqm":
                 raise CodegenError(f"op '{op['name']}': int32 output with TFLite requantize is "
                                    f"not supported by the fast kernels; use variant 'reference'")
@@ -433,7 +475,7 @@ class _Planner:
                 raise CodegenError(f"op '{op['name']}': input zero point {x_zp} cannot be folded "
                                    f"into the bias within int32; use variant 'reference'")
             call = (f"{kern}({xr}, {wname}, {bname}, {mult}, {shift}"
-                    + (f", {self.zp(y)}, {qmin}, {qmax}" if kern == "fc_s16_w16_out16" else "")
+                    + (f", {self.zp(y)}, {qmin}, {qmax}" if kern.endswith("_out16") else "")
                     + f", {rows}, {cols}, {yr});")
         return [call, self.tap(y, yr, self.storage(y), rows, frame == "t", frame)]
 

@@ -48,36 +48,9 @@ static inline int32_t kws_dot_s16(const int16_t *w, const int16_t *x, int32_t n,
     return acc;
 }
 
-/* Four rows at once: each activation pair is read once for the four rows. */
-static inline void kws_dot4_s16(const int16_t *w, int32_t cols, const int16_t *x, int32_t *acc)
-{
-    const int16_t *w0 = w, *w1 = w + cols, *w2 = w + 2 * cols, *w3 = w + 3 * cols;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int32_t k = 0;
-#if KWS_HAVE_DSP
-    for (; k + 1 < cols; k += 2) {
-        const uint32_t xp = kws_read_s16x2(&x[k]);
-        a0 = __SMLAD(kws_read_s16x2(&w0[k]), xp, a0);
-        a1 = __SMLAD(kws_read_s16x2(&w1[k]), xp, a1);
-        a2 = __SMLAD(kws_read_s16x2(&w2[k]), xp, a2);
-        a3 = __SMLAD(kws_read_s16x2(&w3[k]), xp, a3);
-    }
-#endif
-    for (; k < cols; k++) {
-        const int32_t xv = x[k];
-        a0 += (int32_t)w0[k] * xv;
-        a1 += (int32_t)w1[k] * xv;
-        a2 += (int32_t)w2[k] * xv;
-        a3 += (int32_t)w3[k] * xv;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* One int16 output of fc_s16_w16_out16: requantize, then the output zero point and range
- * (full: zero point 0 and the whole int16 range, one SSAT). */
+/* One int16 output of the fully connected kernels: requantize, then the output zero point
+ * and range (full: zero point 0 and the whole int16 range, one SSAT); part of
+ * simulator.fully_connected. */
 static inline int16_t kws_fc_out16(int32_t acc, int32_t multiplier, int32_t right_shift,
                                    int full, int32_t out_zp, int32_t qmin, int32_t qmax)
 {
@@ -88,14 +61,91 @@ static inline int16_t kws_fc_out16(int32_t acc, int32_t multiplier, int32_t righ
     return (int16_t)kws_clamp(sat_add_int32(r, out_zp), qmin, qmax);
 }
 
-/* fc_s16_w16_out16 (simulator.fully_connected / fully_connected_w16, int16 output). Four
- * rows at a time, their accumulators in registers and requantized at once (no accumulator
- * array: nothing goes through memory but x, W and the outputs). */
+/* ---- row-major weights: the clip-stage layers (the classifier, once per window), so
+ * these are kept small rather than fast ---- */
+
+/* fc_s16_w16_out16 (simulator.fully_connected / fully_connected_w16, int16 output), W
+ * row-major. */
 void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
                       const int32_t *multiplier, const int32_t *right_shift, int32_t out_zp,
                       int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out)
 {
     const int full = (out_zp == 0 && qmin == -32768 && qmax == 32767);
+    for (int32_t o = 0; o < rows; o++) {
+        const int32_t acc = kws_dot_s16(weight + o * cols, x, cols, bias[o]);
+        out[o] = kws_fc_out16(acc, multiplier[o], right_shift[o], full, out_zp, qmin, qmax);
+    }
+}
+
+/* fc_s16_w16_out32 (simulator.fully_connected, single_round, int32 output, zero point 0), W
+ * row-major. */
+void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                      const int32_t *multiplier, const int32_t *shift, int32_t rows,
+                      int32_t cols, int32_t *out)
+{
+    for (int32_t o = 0; o < rows; o++) {
+        out[o] = requantize_single_round(kws_dot_s16(weight + o * cols, x, cols, bias[o]),
+                                         multiplier[o], (int)shift[o]);
+    }
+}
+
+/* ---- interleaved weights (the generator's layout for the per-frame layers) ----
+ * W (rows x cols) stored as: for each group of four rows r..r+3, for each column pair k, k+1:
+ * W[r][k], W[r][k+1], W[r+1][k], W[r+1][k+1], W[r+2][k], ..., W[r+3][k+1]; then (odd cols)
+ * W[r][cols-1], ..., W[r+3][cols-1]; after the groups, the rows % 4 last rows row-major.
+ * One pointer walks the whole matrix (no per-row pointers to keep), same products and sums
+ * as the row-major kernels. */
+
+/* kws_dot4i_s16: acc[0..3] += the four rows of the group at *wp times x (the sums of
+ * simulator.fully_connected); *wp advances past the group. */
+static inline __attribute__((always_inline)) void kws_dot4i_s16(const int16_t **wp,
+                                                                 int32_t cols, const int16_t *x,
+                                                                 int32_t *acc)
+{
+    const int16_t *w = *wp;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t k = 0;
+    for (; k + 1 < cols; k += 2) {
+#if KWS_HAVE_DSP
+        const uint32_t xp = kws_read_s16x2(&x[k]);
+        a0 = __SMLAD(kws_read_s16x2(&w[0]), xp, a0);
+        a1 = __SMLAD(kws_read_s16x2(&w[2]), xp, a1);
+        a2 = __SMLAD(kws_read_s16x2(&w[4]), xp, a2);
+        a3 = __SMLAD(kws_read_s16x2(&w[6]), xp, a3);
+#else
+        const int32_t x0 = x[k], x1 = x[k + 1];
+        a0 += (int32_t)w[0] * x0 + (int32_t)w[1] * x1;
+        a1 += (int32_t)w[2] * x0 + (int32_t)w[3] * x1;
+        a2 += (int32_t)w[4] * x0 + (int32_t)w[5] * x1;
+        a3 += (int32_t)w[6] * x0 + (int32_t)w[7] * x1;
+#endif
+        w += 8;
+    }
+    if (k < cols) {
+        const int32_t xv = x[k];
+        a0 += (int32_t)w[0] * xv;
+        a1 += (int32_t)w[1] * xv;
+        a2 += (int32_t)w[2] * xv;
+        a3 += (int32_t)w[3] * xv;
+        w += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    *wp = w;
+}
+
+/* kws_fc16i_rows: the rows of fc_s16_w16i_out16 (simulator.fully_connected): four at a time, their
+ * accumulators in registers and requantized at once (nothing goes through memory but x, W
+ * and the outputs). Inlined twice with a literal `full`, so the common case's output is one
+ * SSAT with no per-row test. */
+static inline __attribute__((always_inline)) void kws_fc16i_rows(
+    const int16_t *x, const int16_t *weight, const int32_t *bias, const int32_t *multiplier,
+    const int32_t *right_shift, int full, int32_t out_zp, int32_t qmin, int32_t qmax,
+    int32_t rows, int32_t cols, int16_t *out)
+{
+    const int16_t *w = weight;
     int32_t o = 0;
     for (; o + 3 < rows; o += 4) {
         int32_t acc[4];
@@ -103,7 +153,7 @@ void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bi
         acc[1] = bias[o + 1];
         acc[2] = bias[o + 2];
         acc[3] = bias[o + 3];
-        kws_dot4_s16(weight + o * cols, cols, x, acc);
+        kws_dot4i_s16(&w, cols, x, acc);
         out[o] = kws_fc_out16(acc[0], multiplier[o], right_shift[o], full, out_zp, qmin, qmax);
         out[o + 1] = kws_fc_out16(acc[1], multiplier[o + 1], right_shift[o + 1], full, out_zp,
                                   qmin, qmax);
@@ -112,34 +162,49 @@ void fc_s16_w16_out16(const int16_t *x, const int16_t *weight, const int32_t *bi
         out[o + 3] = kws_fc_out16(acc[3], multiplier[o + 3], right_shift[o + 3], full, out_zp,
                                   qmin, qmax);
     }
-    for (; o < rows; o++) {
-        const int32_t acc = kws_dot_s16(weight + o * cols, x, cols, bias[o]);
+    for (; o < rows; o++, w += cols) {
+        const int32_t acc = kws_dot_s16(w, x, cols, bias[o]);
         out[o] = kws_fc_out16(acc, multiplier[o], right_shift[o], full, out_zp, qmin, qmax);
     }
 }
 
-/* fc_s16_w16_out32 (simulator.fully_connected, single_round, int32 output, zero point 0).
- * Four rows at a time, requantized from registers (as fc_s16_w16_out16). */
-void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bias,
-                      const int32_t *multiplier, const int32_t *shift, int32_t rows,
-                      int32_t cols, int32_t *out)
+/* fc_s16_w16i_out16 (simulator.fully_connected / fully_connected_w16, int16 output) with
+ * interleaved weights: the per-frame layers. */
+void fc_s16_w16i_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                       const int32_t *multiplier, const int32_t *right_shift, int32_t out_zp,
+                       int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out)
 {
+    if (out_zp == 0 && qmin == -32768 && qmax == 32767) {
+        kws_fc16i_rows(x, weight, bias, multiplier, right_shift, 1, 0, -32768, 32767, rows, cols,
+                       out);
+    } else {
+        kws_fc16i_rows(x, weight, bias, multiplier, right_shift, 0, out_zp, qmin, qmax, rows,
+                       cols, out);
+    }
+}
+
+/* fc_s16_w16i_out32 (simulator.fully_connected, single_round, int32 output, zero point 0)
+ * with interleaved weights: the accumulators go straight into out (int32), then are
+ * requantized in place (a fused requantize, as in fc_s16_w16i_out16, saves ~17 k
+ * instructions per Tiny inference for ~1 KB of code: not taken). */
+void fc_s16_w16i_out32(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
+                       int32_t cols, int32_t *out)
+{
+    const int16_t *w = weight;
     int32_t o = 0;
     for (; o + 3 < rows; o += 4) {
-        int32_t acc[4];
-        acc[0] = bias[o];
-        acc[1] = bias[o + 1];
-        acc[2] = bias[o + 2];
-        acc[3] = bias[o + 3];
-        kws_dot4_s16(weight + o * cols, cols, x, acc);
-        out[o] = requantize_single_round(acc[0], multiplier[o], (int)shift[o]);
-        out[o + 1] = requantize_single_round(acc[1], multiplier[o + 1], (int)shift[o + 1]);
-        out[o + 2] = requantize_single_round(acc[2], multiplier[o + 2], (int)shift[o + 2]);
-        out[o + 3] = requantize_single_round(acc[3], multiplier[o + 3], (int)shift[o + 3]);
+        out[o] = bias[o];
+        out[o + 1] = bias[o + 1];
+        out[o + 2] = bias[o + 2];
+        out[o + 3] = bias[o + 3];
+        kws_dot4i_s16(&w, cols, x, &out[o]);
     }
-    for (; o < rows; o++) {
-        out[o] = requantize_single_round(kws_dot_s16(weight + o * cols, x, cols, bias[o]),
-                                         multiplier[o], (int)shift[o]);
+    for (; o < rows; o++, w += cols) {
+        out[o] = kws_dot_s16(w, x, cols, bias[o]);
+    }
+    for (o = 0; o < rows; o++) {
+        out[o] = requantize_single_round(out[o], multiplier[o], (int)shift[o]);
     }
 }
 

@@ -38,6 +38,15 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
                       int32_t cols, int32_t *out);
 
+/* fc_s16_w16i_out16 / fc_s16_w16i_out32: the same with W interleaved by groups of four
+ * rows (layout in kws_nn_fast.c; export.codegen.interleave_rows4 writes it). */
+void fc_s16_w16i_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                       const int32_t *multiplier, const int32_t *right_shift, int32_t out_zp,
+                       int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out);
+void fc_s16_w16i_out32(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
+                       int32_t cols, int32_t *out);
+
 /* layer_norm of an int32 input with int16 output (simulator.layer_norm); xs: D int32 of
  * scratch (the centred, shifted input). */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
