@@ -466,8 +466,11 @@ class _Planner:
                 kern = "fc_s16_w16_out32"
             else:
                 kern = "fc_s16_w16_out16" if out_t == "int16_t" else "fc_s16_w16_out32mbqm"
+            full = (self.zp(y), qmin, qmax) == (0, -32768, 32767)
             if inter and kern in ("fc_s16_w16_out16", "fc_s16_w16_out32"):
                 kern = kern.replace("_w16_", "_w16i_")
+                if kern == "fc_s16_w16i_out16" and not full:
+                    kern = "fc_s16_w16i_out16_range"
             if kern == "fc_s16_w16_out32mbqm":
                 raise CodegenError(f"op '{op['name']}': int32 output with TFLite requantize is "
                                    f"not supported by the fast kernels; use variant 'reference'")
@@ -475,7 +478,8 @@ class _Planner:
                 raise CodegenError(f"op '{op['name']}': input zero point {x_zp} cannot be folded "
                                    f"into the bias within int32; use variant 'reference'")
             call = (f"{kern}({xr}, {wname}, {bname}, {mult}, {shift}"
-                    + (f", {self.zp(y)}, {qmin}, {qmax}" if kern.endswith("_out16") else "")
+                    + (f", {self.zp(y)}, {qmin}, {qmax}"
+                       if kern in ("fc_s16_w16_out16", "fc_s16_w16i_out16_range") else "")
                     + f", {rows}, {cols}, {yr});")
         return [call, self.tap(y, yr, self.storage(y), rows, frame == "t", frame)]
 

@@ -138,8 +138,8 @@ static inline __attribute__((always_inline)) void kws_dot4i_s16(const int16_t **
 
 /* kws_fc16i_rows: the rows of fc_s16_w16i_out16 (simulator.fully_connected): four at a time, their
  * accumulators in registers and requantized at once (nothing goes through memory but x, W
- * and the outputs). Inlined twice with a literal `full`, so the common case's output is one
- * SSAT with no per-row test. */
+ * and the outputs). Inlined with a literal `full` (1: one SSAT per output, no per-row
+ * test). */
 static inline __attribute__((always_inline)) void kws_fc16i_rows(
     const int16_t *x, const int16_t *weight, const int32_t *bias, const int32_t *multiplier,
     const int32_t *right_shift, int full, int32_t out_zp, int32_t qmin, int32_t qmax,
@@ -169,18 +169,25 @@ static inline __attribute__((always_inline)) void kws_fc16i_rows(
 }
 
 /* fc_s16_w16i_out16 (simulator.fully_connected / fully_connected_w16, int16 output) with
- * interleaved weights: the per-frame layers. */
+ * interleaved weights, output zero point 0 and the full int16 range (the generator picks it
+ * when the output tensor has them; one SSAT per output): the per-frame layers. */
 void fc_s16_w16i_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
-                       const int32_t *multiplier, const int32_t *right_shift, int32_t out_zp,
-                       int32_t qmin, int32_t qmax, int32_t rows, int32_t cols, int16_t *out)
+                       const int32_t *multiplier, const int32_t *right_shift, int32_t rows,
+                       int32_t cols, int16_t *out)
 {
-    if (out_zp == 0 && qmin == -32768 && qmax == 32767) {
-        kws_fc16i_rows(x, weight, bias, multiplier, right_shift, 1, 0, -32768, 32767, rows, cols,
-                       out);
-    } else {
-        kws_fc16i_rows(x, weight, bias, multiplier, right_shift, 0, out_zp, qmin, qmax, rows,
-                       cols, out);
-    }
+    kws_fc16i_rows(x, weight, bias, multiplier, right_shift, 1, 0, -32768, 32767, rows, cols,
+                   out);
+}
+
+/* fc_s16_w16i_out16_range: fc_s16_w16i_out16 (simulator.fully_connected) with any output
+ * zero point and range [qmin, qmax]. */
+void fc_s16_w16i_out16_range(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                             const int32_t *multiplier, const int32_t *right_shift,
+                             int32_t out_zp, int32_t qmin, int32_t qmax, int32_t rows,
+                             int32_t cols, int16_t *out)
+{
+    kws_fc16i_rows(x, weight, bias, multiplier, right_shift, 0, out_zp, qmin, qmax, rows, cols,
+                   out);
 }
 
 /* fc_s16_w16i_out32 (simulator.fully_connected, single_round, int32 output, zero point 0)
