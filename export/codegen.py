@@ -604,7 +604,11 @@ class _Planner:
         refs = [self.buf(n) for n in (u, delta, bg, C)]
         yr = self.buf(y)
         h = self.state(f"h_{_cname(pre)}", "int16_t", E * N, 0, f"{pre}.h: SSM state (d_inner x d_state)")
-        c = lambda k: self.op_const(op, k, "int32_t")  # noqa: E731
+        # the fast kernel reads the per-channel requantize constants packed (pe_rq below):
+        # its struct leaves those five arrays out (NULL), so flash holds them once
+        rq_packed = ("du_multiplier", "du_shift", "d_q", "y_multiplier", "y_shift")
+        c = lambda k: ("NULL" if self.fast and k in rq_packed  # noqa: E731
+                       else self.op_const(op, k, "int32_t"))
         sname = f"kws_ssm_{_cname(pre)}"
         fields = [("d_inner", str(E)), ("d_state", str(N)), ("u_zp", str(self.zp(u))),
                   ("k_a", c("k_a")), ("p_shift", str(int(p["p_shift"]))),
@@ -628,7 +632,14 @@ class _Planner:
         st = self.storage(y)
         if self.fast:
             hrs0 = int(not np.any(self.b.arrays[op["arrays"]["h_read_shift"]]))
-            call = (f"{kern}({h}, {', '.join(refs)}, &{sname}, {E}, {N}, {int(p['p_shift'])}, "
+            # per-channel requantize constants packed 5 per e (one pointer in the kernel)
+            A = {k: self.b.arrays[op["arrays"][k]].astype(np.int64).reshape(-1)
+                 for k in ("du_multiplier", "du_shift", "d_q", "y_multiplier", "y_shift")}
+            packed = np.stack([A["du_multiplier"], -A["du_shift"], A["d_q"], A["y_multiplier"],
+                               -A["y_shift"]], axis=1).reshape(-1)
+            pk = self.const(op["arrays"]["du_multiplier"] + "#ssm_rq", "int32_t", packed,
+                            f"{pre}: per e du_multiplier, -du_shift, d_q, y_multiplier, -y_shift")
+            call = (f"{kern}({h}, {', '.join(refs)}, &{sname}, {pk}, {E}, {N}, {int(p['p_shift'])}, "
                     f"{int(p['exp_frac_bits'])}, {int(p['d_shift'])}, {self.zp(u)}, {hrs0}, "
                     f"{qmin}, {qmax}, {yr});")
         else:
