@@ -106,20 +106,34 @@ static inline __attribute__((always_inline)) void kws_dot4i_s16(const int16_t **
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     int32_t k = 0;
     for (; k + 1 < cols; k += 2) {
-#if KWS_HAVE_DSP
+#if KWS_HAVE_DSP && defined(__GNUC__)
+        /* the group's eight weights with two LDRD (the generator keeps every weight array
+         * and every group word-aligned: KWS_WEIGHTS_ALIGN, groups of 8 or 4 int16) */
+        uint32_t q0, q1, q2, q3;
+        __asm__("ldrd %2, %3, [%4, #8]\n\t"
+                "ldrd %0, %1, [%4], #16"
+                : "=&r"(q0), "=&r"(q1), "=&r"(q2), "=&r"(q3), "+r"(w)
+                : "m"(*(const struct { int16_t v[8]; } *)w));
+        const uint32_t xp = kws_read_s16x2(&x[k]);
+        a0 = __SMLAD(q0, xp, a0);
+        a1 = __SMLAD(q1, xp, a1);
+        a2 = __SMLAD(q2, xp, a2);
+        a3 = __SMLAD(q3, xp, a3);
+#elif KWS_HAVE_DSP
         const uint32_t xp = kws_read_s16x2(&x[k]);
         a0 = __SMLAD(kws_read_s16x2(&w[0]), xp, a0);
         a1 = __SMLAD(kws_read_s16x2(&w[2]), xp, a1);
         a2 = __SMLAD(kws_read_s16x2(&w[4]), xp, a2);
         a3 = __SMLAD(kws_read_s16x2(&w[6]), xp, a3);
+        w += 8;
 #else
         const int32_t x0 = x[k], x1 = x[k + 1];
         a0 += (int32_t)w[0] * x0 + (int32_t)w[1] * x1;
         a1 += (int32_t)w[2] * x0 + (int32_t)w[3] * x1;
         a2 += (int32_t)w[4] * x0 + (int32_t)w[5] * x1;
         a3 += (int32_t)w[6] * x0 + (int32_t)w[7] * x1;
-#endif
         w += 8;
+#endif
     }
     if (k < cols) {
         const int32_t xv = x[k];
