@@ -39,7 +39,9 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
                       int32_t cols, int32_t *out);
 
 /* fc_s16_w16i_out16 / fc_s16_w16i_out32: the same with W interleaved by groups of four
- * rows (layout in kws_nn_fast.c; export.codegen.interleave_rows4 writes it). */
+ * rows (layout in kws_nn_fast.c; export.codegen.interleave_rows4 writes it). On DSP cores
+ * the groups are read with LDRD: weight must be 4-byte aligned (kws_weights.c's arrays
+ * are, KWS_WEIGHTS_ALIGN). */
 void fc_s16_w16i_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
                        const int32_t *multiplier, const int32_t *right_shift, int32_t rows,
                        int32_t cols, int16_t *out);   /* output zero point 0, full int16 range */
