@@ -227,29 +227,30 @@ def model_tables(models, boards, cache: Path, tmp: Path) -> str:
                "buffer)", "", "| part | " + " | ".join(x.capitalize() for x in models) + " |",
                "|---|" + "---|" * len(models)]
         ram_rows = [
-            ("front-end window state (`kws_state` minus network state: 101 x 40 int16 "
-             "feature cells, sample history, SNR weights / norm stats)",
-             lambda x: syms[x]["kws_state"] - hm[x]["KWS_NETWORK_STATE_BYTES"]),
-            ("network state (conv histories, h, mean sums)",
-             lambda x: hm[x]["KWS_NETWORK_STATE_BYTES"]),
-            ("arena (front-end scratch 512 x int32; per-frame network tensors share it)",
+            ("front-end window state (`kws_state`: 101 x 40 int16 feature cells, sample "
+             "history, SNR weights / norm stats, counters)", lambda x: syms[x]["kws_state"]),
+            ("arena (`kws_arena`: the front end's scratch, 512 x int32, inside a hop; the "
+             "network's per-frame tensors and its state inside `kws_run_network`)",
              lambda x: syms[x].get("kws_arena")),
             ("app (.data + .bss other than the audio buffer)",
              lambda x: cols[(x, m4)].int8.ram_static - cols[(x, m4)].int8.audio_buffer
              - syms[x]["kws_state"] - syms[x].get("kws_arena", 0)),
             ("peak stack (painted, after the run)", lambda x: cols[(x, m4)].int8.stack_peak),
-            ("**total**", lambda x: cols[(x, m4)].int8.ram_total_excl_audio)]
+            ("**total**", lambda x: cols[(x, m4)].int8.ram_total_excl_audio),
+            ("(network state: conv histories, h, mean sums; inside the arena, not added)",
+             lambda x: hm[x]["KWS_NETWORK_STATE_BYTES"])]
         for label, f in ram_rows:
             md.append(f"| {label} | " + " | ".join(n(f(x)) for x in models) + " |")
         md.append("")
         md += ["### Model RAM: generated C vs TFLM", "",
                "| | " + " | ".join(x.capitalize() for x in models) + " |",
                "|---|" + "---|" * len(models)]
-        rows = [("generated C arena (`KWS_ARENA_BYTES`: per-frame tensors + front-end scratch)",
+        rows = [("generated C arena (`KWS_ARENA_BYTES`: front-end scratch, overlaid by the "
+                 "network's tensors and state)",
                  lambda x: hm[x].get("KWS_ARENA_BYTES")),
-                ("generated C network state (`KWS_NETWORK_STATE_BYTES`: conv histories, h, sums)",
-                 lambda x: hm[x].get("KWS_NETWORK_STATE_BYTES")),
-                ("generated C `kws_state` (front-end window state + network state)",
+                ("generated C network state (`KWS_NETWORK_STATE_BYTES`: conv histories, h, "
+                 "sums; inside the arena)", lambda x: hm[x].get("KWS_NETWORK_STATE_BYTES")),
+                ("generated C `kws_state` (front-end window state)",
                  lambda x: syms[x].get("kws_state")),
                 ("generated C constants (`KWS_CONST_BYTES`, flash)",
                  lambda x: hm[x].get("KWS_CONST_BYTES")),

@@ -128,6 +128,37 @@ def fe_scratch_words() -> int:
     return int(m.group(1))
 
 
+def interleave_rows4(W: np.ndarray) -> np.ndarray:
+    """The interleaved weight layout of the fast kernels ``fc_s16_w16i_*``
+    (firmware_templates/kernels/kws_nn_fast.c): for each group of four rows r..r+3, per
+    column pair (k, k+1) the eight values W[r][k], W[r][k+1], W[r+1][k], W[r+1][k+1], ...,
+    W[r+3][k+1], then (odd cols) W[r][cols-1] .. W[r+3][cols-1]; after the groups, the
+    ``rows % 4`` last rows row-major. Same values, another order, so that one pointer walks
+    the matrix.
+
+    Args:
+        W: (rows, cols) integer weights.
+    Returns:
+        1-D array of rows * cols values, W's dtype.
+    Raises:
+        ValueError: W is not 2-D.
+    """
+    W = np.asarray(W)
+    if W.ndim != 2:
+        raise ValueError(f"interleave_rows4: expected a 2-D weight matrix, got shape {W.shape}")
+    rows, cols = W.shape
+    g, pairs = rows // 4, cols // 2
+    parts = []
+    for i in range(g):
+        blk = W[4 * i:4 * i + 4]
+        if pairs:
+            parts.append(blk[:, :2 * pairs].reshape(4, pairs, 2).transpose(1, 0, 2).reshape(-1))
+        if cols % 2:
+            parts.append(blk[:, cols - 1])
+    parts.append(W[4 * g:].reshape(-1))
+    return np.concatenate(parts).astype(W.dtype)
+
+
 def _cname(name: str) -> str:
     """C identifier fragment of a tensor/op/array name ("blocks.0.u" -> "b0_u")."""
     s = re.sub(r"^blocks\.(\d+)\.", r"b\1_", name)
@@ -344,10 +375,11 @@ class _Planner:
         lines = []
         if self.fast:
             fref = self.buf("features")
-            sref8 = self.buf("snr_row", "int8_t", M)
             sref = self.buf("snr_mel")
-            lines.append(f"(void)kws_frontend_output_row(&kws_state.fe, t, {fref}, {sref8});")
-            lines.append(f"kws_widen_i8_i16({sref8}, {sref}, {M});")
+            if self.storage("snr_mel") != "int16_t" or self.storage("features") != "int16_t":
+                raise CodegenError("internal: the fast kernels store features and snr_mel as "
+                                   "int16")
+            lines.append(f"(void)kws_frontend_output_row_s16(&kws_state.fe, t, {fref}, {sref});")
             lines.append(self.tap("features", fref, "int16_t", M))
             lines.append(self.tap("snr_mel", sref, "int16_t", M))
         else:
@@ -414,7 +446,16 @@ class _Planner:
                 bound = np.abs(folded) + np.abs(W).sum(axis=1) * max(abs(xmin), abs(xmax))
                 if bound.max() < 2 ** 31:
                     bias, x_zp = folded, 0
-            wname = self.const(op["arrays"]["weight"], "int16_t", W, f"{op['name']}: weight")
+            # per-frame layers: weights interleaved by groups of four rows (fc_s16_w16i_*,
+            # one pointer walks the matrix); the clip-stage layers (classifier) keep the
+            # row-major kernels
+            inter = frame == "t"
+            if inter:
+                wname = self.const(op["arrays"]["weight"] + "#interleaved4", "int16_t",
+                                   interleave_rows4(W),
+                                   f"{op['name']}: weight, interleaved by 4 rows")
+            else:
+                wname = self.const(op["arrays"]["weight"], "int16_t", W, f"{op['name']}: weight")
             bname = self.const(op["arrays"]["bias"] + ("#folded" if x_zp != self.zp(x) else ""),
                                "int32_t", bias, f"{op['name']}: bias")
             out_t = self.storage(y)
@@ -425,6 +466,11 @@ class _Planner:
                 kern = "fc_s16_w16_out32"
             else:
                 kern = "fc_s16_w16_out16" if out_t == "int16_t" else "fc_s16_w16_out32mbqm"
+            full = (self.zp(y), qmin, qmax) == (0, -32768, 32767)
+            if inter and kern in ("fc_s16_w16_out16", "fc_s16_w16_out32"):
+                kern = kern.replace("_w16_", "_w16i_")
+                if kern == "fc_s16_w16i_out16" and not full:
+                    kern = "fc_s16_w16i_out16_range"
             if kern == "fc_s16_w16_out32mbqm":
                 raise CodegenError(f"op '{op['name']}': int32 output with TFLite requantize is "
                                    f"not supported by the fast kernels; use variant 'reference'")
@@ -432,7 +478,8 @@ class _Planner:
                 raise CodegenError(f"op '{op['name']}': input zero point {x_zp} cannot be folded "
                                    f"into the bias within int32; use variant 'reference'")
             call = (f"{kern}({xr}, {wname}, {bname}, {mult}, {shift}"
-                    + (f", {self.zp(y)}, {qmin}, {qmax}" if kern == "fc_s16_w16_out16" else "")
+                    + (f", {self.zp(y)}, {qmin}, {qmax}"
+                       if kern in ("fc_s16_w16_out16", "fc_s16_w16i_out16_range") else "")
                     + f", {rows}, {cols}, {yr});")
         return [call, self.tap(y, yr, self.storage(y), rows, frame == "t", frame)]
 
@@ -479,9 +526,11 @@ class _Planner:
         else:
             kern = "layer_norm"
         sh = self.rshift(op, p["multiplier"], p["shift"]) if self.fast else int(p["shift"])
+        # fast: the kernel's D int32 of scratch (x') in the arena, live during this op only
+        xs = (self.buf(f"ln_xs_{_cname(op['name'])}", "int32_t", D) + ", ") if self.fast else ""
         call = (f"{kern}({xr}, {self.zp(x)}, {eps}, {int(p['z_frac_bits'])}, {gamma}, {beta}, "
                 f"{int(p['multiplier'])}, {sh}, {self.zp(y)}, {qmin}, {qmax}, {D}, "
-                f"{yr});")
+                f"{xs}{yr});")
         return [call, self.tap(y, yr, self.storage(y), D)]
 
     # LUT -----------------------------------------------------------------------------------
@@ -555,7 +604,11 @@ class _Planner:
         refs = [self.buf(n) for n in (u, delta, bg, C)]
         yr = self.buf(y)
         h = self.state(f"h_{_cname(pre)}", "int16_t", E * N, 0, f"{pre}.h: SSM state (d_inner x d_state)")
-        c = lambda k: self.op_const(op, k, "int32_t")  # noqa: E731
+        # the fast kernel reads the per-channel requantize constants packed (pe_rq below):
+        # its struct leaves those five arrays out (NULL), so flash holds them once
+        rq_packed = ("du_multiplier", "du_shift", "d_q", "y_multiplier", "y_shift")
+        c = lambda k: ("NULL" if self.fast and k in rq_packed  # noqa: E731
+                       else self.op_const(op, k, "int32_t"))
         sname = f"kws_ssm_{_cname(pre)}"
         fields = [("d_inner", str(E)), ("d_state", str(N)), ("u_zp", str(self.zp(u))),
                   ("k_a", c("k_a")), ("p_shift", str(int(p["p_shift"]))),
@@ -579,7 +632,14 @@ class _Planner:
         st = self.storage(y)
         if self.fast:
             hrs0 = int(not np.any(self.b.arrays[op["arrays"]["h_read_shift"]]))
-            call = (f"{kern}({h}, {', '.join(refs)}, &{sname}, {E}, {N}, {int(p['p_shift'])}, "
+            # per-channel requantize constants packed 5 per e (one pointer in the kernel)
+            A = {k: self.b.arrays[op["arrays"][k]].astype(np.int64).reshape(-1)
+                 for k in ("du_multiplier", "du_shift", "d_q", "y_multiplier", "y_shift")}
+            packed = np.stack([A["du_multiplier"], -A["du_shift"], A["d_q"], A["y_multiplier"],
+                               -A["y_shift"]], axis=1).reshape(-1)
+            pk = self.const(op["arrays"]["du_multiplier"] + "#ssm_rq", "int32_t", packed,
+                            f"{pre}: per e du_multiplier, -du_shift, d_q, y_multiplier, -y_shift")
+            call = (f"{kern}({h}, {', '.join(refs)}, &{sname}, {pk}, {E}, {N}, {int(p['p_shift'])}, "
                     f"{int(p['exp_frac_bits'])}, {int(p['d_shift'])}, {self.zp(u)}, {hrs0}, "
                     f"{qmin}, {qmax}, {yr});")
         else:
@@ -607,7 +667,7 @@ class _Planner:
         n = self.n_elems(y)
         qmin, qmax = self.qr(y)
         yr = self.buf(y)
-        acc = f"kws_state.sum_{_cname(op['name'])}"
+        acc = "KWS_BUF_STATE_" + _cname(f"sum_{_cname(op['name'])}").upper()
         kern = "mean_pool_finalize_s16" if self.fast else "mean_pool_finalize"
         sh = self.rshift(op, p["multiplier"], p["shift"]) if self.fast else int(p["shift"])
         return [f"{kern}({acc}, {int(p['multiplier'])}, {sh}, {self.zp(y)}, "
@@ -616,10 +676,18 @@ class _Planner:
 
     # state ---------------------------------------------------------------------------------
     def state(self, name: str, ctype: str, size: int, init: int, comment: str) -> str:
+        """Reference to the network state array ``name`` (conv history, SSM h, mean sums).
+
+        Decision: the network state lives in the arena, not in ``kws_state``. It is live
+        from ``kws_network_reset`` (start of ``kws_run_network``) to the logits, i.e. during
+        every network step (1 .. last) and never inside a front-end call, so it may overlay
+        the front end's per-call scratch (step 0) but no per-frame tensor; ``_finish`` places
+        it with that lifetime."""
+        ref = "KWS_BUF_STATE_" + _cname(name).upper()
         if not any(s["name"] == name for s in self.plan.state):
             self.plan.state.append({"name": name, "ctype": ctype, "size": size, "init": init,
-                                    "comment": comment})
-        return f"kws_state.{name}"
+                                    "comment": comment, "ref": ref})
+        return ref
 
     # finish --------------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -633,6 +701,10 @@ class _Planner:
                                f"classes")
         P.logits = {"ref": self.buf(logits), "ctype": self.storage(logits),
                     "scale": float(lt["scale"]), "zero_point": int(lt["zero_point"])}
+        # the network state: live over every network step (1 .. the last), see state()
+        for st in P.state:
+            self._bufs["state_" + st["name"]] = [st["ctype"], _SIZE[st["ctype"]] * st["size"],
+                                                 1, self._step, st["size"]]
         bufs = [Buffer(n, v[1], v[2], v[3], 4) for n, v in self._bufs.items()]
         arena = plan_arena(bufs)
         P.arena_bytes = arena.size

@@ -97,7 +97,9 @@ def test_verify_names_first_mismatch(tmp_path, tiny_folder):
     shutil.copytree(tiny_folder, bad)
     w = bad / "kws_weights.c"
     text = w.read_text()
-    m = re.search(r"(kws_op_blocks_1_in_proj_z_weight\[\d+\] = \{\n\s+)(-?\d+)", text)
+    # (per-frame layers store W interleaved by four rows: element 0 is still W[0][0])
+    m = re.search(r"(kws_op_blocks_1_in_proj_z_weight(?:_interleaved4)?\[\d+\]"
+                  r"(?: KWS_WEIGHTS_ALIGN)? = \{\n\s+)(-?\d+)", text)
     assert m
     text = text[:m.start(2)] + str(int(m.group(2)) + 1) + text[m.end(2):]
     w.write_text(text)

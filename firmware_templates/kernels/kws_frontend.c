@@ -956,6 +956,25 @@ int32_t kws_frontend_output_row(const kws_frontend_state_t *st, int32_t t, int16
     return KWS_FE_OK;
 }
 
+/* kws_frontend_output_row_s16: kws_frontend_output_row with snr_mel stored as int16 (the
+ * fast network kernels' storage: the same values, no widening pass), both rows in one pass
+ * over the cells. */
+int32_t kws_frontend_output_row_s16(const kws_frontend_state_t *st, int32_t t, int16_t *features,
+                                    int16_t *snr_mel)
+{
+    if (st->finished == 0 || t < 0 || t >= KWS_FE_N_FRAMES) { return KWS_FE_ERR_ORDER; }
+    const int16_t *row = &st->store.cells[t * KWS_FE_N_MELS];
+    const int32_t *sum = st->u.norm.sum, *mult = st->u.norm.mult;
+    const uint8_t *shift = st->u.norm.shift;
+    for (int32_t m = 0; m < KWS_FE_N_MELS; m++) {
+        const int32_t cell = row[m];
+        const int32_t a = KWS_FE_N_FRAMES * (cell >> KWS_FE_SNR_BITS) - sum[m];
+        features[m] = (int16_t)saturate_int16(mul_hi_round32(a * ((int32_t)1 << shift[m]), mult[m]));
+        snr_mel[m] = (int16_t)(cell & ((1 << KWS_FE_SNR_BITS) - 1));
+    }
+    return KWS_FE_OK;
+}
+
 int32_t kws_frontend_run(kws_frontend_state_t *st, int32_t *scratch, const kws_frontend_params_t *p,
                          const int16_t *audio, int16_t *features, int8_t *snr_mel)
 {

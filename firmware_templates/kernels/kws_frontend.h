@@ -138,6 +138,11 @@ int32_t kws_frontend_finish(kws_frontend_state_t *st, int32_t *scratch);
 int32_t kws_frontend_output_row(const kws_frontend_state_t *st, int32_t t, int16_t *features,
                                 int8_t *snr_mel);
 
+/* The same rows with snr_mel as int16 (same values; the fast network kernels' storage), in
+ * one pass; features and snr_mel must not be NULL. Returns KWS_FE_OK or KWS_FE_ERR_ORDER. */
+int32_t kws_frontend_output_row_s16(const kws_frontend_state_t *st, int32_t t, int16_t *features,
+                                    int16_t *snr_mel);
+
 /* Whole clip: reset, 100 hops from audio[16000], finish, and (if not NULL) all rows into
  * features[101 * n_mels] and snr_mel[101 * n_mels]. Same bytes as the streaming calls. */
 int32_t kws_frontend_run(kws_frontend_state_t *st, int32_t *scratch, const kws_frontend_params_t *p,

@@ -330,11 +330,14 @@ static const int32_t KWS_INV_SQRT_TABLE_Q30[193] = {
 };
 
 /* round_shift_right32: x / 2^n rounded to nearest, ties toward +inf (floor(x/2^n + 1/2)),
- * int32 x, n 0..31; (x >> n) + ((x >> (n - 1)) & 1) never overflows. */
+ * int32 x, n 0..31. With q = x >> (n - 1): (x >> n) + ((x >> (n - 1)) & 1) = (q >> 1) +
+ * (q & 1) = ceil(q / 2) = q - (q >> 1), which never overflows (two instructions on Arm:
+ * ASR, then SUB with an ASR #1 operand). */
 static inline int32_t round_shift_right32(int32_t x, int n)
 {
     if (n <= 0) { return x; }
-    return (x >> n) + ((x >> (n - 1)) & 1);
+    const int32_t q = x >> (n - 1);
+    return q - (q >> 1);
 }
 
 /* mul_q16: floor(a * b / 2^16), int32 a, int16 b (Arm SMULWB semantics). */
@@ -416,7 +419,8 @@ static inline int32_t multiply_by_quantized_multiplier_rshift(int32_t x, int32_t
     const int32_t a = (int32_t)(((int64_t)x * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
     if (right_shift == 0) { return a; }
     const int32_t t = a + (a >> 31);
-    return (t >> right_shift) + ((t >> (right_shift - 1)) & 1);
+    const int32_t q = t >> (right_shift - 1);   /* then ceil(q / 2), see round_shift_right32 */
+    return q - (q >> 1);
 }
 
 #endif /* KWS_INTMATH_H */

@@ -38,11 +38,27 @@ void fc_s16_w16_out32(const int16_t *x, const int16_t *weight, const int32_t *bi
                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
                       int32_t cols, int32_t *out);
 
-/* layer_norm of an int32 input with int16 output (simulator.layer_norm). */
+/* fc_s16_w16i_out16 / fc_s16_w16i_out32: the same with W interleaved by groups of four
+ * rows (layout in kws_nn_fast.c; export.codegen.interleave_rows4 writes it). On DSP cores
+ * the groups are read with LDRD: weight must be 4-byte aligned (kws_weights.c's arrays
+ * are, KWS_WEIGHTS_ALIGN). */
+void fc_s16_w16i_out16(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                       const int32_t *multiplier, const int32_t *right_shift, int32_t rows,
+                       int32_t cols, int16_t *out);   /* output zero point 0, full int16 range */
+void fc_s16_w16i_out16_range(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                             const int32_t *multiplier, const int32_t *right_shift,
+                             int32_t out_zp, int32_t qmin, int32_t qmax, int32_t rows,
+                             int32_t cols, int16_t *out);
+void fc_s16_w16i_out32(const int16_t *x, const int16_t *weight, const int32_t *bias,
+                       const int32_t *multiplier, const int32_t *shift, int32_t rows,
+                       int32_t cols, int32_t *out);
+
+/* layer_norm of an int32 input with int16 output (simulator.layer_norm); xs: D int32 of
+ * scratch (the centred, shifted input). */
 void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_frac_bits,
                     const int16_t *gamma, const int32_t *beta, int32_t multiplier,
                     int32_t right_shift, int32_t out_zp, int32_t qmin, int32_t qmax,
-                    int32_t channels, int16_t *out);
+                    int32_t channels, int32_t *xs, int16_t *out);
 
 /* sa_ssm_step_s16 (simulator.sa_ssm_step = ssm_discretize + ssm_update + ssm_readout, the
  * formulas of kws_nn.c sa_ssm_step; int16 h, Q15 dA, x_shift 0), inlined at each call so the
@@ -56,24 +72,22 @@ void layer_norm_s32(const int32_t *x, int32_t x_zp, int64_t eps_q, int32_t z_fra
  *     acc += C[n] round_shift_right32(h, h_read_shift[e]) (int64)
  *   y[e] = clamp(MBQM(sat_add_int32(saturate_int32(acc), round_shift_right32(d_q[e]
  *          (u[e] - u_zp), d_shift)), y_multiplier[e], y_shift[e]), y_min, y_max).
- * h: E x N int16, updated in place. N <= 16. */
+ * h: E x N int16, updated in place. N <= 16. pe_rq: the per-channel constants packed by
+ * the generator, 5 int32 per e: du_multiplier, -du_shift, d_q, y_multiplier, -y_shift (one
+ * pointer instead of five arrays; the right shifts are 0..31). */
 static inline __attribute__((always_inline)) void sa_ssm_step_s16(
     int16_t *h, const int16_t *u, const int16_t *delta, const int16_t *B_gated, const int16_t *C,
-    const kws_ssm_params_t *p, const int32_t E, const int32_t N, const int ps, const int fb,
+    const kws_ssm_params_t *p, const int32_t *pe_rq, const int32_t E, const int32_t N,
+    const int ps, const int fb,
     const int d_shift, const int32_t u_zp, const int hrs_all_zero, const int32_t y_min,
     const int32_t y_max, int16_t *y)
 {
-    int32_t Bn[16], Cn[16];
     const int16_t *exp_table = p->exp_table;
-    for (int32_t n = 0; n < N; n++) {
-        Bn[n] = B_gated[n];
-        Cn[n] = C[n];
-    }
-    for (int32_t e = 0; e < E; e++) {
+    for (int32_t e = 0; e < E; e++, pe_rq += 5) {
         const int32_t ue = (int32_t)u[e] - u_zp;
         const int32_t de = delta[e];
         const int32_t du = saturate_int16(multiply_by_quantized_multiplier_rshift(
-            de * ue, p->du_multiplier[e], -(int)p->du_shift[e]));
+            de * ue, pe_rq[0], (int)pe_rq[1]));
         KWS_NN_TAP(1, e, du);
         const int hrs = hrs_all_zero ? 0 : (int)p->h_read_shift[e];
         int16_t *he = h + e * N;
@@ -84,17 +98,25 @@ static inline __attribute__((always_inline)) void sa_ssm_step_s16(
             const int32_t pe = round_shift_right32(__SMULWB(ke[n], (uint32_t)de), ps);
             const int32_t dA = exp2_neg_lookup(pe, fb, exp_table);
             KWS_NN_TAP(0, e * N + n, dA);
-            const int32_t t = dA * (int32_t)he[n] + du * Bn[n];
+            const int32_t t = dA * (int32_t)he[n] + du * (int32_t)B_gated[n];
             const int32_t hn = saturate_int16((t + 16384) >> 15);
             he[n] = (int16_t)hn;
             const int32_t hr = hrs_all_zero ? hn : round_shift_right32(hn, hrs);
-            acc += (int64_t)Cn[n] * (int64_t)hr;
+            acc += (int64_t)C[n] * (int64_t)hr;
         }
-        const int32_t dterm = round_shift_right32(p->d_q[e] * ue, d_shift);
+        const int32_t dterm = round_shift_right32(pe_rq[2] * ue, d_shift);
+        /* saturate_int32(acc): the low word when it already holds acc (one compare of the
+         * high word with the low word's sign), else a rail */
+        const int32_t lo = (int32_t)(uint32_t)(uint64_t)acc;
+        const int32_t acc32 = ((int64_t)lo == acc) ? lo : ((acc > 0) ? INT32_MAX : INT32_MIN);
         int32_t r = multiply_by_quantized_multiplier_rshift(
-            sat_add_int32(saturate_int32(acc), dterm), p->y_multiplier[e], -(int)p->y_shift[e]);
-        r = (r < y_min) ? y_min : ((r > y_max) ? y_max : r);
-        y[e] = (int16_t)r;
+            sat_add_int32(acc32, dterm), pe_rq[3], (int)pe_rq[4]);
+        if (y_min == -32768 && y_max == 32767) {
+            y[e] = (int16_t)saturate_int16(r);   /* one SSAT */
+        } else {
+            r = (r < y_min) ? y_min : ((r > y_max) ? y_max : r);
+            y[e] = (int16_t)r;
+        }
     }
 }
 
