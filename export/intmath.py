@@ -171,16 +171,23 @@ def clz32(x):
 def _bitlen_f64(x):
     """bitlen of int64 values 0 <= x < 2^63 (0 for 0) from the float64 exponent: exact for
     x < 2^53 (the conversion is exact); above, the conversion may round up to the next power
-    of two, which one comparison corrects. Negative values are not in the domain (callers
-    route them elsewhere)."""
-    xf = np.asarray(x, dtype=np.float64)
-    e = xf.view(np.int64) >> 52                     # biased exponent; 0 for x = 0
-    e -= 1022                                       # bitlen for x >= 1
-    e = np.maximum(e, 0)
+    of two, which one comparison with the power of two below the float corrects. Negative
+    values are not in the domain (callers route them elsewhere)."""
+    x = np.asarray(x)
+    e = np.asarray(x.astype(np.float64)).view(np.int64)      # float64 bits, sign bit 0
     if x.size and x.max() >= (1 << 53):
-        thr = np.left_shift(np.int64(1), np.clip(e - 1, 0, 62))
-        e = np.minimum(e - ((x < thr) & (e > 0)), 63)
-    return e
+        with np.errstate(invalid="ignore"):                  # 2^63 does not fit: see min below
+            low = (e & ~((1 << 52) - 1)).view(np.float64).astype(np.int64)
+        corr = x < low                                       # rounded up across 2^k
+        corr &= low > 0
+    else:
+        corr = None
+    e = e >> 52                                              # biased exponent; 0 for x = 0
+    e -= 1022                                                # bitlen for x >= 1
+    if corr is not None:
+        e -= corr
+        e = np.minimum(e, 63)
+    return np.maximum(e, 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -443,18 +450,25 @@ def magnitude_i32(re, im_, table):
     """
     t = np.asarray(table, dtype=np.int64)
     (re, im_), sc = _vec(re, im_)
-    p = re * re + im_ * im_                      # < 2^61 on the domain
+    p = re * re
+    p += im_ * im_                               # < 2^61 on the domain
     n = clz64(np.maximum(p, 1)) & ~1
     m = ((p.astype(np.uint64) << n.astype(np.uint64)) >> np.uint64(32)).astype(np.int64)
-    s0 = t[(m >> 26) - 16]
-    d = m - s0 * s0
+    i = m >> 26
+    i -= 16
+    s0 = t.take(i)
+    d = s0 * s0
+    np.subtract(m, d, out=d)
     # C / SDIV: d / (2 s0) truncated toward zero. Computed in float64, exactly: |d| < 2^32
     # and 2 s0 >= 2^17, so a non-integer quotient is at least 1 / (2 s0) from every integer
     # while the float64 division errs by at most |d / (2 s0)| 2^-53 < 2^-38: trunc agrees.
     q = np.trunc(d.astype(np.float64) / (2.0 * s0)).astype(np.int64)
     s1 = s0 + q
-    res = np.where(n <= 32, np.left_shift(s1, np.maximum(16 - n // 2, 0)), s1 >> np.maximum(n // 2 - 16, 0))
-    return _done(np.where(p == 0, 0, res), sc)
+    # s1 2^(16 - n/2) for n <= 32, s1 >> (n/2 - 16) otherwise: both are floor(s1 2^16 / 2^(n/2))
+    s1 <<= 16
+    n >>= 1
+    s1 >>= n
+    return _done(np.where(p == 0, 0, s1), sc)
 
 
 # ---------------------------------------------------------------------------------------

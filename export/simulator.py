@@ -272,11 +272,13 @@ def _ssm_recurrence(dA, du, B_gated, p: dict) -> np.ndarray:
         x += np.int64(1) << (F - 1)             # round_shift_right(t, F) = (t + 2^(F-1)) >> F
     hs = np.empty_like(x)
     h = np.zeros(x.shape[1:], dtype=np.int64)
+    hmin, hmax = np.int64(p["h_min"]), np.int64(p["h_max"])
     for t in range(x.shape[0]):                 # the recurrence: the only loop over frames
         np.multiply(dA_t[t], h, out=h)
         h += x[t]
         h >>= F
-        np.clip(h, p["h_min"], p["h_max"], out=h)
+        np.maximum(h, hmin, out=h)              # clamp (np.clip's Python wrapper costs more
+        np.minimum(h, hmax, out=h)              # than the ufuncs on these small arrays)
         hs[t] = h
     return np.moveaxis(hs, 0, 1)
 
@@ -351,6 +353,10 @@ class Simulator:
         bundle: a loaded bundle (:func:`export.bundle.load_bundle`).
     """
 
+    #: clips per internal chunk of :meth:`run` (working arrays stay cache-sized; the
+    #: integers do not depend on it: clips are independent)
+    chunk = 16
+
     def __init__(self, bundle) -> None:
         self.bundle = bundle
         self.meta = bundle.meta
@@ -418,14 +424,23 @@ class Simulator:
                 outs = list(ex.map(lambda a: self.run(a, keep, frontend_intermediates=frontend_intermediates),
                                    parts))
             return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        keep = set(keep) if keep is not None else None
+        if len(audio) > self.chunk:
+            # clips are independent: run them in chunks (smaller working arrays: faster)
+            outs = [self._run_one(audio[s:s + self.chunk], keep, frontend_intermediates)
+                    for s in range(0, len(audio), self.chunk)]
+            return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        return self._run_one(audio, keep, frontend_intermediates)
+
+    def _run_one(self, audio, keep, frontend_intermediates):
         fe_out = self._fe.run_frontend(self.fe_params, audio,
-                                       intermediates=frontend_intermediates)
+                                       intermediates=frontend_intermediates,
+                                       chunk=frontend_fixed.DEFAULT_CHUNK)
         env = {f"frontend.{k}": v for k, v in fe_out.items()}
         env["features"] = fe_out["features"]
         env["snr_mel"] = fe_out["snr_mel"]
         out = self.run_network(env["features"], env["snr_mel"], _env=env)
         if keep is not None:
-            keep = set(keep)
             out = {k: v for k, v in out.items() if k in keep}
         return out
 
