@@ -83,8 +83,9 @@ def main(argv=None) -> int:
             if threads == 1:
                 r_fe = clips_per_s(lambda a: sim._fe.run_frontend(sim.fe_params, a, intermediates=False),
                                    audio, args.batch, args.repeat)
+                step = getattr(sim, "chunk", args.batch)      # run() works in chunks of this
                 r_net = clips_per_s(lambda idx: [sim.run_network(fe["features"][i], fe["snr_mel"][i])
-                                                 for i in np.array_split(idx, -(-len(idx) // sim.chunk))],
+                                                 for i in np.array_split(idx, -(-len(idx) // step))],
                                     np.arange(len(audio)), args.batch, args.repeat)
             torch.set_num_threads(threads)
             rates = {}
