@@ -297,8 +297,9 @@ def mel_dense_q15(params: dict) -> np.ndarray:
 
 
 class MelSparse:
-    """The sparse mel layout in gather/reduce form: ``apply(x, w)`` = per band, the sum over
-    its stored bins of w * x, exact in int64 (no BLAS: each band sums its own bins only)."""
+    """The sparse mel layout: ``apply(x, w)`` = per band, the sum over its stored bins of
+    w * x, exact (as a dense product through :func:`intmath.matmul_exact`, or in gather /
+    reduce form for other weight shapes)."""
 
     def __init__(self, params: dict):
         a = params["arrays"]
@@ -695,7 +696,9 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     f = b * N_FRAMES
     # fe_window, fe_fft256, fe_rfft_split and fe_magnitude in frame-minor layout (sample or
     # bin index first, the F frames contiguous): the same operations on the same integers,
-    # with long contiguous inner loops (the public functions wrap these same helpers)
+    # with long contiguous inner loops. The window is fe_window's arithmetic
+    # ((w * (x << k)) >> 16) written for this layout; fe_fft256 and fe_rfft_split wrap the
+    # same _fft256_cols / _rfft_split_cols helpers used here.
     ft = np.ascontiguousarray(frames.transpose(2, 0, 1)).reshape(N_FFT, f)
     v = ft.astype(np.int64)
     v <<= s.reshape(1, f)

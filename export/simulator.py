@@ -20,10 +20,11 @@ integers as frame by frame); the only loop over the 101 frames is the SA-SSM sta
 form (:func:`conv1d_depthwise_step`, :func:`sa_ssm_step`), which a test checks against the
 sequence form.
 
-Integer matrix products are exact: :func:`intmath.matmul_exact` runs them through float64 BLAS when
-a bound computed from the operands proves that every partial sum is an integer below 2^53
-(so every float64 addition and multiplication is exact, in any order), and in int64
-otherwise; every accumulator is bounded below 2^31 by the quantizer's checks.
+Integer matrix products are exact: :func:`intmath.matmul_exact` runs them through float64
+BLAS when a bound computed from the operands proves that every partial sum is an integer
+below 2^53 (so every float64 addition and multiplication is exact, in any order), and in
+int64 otherwise; every accumulator is bounded below 2^31 by the quantizer's checks.
+:meth:`Simulator.run` works in chunks of :attr:`Simulator.chunk` clips (same integers).
 """
 
 from __future__ import annotations
