@@ -11,18 +11,27 @@ accuracy evaluation needs); its per-stage split (front end / network, 1 thread) 
 too. Best of ``--repeat`` passes (the machine is shared: the best pass is the least
 disturbed).
 
+The simulator's exact integer matrix products go through float64 BLAS
+(``intmath.matmul_exact``); the script pins numpy's BLAS to one thread
+(``OPENBLAS_NUM_THREADS=1`` unless already set) so that "1 thread" means one core for the
+simulator too (``threads=2`` runs two single-threaded workers). The load average is printed
+before and after (the machine may be shared; ratios come from the same run).
+
 Run: ``python benchmarks/simulator_throughput.py [--clips 512] [--batch 128]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy is imported
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,7 +65,9 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore", AudioWarning)
     audio, names = Q.load_clip_folder(FIX / "speech_commands_test")
     audio = audio[np.linspace(0, len(audio) - 1, args.clips).astype(int)]
-    print(f"{len(audio)} real clips, batch {args.batch}, torch {torch.__version__}, best of {args.repeat}")
+    print(f"{len(audio)} real clips, batch {args.batch}, torch {torch.__version__}, best of {args.repeat}, "
+          f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'model':6s} {'thr':>3s} {'simulator':>10s} {'(front end':>11s} {'network)':>9s} "
           f"{'float chunked':>14s} {'float loop':>11s} {'sim / float':>12s}")
     for name in args.models:
@@ -72,7 +83,9 @@ def main(argv=None) -> int:
             if threads == 1:
                 r_fe = clips_per_s(lambda a: sim._fe.run_frontend(sim.fe_params, a, intermediates=False),
                                    audio, args.batch, args.repeat)
-                r_net = clips_per_s(lambda idx: sim.run_network(fe["features"][idx], fe["snr_mel"][idx]),
+                step = getattr(sim, "chunk", args.batch)      # run() works in chunks of this
+                r_net = clips_per_s(lambda idx: [sim.run_network(fe["features"][i], fe["snr_mel"][i])
+                                                 for i in np.array_split(idx, -(-len(idx) // step))],
                                     np.arange(len(audio)), args.batch, args.repeat)
             torch.set_num_threads(threads)
             rates = {}
@@ -85,7 +98,7 @@ def main(argv=None) -> int:
             print(f"{name:6s} {threads:3d} {r_sim:10.1f} {r_fe:11.1f} {r_net:9.1f} {rates['chunked']:14.1f} "
                   f"{rates['loop']:11.1f} {r_sim / best:11.2f}x", flush=True)
     print("clips/s; 'sim / float' is against the faster float scan at the same thread count "
-          "(goal >= 0.5x)")
+          f"(goal >= 0.5x); load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 

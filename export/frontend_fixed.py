@@ -297,8 +297,9 @@ def mel_dense_q15(params: dict) -> np.ndarray:
 
 
 class MelSparse:
-    """The sparse mel layout in gather/reduce form: ``apply(x, w)`` = per band, the sum over
-    its stored bins of w * x, exact in int64 (no BLAS: each band sums its own bins only)."""
+    """The sparse mel layout: ``apply(x, w)`` = per band, the sum over its stored bins of
+    w * x, exact (as a dense product through :func:`intmath.matmul_exact`, or in gather /
+    reduce form for other weight shapes)."""
 
     def __init__(self, params: dict):
         a = params["arrays"]
@@ -311,11 +312,25 @@ class MelSparse:
         self.empty = counts == 0
         self.n_mels = len(counts)
 
+    def dense(self, w: np.ndarray) -> np.ndarray:
+        """Stored weights w (..., nnz) as dense (..., 257, n_mels) int64 matrices."""
+        w = np.asarray(w)
+        out = np.zeros(w.shape[:-1] + (N_BINS, self.n_mels), np.int64)
+        out[..., self.cols, self.band] = w
+        return out
+
     def apply(self, x: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         """x (..., 257) non-negative int64, w (..., nnz) weights broadcasting against x's
         leading axes (default: the Q15 mel weights) -> (..., n_mels) int64 band sums."""
         if len(self.cols) == 0:
             return np.zeros(x.shape[:-1] + (self.n_mels,), np.int64)
+        # The same sums as a dense matrix product (zero weights add exact zeros), through
+        # intmath.matmul_exact (float64 BLAS when its bound proves it exact, else int64).
+        if w is None:
+            return im.matmul_exact(x, self.dense(self.weights))
+        w = np.asarray(w)
+        if x.ndim == 3 and w.ndim == 3 and w.shape[1] == 1 and w.shape[0] == x.shape[0]:
+            return im.matmul_exact(x, self.dense(w[:, 0]))          # one matrix per clip
         prod = x[..., self.cols] * (self.weights if w is None else w)
         out = np.add.reduceat(prod, np.minimum(self.offsets, len(self.cols) - 1), axis=-1)
         out[..., self.empty] = 0
@@ -374,11 +389,79 @@ def fe_window(frames: np.ndarray, block_shift: np.ndarray, window_stage1: np.nda
 def _cmul_half(xr, xi, c, s):
     """x (c - i s) / 2 with SMMULR / SMMLAR / SMMLSR: (re, im) =
     (mul_hi_round_add32(xi, s, mul_hi_round32(xr, c)), mul_hi_round_sub32(xr, s,
-    mul_hi_round32(xi, c))). Vectorised twin of the C butterflies (no wrap can occur)."""
+    mul_hi_round32(xi, c))). Vectorised twin of the C butterflies (no wrap can occur).
+
+    Computed as re = hr(xr c) + hr(xi s), im = hr(xi c) + floor((2^31 - xr s) / 2^32) with
+    hr(p) = (p + 2^31) >> 32: bits 63..32 of a 2^32 + p + 2^31 are a + hr(p) for any
+    integer a, so this is the instructions' sum split in two (in place, fewer passes)."""
     half = np.int64(1 << 31)
-    pr = ((xr * c + half) >> 32 << 32) + xi * s + half
-    pi = ((xi * c + half) >> 32 << 32) - xr * s + half
-    return pr >> 32, pi >> 32
+    pr = xr * c
+    pr += half
+    pr >>= 32
+    t = xi * s
+    t += half
+    t >>= 32
+    pr += t
+    pi = xi * c
+    pi += half
+    pi >>= 32
+    np.multiply(xr, s, out=t)
+    np.subtract(half, t, out=t)
+    t >>= 32
+    pi += t
+    return pr, pi
+
+
+_REV3 = np.array([(((q & 3) << 4) | (q & 12) | (q >> 4)) for q in range(64)], dtype=np.intp)
+
+
+def _fft256_cols(zr: np.ndarray, zi: np.ndarray, fft_twiddles: np.ndarray):
+    """:func:`fe_fft256` in frame-minor layout: zr, zi (256, F) int64 (point index first, the
+    frames along the contiguous last axis, so every vectorised step runs over F contiguous
+    values); returns (re, im) (256, F) int64 in natural order. The same operations as
+    fe_fft256, in the same order, on the same integers."""
+    f = zr.shape[1]
+    # stage 1: output position 4 p + k holds the 4-point DFT of the inputs q + 64 m with
+    # q = rev3(p) (rev3 is an involution): gather the inputs in that order
+    idx = _REV3[None, :] + 64 * np.arange(4)[:, None]                      # (4, 64)
+    xr, xi = zr[idx], zi[idx]                                             # (4, 64, F)
+    y0r, y1r = xr[0] + xr[2], xr[0] - xr[2]
+    y2r, y3r = xr[1] + xr[3], xr[1] - xr[3]
+    y0i, y1i = xi[0] + xi[2], xi[0] - xi[2]
+    y2i, y3i = xi[1] + xi[3], xi[1] - xi[3]
+    ar = np.empty((64, 4, f), np.int64)
+    ai = np.empty((64, 4, f), np.int64)
+    np.add(y0r, y2r, out=ar[:, 0]), np.add(y0i, y2i, out=ai[:, 0])
+    np.add(y1r, y3i, out=ar[:, 1]), np.subtract(y1i, y3r, out=ai[:, 1])
+    np.subtract(y0r, y2r, out=ar[:, 2]), np.subtract(y0i, y2i, out=ai[:, 2])
+    np.subtract(y1r, y3i, out=ar[:, 3]), np.add(y1i, y3r, out=ai[:, 3])
+    tw = fft_twiddles.astype(np.int64).reshape(63, 3, 2)
+    for qs in (4, 16, 64):
+        g = HALF // (4 * qs)
+        jj = np.arange(1, qs) * (64 // qs)                     # stage-4 twiddle rows, j >= 1
+        xr = ar.reshape(g, 4, qs, f)
+        xi = ai.reshape(g, 4, qs, f)
+        ts = []
+        for m in (1, 2, 3):
+            tr = np.empty((g, qs, f), np.int64)
+            ti = np.empty((g, qs, f), np.int64)
+            np.right_shift(xr[:, m, 0], 1, out=tr[:, 0])         # j = 0: x >> 1
+            np.right_shift(xi[:, m, 0], 1, out=ti[:, 0])
+            c, s_ = tw[jj - 1, m - 1, 0][:, None], tw[jj - 1, m - 1, 1][:, None]
+            tr[:, 1:], ti[:, 1:] = _cmul_half(xr[:, m, 1:], xi[:, m, 1:], c, s_)
+            ts.append((tr, ti))
+        (t1r, t1i), (t2r, t2i), (t3r, t3i) = ts
+        h0r, h0i = xr[:, 0] >> 1, xi[:, 0] >> 1
+        y0r, y0i, y1r, y1i = h0r + t2r, h0i + t2i, h0r - t2r, h0i - t2i
+        y2r, y2i, y3r, y3i = t1r + t3r, t1i + t3i, t1r - t3r, t1i - t3i
+        nr = np.empty((g, 4, qs, f), np.int64)
+        ni = np.empty((g, 4, qs, f), np.int64)
+        np.add(y0r, y2r, out=nr[:, 0]), np.add(y0i, y2i, out=ni[:, 0])
+        np.add(y1r, y3i, out=nr[:, 1]), np.subtract(y1i, y3r, out=ni[:, 1])
+        np.subtract(y0r, y2r, out=nr[:, 2]), np.subtract(y0i, y2i, out=ni[:, 2])
+        np.subtract(y1r, y3i, out=nr[:, 3]), np.add(y1i, y3r, out=ni[:, 3])
+        ar, ai = nr, ni
+    return ar.reshape(HALF, f), ai.reshape(HALF, f)
 
 
 def fe_fft256(v: np.ndarray, fft_twiddles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -393,44 +476,33 @@ def fe_fft256(v: np.ndarray, fft_twiddles: np.ndarray) -> tuple[np.ndarray, np.n
     Args: v (F, 512) int64 windowed frames; fft_twiddles (378,) Q31 (stage 4 layout).
     Returns: (re, im) (F, 256) int64 in natural order.
     """
-    f = v.shape[0]
-    zr, zi = v[:, 0::2], v[:, 1::2]
-    # stage 1, output in digit-reversed order of the DIT
-    q = np.arange(64)
-    x0r, x1r, x2r, x3r = (zr[:, q + 64 * m] for m in range(4))
-    x0i, x1i, x2i, x3i = (zi[:, q + 64 * m] for m in range(4))
-    y0r, y1r, y2r, y3r = x0r + x2r, x0r - x2r, x1r + x3r, x1r - x3r
-    y0i, y1i, y2i, y3i = x0i + x2i, x0i - x2i, x1i + x3i, x1i - x3i
-    rev = np.array([_rev3(i) for i in range(64)])
-    ar = np.empty((f, 64, 4), np.int64)
-    ai = np.empty((f, 64, 4), np.int64)
-    ar[:, rev, 0], ai[:, rev, 0] = y0r + y2r, y0i + y2i
-    ar[:, rev, 1], ai[:, rev, 1] = y1r + y3i, y1i - y3r
-    ar[:, rev, 2], ai[:, rev, 2] = y0r - y2r, y0i - y2i
-    ar[:, rev, 3], ai[:, rev, 3] = y1r - y3i, y1i + y3r
-    ar, ai = ar.reshape(f, HALF), ai.reshape(f, HALF)
-    tw = fft_twiddles.astype(np.int64).reshape(63, 3, 2)
-    tw = np.concatenate([np.zeros((1, 3, 2), np.int64), tw])   # j = 0 row (unused)
-    for qs in (4, 16, 64):
-        span = 4 * qs
-        jj = np.arange(qs) * (64 // qs)                        # stage-4 twiddle row
-        xr = ar.reshape(f, HALF // span, 4, qs)
-        xi = ai.reshape(f, HALF // span, 4, qs)
-        ts = []
-        for m in (1, 2, 3):
-            c, s = tw[jj, m - 1, 0], tw[jj, m - 1, 1]
-            tr, ti = _cmul_half(xr[:, :, m], xi[:, :, m], c, s)
-            tr[..., 0] = xr[:, :, m, 0] >> 1
-            ti[..., 0] = xi[:, :, m, 0] >> 1
-            ts.append((tr, ti))
-        (t1r, t1i), (t2r, t2i), (t3r, t3i) = ts
-        h0r, h0i = xr[:, :, 0] >> 1, xi[:, :, 0] >> 1
-        y0r, y0i, y1r, y1i = h0r + t2r, h0i + t2i, h0r - t2r, h0i - t2i
-        y2r, y2i, y3r, y3i = t1r + t3r, t1i + t3i, t1r - t3r, t1i - t3i
-        nr = np.stack([y0r + y2r, y1r + y3i, y0r - y2r, y1r - y3i], axis=2)
-        ni = np.stack([y0i + y2i, y1i - y3r, y0i - y2i, y1i + y3r], axis=2)
-        ar, ai = nr.reshape(f, HALF), ni.reshape(f, HALF)
-    return ar, ai
+    vt = np.ascontiguousarray(np.asarray(v, dtype=np.int64).T)
+    ar, ai = _fft256_cols(vt[0::2], vt[1::2], fft_twiddles)
+    return ar.T, ai.T
+
+
+def _rfft_split_cols(zr: np.ndarray, zi: np.ndarray, split_twiddles: np.ndarray):
+    """:func:`fe_rfft_split` in frame-minor layout: zr, zi (256, F) -> (xr, xi) (257, F)."""
+    f = zr.shape[1]
+    tw = split_twiddles.astype(np.int64).reshape(127, 2)
+    zk_r, zk_i = zr[1:128], zi[1:128]                  # Z_k, k = 1..127
+    zn_r, zn_i = zr[255:128:-1], zi[255:128:-1]        # Z_{256-k}
+    er, ei = zk_r + zn_r, zk_i - zn_i
+    orr, oi = zk_r - zn_r, zk_i + zn_i
+    pr, pi = _cmul_half(orr, oi, tw[:, 0:1], tw[:, 1:2])
+    er >>= 1
+    ei >>= 1
+    xr = np.empty((N_BINS, f), np.int64)
+    xi = np.empty((N_BINS, f), np.int64)
+    np.add(er, pi, out=xr[1:128])
+    np.subtract(ei, pr, out=xi[1:128])
+    np.subtract(er, pi, out=xr[255:128:-1])
+    ei += pr
+    np.negative(ei, out=xi[255:128:-1])
+    xr[0], xi[0] = zr[0] + zi[0], 0
+    xr[HALF], xi[HALF] = zr[0] - zi[0], 0
+    xr[128], xi[128] = zr[128], -zi[128]
+    return xr, xi
 
 
 def fe_rfft_split(zr: np.ndarray, zi: np.ndarray, split_twiddles: np.ndarray):
@@ -443,21 +515,8 @@ def fe_rfft_split(zr: np.ndarray, zi: np.ndarray, split_twiddles: np.ndarray):
     Returns: (xr, xi) (F, 257) int64 (xi[:, 0] = xi[:, 256] = 0); :func:`pack_spectrum`
         gives the packed form.
     """
-    f = zr.shape[0]
-    k = np.arange(1, 128)
-    n = HALF - k
-    tw = split_twiddles.astype(np.int64).reshape(127, 2)
-    er, ei = zr[:, k] + zr[:, n], zi[:, k] - zi[:, n]
-    orr, oi = zr[:, k] - zr[:, n], zi[:, k] + zi[:, n]
-    pr, pi = _cmul_half(orr, oi, tw[:, 0], tw[:, 1])
-    xr = np.empty((f, N_BINS), np.int64)
-    xi = np.empty((f, N_BINS), np.int64)
-    xr[:, k], xi[:, k] = (er >> 1) + pi, (ei >> 1) - pr
-    xr[:, n], xi[:, n] = (er >> 1) - pi, -((ei >> 1) + pr)
-    xr[:, 0], xi[:, 0] = zr[:, 0] + zi[:, 0], 0
-    xr[:, HALF], xi[:, HALF] = zr[:, 0] - zi[:, 0], 0
-    xr[:, 128], xi[:, 128] = zr[:, 128], -zi[:, 128]
-    return xr, xi
+    xr, xi = _rfft_split_cols(np.asarray(zr, np.int64).T, np.asarray(zi, np.int64).T, split_twiddles)
+    return xr.T, xi.T
 
 
 def pack_spectrum(xr: np.ndarray, xi: np.ndarray) -> np.ndarray:
@@ -634,11 +693,20 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP]
     hb = fe_hop_bits(audio.reshape(b, N_HOPS, HOP))
     s = fe_block_shift(hb)
-    v = fe_window(frames, s, arr["window_stage1_q25"])
     f = b * N_FRAMES
-    zr, zi = fe_fft256(v.reshape(f, N_FFT), arr["fft_twiddles_q31"])
-    xr, xi = fe_rfft_split(zr, zi, arr["split_twiddles_q31"])
-    mag = fe_magnitude(xr, xi, arr["sqrt_table"]).reshape(b, N_FRAMES, N_BINS)
+    # fe_window, fe_fft256, fe_rfft_split and fe_magnitude in frame-minor layout (sample or
+    # bin index first, the F frames contiguous): the same operations on the same integers,
+    # with long contiguous inner loops. The window is fe_window's arithmetic
+    # ((w * (x << k)) >> 16) written for this layout; fe_fft256 and fe_rfft_split wrap the
+    # same _fft256_cols / _rfft_split_cols helpers used here.
+    ft = np.ascontiguousarray(frames.transpose(2, 0, 1)).reshape(N_FFT, f)
+    v = ft.astype(np.int64)
+    v <<= s.reshape(1, f)
+    v *= window_natural(arr["window_stage1_q25"])[:, None]
+    v >>= 16
+    zr, zi = _fft256_cols(v[0::2], v[1::2], arr["fft_twiddles_q31"])
+    xr, xi = _rfft_split_cols(zr, zi, arr["split_twiddles_q31"])
+    mag = fe_magnitude(xr, xi, arr["sqrt_table"]).T.reshape(b, N_FRAMES, N_BINS)
     sparse = MelSparse(params)
     mel, log_mel = fe_mel_log(mag, s, sparse, arr["log2_table_q24"], arr["log_eps"])
     noise, denom, recip, rexp, wexp, wts = fe_noise_weights(
@@ -651,11 +719,12 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     feat, snr_mel = fe_output_row(cells, s1, nmul, nsh)
     if keep:
         fft = np.empty((f, N_FFT), np.int64)
-        fft[:, 0::2], fft[:, 1::2] = zr, zi
+        fft[:, 0::2], fft[:, 1::2] = zr.T, zi.T
         local = {
-            "frames": frames, "hop_bits": hb, "block_shift": s, "windowed": v,
+            "frames": frames, "hop_bits": hb, "block_shift": s,
+            "windowed": v.T.reshape(b, N_FRAMES, N_FFT),
             "fft": fft.reshape(b, N_FRAMES, N_FFT),
-            "spectrum": pack_spectrum(xr, xi).reshape(b, N_FRAMES, N_FFT),
+            "spectrum": pack_spectrum(xr.T, xi.T).reshape(b, N_FRAMES, N_FFT),
             "mag": mag, "mel": mel, "log_mel": log_mel, "noise": noise, "noise_denom": denom,
             "recip": recip, "recip_exp": rexp, "snr_weight_exp": wexp, "snr_weights": wts,
             "snr_sum": ssum, "tanh_in": z, "snr_code": scode, "log_ref": ref,
@@ -672,8 +741,13 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndar
     return out
 
 
+#: clips per chunk of :func:`run_frontend` (small working arrays run faster; any value gives
+#: the same integers)
+DEFAULT_CHUNK = 2
+
+
 def run_frontend(params: dict, audio: np.ndarray, *, intermediates: bool = True,
-                 chunk: int = 8) -> dict[str, np.ndarray]:
+                 chunk: int = DEFAULT_CHUNK) -> dict[str, np.ndarray]:
     """Run the fixed-point front end on a batch of 1-s clips (vectorised over clips and frames).
 
     Args:

@@ -70,7 +70,9 @@ def round_shift_right(x, n):
     """
     x, n = _i64(x), _i64(n)
     half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
-    return _out(np.right_shift(x + half, n), x if np.ndim(x) else int(x), n if np.ndim(n) else int(n))
+    res = x + half
+    res >>= n
+    return _out(res, x if np.ndim(x) else int(x), n if np.ndim(n) else int(n))
 
 
 def saturating_rounding_doubling_high_mul(a, b):
@@ -84,10 +86,15 @@ def saturating_rounding_doubling_high_mul(a, b):
     result = trunc((ab + nudge) / 2^31) (C division, toward zero).
     """
     a, b = _i64(a), _i64(b)
-    ab = a * b
-    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    res = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
-    res = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, res)
+    # trunc((ab + nudge) / 2^31) = floor((ab + 2^30) / 2^31) for both signs (see above): an
+    # add and an arithmetic shift. Only a = b = INT32_MIN reaches 2^31 (int32 inputs).
+    res = a * b
+    res += 1 << 30
+    res >>= 31
+    if np.ndim(res) == 0:
+        res = np.int64(res)
+    if res.size and res.max() > INT32_MAX:
+        res = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, res)
     return _out(res, a if np.ndim(a) else int(a), b if np.ndim(b) else int(b))
 
 
@@ -99,10 +106,17 @@ def rounding_divide_by_pot(x, exponent):
     result = (x >> e) + (r > threshold).
     """
     x, e = _i64(x), _i64(exponent)
-    mask = np.left_shift(np.int64(1), e) - 1
-    rem = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    res = (x >> e) + (rem > threshold)
+    # Computed as (x - [x < 0 and e > 0] + 2^(e-1)) >> e (2^(e-1) = 0 for e = 0): with
+    # q = x >> e and r = x & mask, that is q + (r - [x < 0] >= 2^(e-1)), the same
+    # comparison as r > threshold, in fewer passes over the data.
+    if e.size and e.min() > 0:
+        res = x + (x >> 63)                         # x - [x < 0]
+    elif e.size and e.max() == 0:
+        res = x + np.int64(0)                       # a copy (scalar or array)
+    else:
+        res = x - ((x < 0) & (e > 0))
+    res += np.right_shift(np.left_shift(np.int64(1), e), 1)
+    res >>= e
     return _out(res, x if np.ndim(x) else int(x), e if np.ndim(e) else int(e))
 
 
@@ -122,7 +136,12 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
     x, m, s = _i64(x), _i64(multiplier), _i64(shift)
     left = np.maximum(s, 0)
     right = np.maximum(-s, 0)
-    xs = np.clip(x * np.left_shift(np.int64(1), left), INT32_MIN, INT32_MAX)
+    if left.any():
+        xs = np.clip(x * np.left_shift(np.int64(1), left), INT32_MIN, INT32_MAX)
+    elif x.size and (x.min() < INT32_MIN or x.max() > INT32_MAX):
+        xs = np.clip(x, INT32_MIN, INT32_MAX)
+    else:
+        xs = x          # already int32: the saturation changes nothing (saves a pass)
     res = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xs, m), right)
     return _out(res, *(v if np.ndim(v) else int(v) for v in (x, m, s)))
 
@@ -145,9 +164,30 @@ def clz32(x):
     Args: x: values in [0, 2^32). Returns: 0..32.
     """
     x = _i64(x)
-    _, e = np.frexp(x.astype(np.float64))
-    res = np.where(x == 0, 32, 32 - e)
+    res = 32 - _bitlen_f64(x)
     return _out(res, x if np.ndim(x) else int(x))
+
+
+def _bitlen_f64(x):
+    """bitlen of int64 values 0 <= x < 2^63 (0 for 0) from the float64 exponent: exact for
+    x < 2^53 (the conversion is exact); above, the conversion may round up to the next power
+    of two, which one comparison with the power of two below the float corrects. Negative
+    values are not in the domain (callers route them elsewhere)."""
+    x = np.asarray(x)
+    e = np.asarray(x.astype(np.float64)).view(np.int64)      # float64 bits, sign bit 0
+    if x.size and x.max() >= (1 << 53):
+        with np.errstate(invalid="ignore"):                  # 2^63 does not fit: see min below
+            low = (e & ~((1 << 52) - 1)).view(np.float64).astype(np.int64)
+        corr = x < low                                       # rounded up across 2^k
+        corr &= low > 0
+    else:
+        corr = None
+    e = e >> 52                                              # biased exponent; 0 for x = 0
+    e -= 1022                                                # bitlen for x >= 1
+    if corr is not None:
+        e -= corr
+        e = np.minimum(e, 63)
+    return np.maximum(e, 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,9 +212,12 @@ def clz64(x):
     Args: x: values in [0, 2^63). Returns: 1..64 (0 is impossible in this domain).
     """
     x = _i64(x)
-    hi = x >> 32
-    lo = x & 0xFFFFFFFF
-    res = np.where(hi > 0, clz32(hi), 32 + clz32(lo))
+    if x.size and x.min() < 0:                      # outside the domain: the two-half form
+        hi = x >> 32
+        lo = x & 0xFFFFFFFF
+        res = np.where(hi > 0, clz32(hi), 32 + clz32(lo))
+    else:                                           # same result, from the float64 exponent
+        res = 64 - _bitlen_f64(x)
     return _ret(res, x)
 
 
@@ -407,15 +450,25 @@ def magnitude_i32(re, im_, table):
     """
     t = np.asarray(table, dtype=np.int64)
     (re, im_), sc = _vec(re, im_)
-    p = re * re + im_ * im_                      # < 2^61 on the domain
+    p = re * re
+    p += im_ * im_                               # < 2^61 on the domain
     n = clz64(np.maximum(p, 1)) & ~1
     m = ((p.astype(np.uint64) << n.astype(np.uint64)) >> np.uint64(32)).astype(np.int64)
-    s0 = t[(m >> 26) - 16]
-    d = m - s0 * s0
-    q = np.where(d >= 0, d // (2 * s0), -((-d) // (2 * s0)))   # C / SDIV: toward zero
+    i = m >> 26
+    i -= 16
+    s0 = t.take(i)
+    d = s0 * s0
+    np.subtract(m, d, out=d)
+    # C / SDIV: d / (2 s0) truncated toward zero. Computed in float64, exactly: |d| < 2^32
+    # and 2 s0 >= 2^17, so a non-integer quotient is at least 1 / (2 s0) from every integer
+    # while the float64 division errs by at most |d / (2 s0)| 2^-53 < 2^-38: trunc agrees.
+    q = np.trunc(d.astype(np.float64) / (2.0 * s0)).astype(np.int64)
     s1 = s0 + q
-    res = np.where(n <= 32, np.left_shift(s1, np.maximum(16 - n // 2, 0)), s1 >> np.maximum(n // 2 - 16, 0))
-    return _done(np.where(p == 0, 0, res), sc)
+    # s1 2^(16 - n/2) for n <= 32, s1 >> (n/2 - 16) otherwise: both are floor(s1 2^16 / 2^(n/2))
+    s1 <<= 16
+    n >>= 1
+    s1 >>= n
+    return _done(np.where(p == 0, 0, s1), sc)
 
 
 # ---------------------------------------------------------------------------------------
@@ -446,8 +499,12 @@ def round_shift_right32(x, n):
         Equals :func:`round_shift_right` for every int32 x.
     """
     x, n = _i64(x), _i64(n)
-    bit = np.right_shift(x, np.maximum(n - 1, 0)) & 1
-    res = np.where(n > 0, np.right_shift(x, n) + bit, x)
+    if x.size and x.max() < (1 << 62) and n.min() >= 0 and n.max() <= 62:
+        # (x >> n) + bit n-1 of x = floor((x + 2^(n-1)) / 2^n): the int64 sum cannot overflow
+        res = round_shift_right(x, n)
+    else:
+        bit = np.right_shift(x, np.maximum(n - 1, 0)) & 1
+        res = np.where(n > 0, np.right_shift(x, n) + bit, x)
     return _out(res, x if np.ndim(x) else int(x), n if np.ndim(n) else int(n))
 
 
@@ -458,7 +515,9 @@ def mul_q16(a, b):
     Args: a: int32; b: int16 (-32768..32767). Returns: int32.
     """
     a, b = _i64(a), _i64(b)
-    return _out(np.right_shift(a * b, 16), a if np.ndim(a) else int(a), b if np.ndim(b) else int(b))
+    res = a * b
+    res >>= 16
+    return _out(res, a if np.ndim(a) else int(a), b if np.ndim(b) else int(b))
 
 
 def exp2_neg_lookup(p, frac_bits, table):
@@ -480,8 +539,8 @@ def exp2_neg_lookup(p, frac_bits, table):
     p = _i64(p)
     tab = _i64(table)
     ip = np.minimum(np.right_shift(p, frac_bits), 31)
-    idx = p & ((1 << int(frac_bits)) - 1)
-    res = np.right_shift(tab[idx], ip)
+    res = tab.take(p & ((1 << int(frac_bits)) - 1))
+    res >>= ip
     return int(res) if np.ndim(res) == 0 and not np.ndim(p) else res
 
 
@@ -502,8 +561,15 @@ def lut_interp_s16(x, table):
     u = x + 32768
     i = np.right_shift(u, 7)
     f = u & 127
-    t0 = tab[i]
-    res = t0 + round_shift_right((tab[i + 1] - t0) * f, 7)
+    t0 = tab.take(i)
+    i += 1
+    d = tab.take(i)
+    d -= t0
+    d *= f
+    d += 64                      # round_shift_right(d, 7): (d + 2^6) >> 7
+    d >>= 7
+    d += t0
+    res = d
     return int(res) if np.ndim(res) == 0 and not np.ndim(x) else res
 
 
@@ -511,9 +577,12 @@ def bitlen64(v):
     """Bit length of a non-negative int64 (0 for 0): 64 - clz of its 64 bits, from clz32 of
     the two halves. Args: v: int64 >= 0. Returns: 0..63."""
     v = _i64(v)
-    hi = np.right_shift(v, 32)
-    lo = v & 0xFFFFFFFF
-    res = np.where(hi > 0, 64 - clz32(hi), 32 - clz32(lo))
+    if v.size and v.min() < 0:                      # outside the domain: the two-half form
+        hi = np.right_shift(v, 32)
+        lo = v & 0xFFFFFFFF
+        res = np.where(hi > 0, 64 - clz32(hi), 32 - clz32(lo))
+    else:                                           # same result, from the float64 exponent
+        res = _bitlen_f64(v)
     return _out(res, v if np.ndim(v) else int(v))
 
 
@@ -640,3 +709,37 @@ def magnitude_table() -> np.ndarray:
     zero): the square-root seeds of :func:`magnitude_i32`."""
     return np.array([int(math.floor(math.sqrt((i + 0.5) * 2 ** 26) + 0.5)) for i in range(16, 64)],
                     dtype=np.uint16)
+
+
+# ---------------------------------------------------------------------------------------
+# Python only: exactness helpers of the numpy twins (no C twin: the C computes the same
+# integer sums in int32/int64 loops; these only choose how numpy computes them).
+# ---------------------------------------------------------------------------------------
+
+#: float64 represents every integer of magnitude <= 2^53 exactly
+F64_EXACT = 2 ** 53
+
+
+def matmul_exact(a, b) -> np.ndarray:
+    """Exact integer matrix product ``a @ b`` (numpy matmul broadcasting), through float64
+    BLAS when that is provably exact, else in int64.
+
+    Args:
+        a: (..., K) integer array; b: (..., K, O) integer array (e.g. a weight transpose).
+    Returns:
+        (..., O) int64, equal to the int64 product (no wrap may occur in it: |a @ b| < 2^63).
+    Exactness: every partial sum BLAS forms for output o (any order, any blocking, with or
+    without FMA) is a sum of a subset of the products a_k b_ko, so its magnitude is at most
+    max|a| * max_o sum_k |b_ko| =: bound. When bound <= 2^53 every operand, product and
+    partial sum is an integer float64 represents exactly, so each floating-point operation
+    is exact and the result equals the integer product; otherwise the int64 product is
+    computed. (The bound is a Python int: no overflow in it.)
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.size == 0 or b.size == 0:
+        return np.matmul(a.astype(np.int64), b.astype(np.int64))
+    amax = max(abs(int(a.max())), abs(int(a.min())))
+    bsum = int(np.abs(b.astype(np.int64)).sum(axis=-2 if b.ndim > 1 else 0).max())
+    if amax * bsum <= F64_EXACT:
+        return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.int64)
+    return np.matmul(a.astype(np.int64), b.astype(np.int64))

@@ -20,8 +20,11 @@ integers as frame by frame); the only loop over the 101 frames is the SA-SSM sta
 form (:func:`conv1d_depthwise_step`, :func:`sa_ssm_step`), which a test checks against the
 sequence form.
 
-Integer matrix products use numpy int64 (exact: every accumulator is bounded below 2^31 by
-the quantizer's checks).
+Integer matrix products are exact: :func:`intmath.matmul_exact` runs them through float64
+BLAS when a bound computed from the operands proves that every partial sum is an integer
+below 2^53 (so every float64 addition and multiplication is exact, in any order), and in
+int64 otherwise; every accumulator is bounded below 2^31 by the quantizer's checks.
+:meth:`Simulator.run` works in chunks of :attr:`Simulator.chunk` clips (same integers).
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def fully_connected(x, x_zp: int, weight, bias, multiplier, shift, out_zp: int, 
     Returns:
         (..., O) int64: clamp(out_zp + RQ(bias[o] + sum_k W[o,k] (x[k] - x_zp), m[o], s[o])).
     """
-    acc = (_i64(x) - x_zp) @ _i64(weight).T + _i64(bias)
+    acc = im.matmul_exact(_i64(x) - x_zp, _i64(weight).T)
+    acc += _i64(bias)
     rq = im.requantize_single_round if single_round else im.multiply_by_quantized_multiplier
     return _clamp(rq(acc, multiplier, shift) + out_zp, qmin, qmax)
 
@@ -246,6 +250,40 @@ def ssm_update(h, dA, du, B_gated, x_shift, dA_frac_bits: int, h_min: int, h_max
     return _clamp(im.round_shift_right(t, dA_frac_bits), h_min, h_max)
 
 
+def _ssm_recurrence(dA, du, B_gated, p: dict) -> np.ndarray:
+    """:func:`ssm_update` over all T frames of a clip batch: h_0 = 0,
+    h_t = ssm_update(h_{t-1}, dA[:, t], du[:, t], B_gated[:, t], ...) (the same integers).
+
+    The frame-independent part of ssm_update (x = du B~ 2^x_shift plus the rounding
+    constant 2^(F-1) of round_shift_right) is computed for all frames at once in
+    frame-major layout; the loop over frames (the recurrence) is then a multiply, an add,
+    a shift and a clamp per frame, in place. Args as :func:`ssm_update` with a frame axis:
+    dA (B, T, E, N), du (B, T, E), B_gated (B, T, N); p from :meth:`Simulator.ssm_params`.
+    Returns: (B, T, E, N) int64 states.
+    """
+    F = int(p["dA_frac_bits"])
+    if F < 0:
+        raise SimulatorError(f"dA_frac_bits: expected >= 0, got {F}")
+    dA_t = np.ascontiguousarray(np.moveaxis(_i64(dA), 1, 0))                  # (T, B, E, N)
+    x = np.moveaxis(_i64(du), 1, 0)[..., :, None] * np.moveaxis(_i64(B_gated), 1, 0)[..., None, :]
+    xs = _i64(p["x_shift"])
+    if xs.any():
+        x *= np.left_shift(np.int64(1), xs)[:, None]
+    if F > 0:
+        x += np.int64(1) << (F - 1)             # round_shift_right(t, F) = (t + 2^(F-1)) >> F
+    hs = np.empty_like(x)
+    h = np.zeros(x.shape[1:], dtype=np.int64)
+    hmin, hmax = np.int64(p["h_min"]), np.int64(p["h_max"])
+    for t in range(x.shape[0]):                 # the recurrence: the only loop over frames
+        np.multiply(dA_t[t], h, out=h)
+        h += x[t]
+        h >>= F
+        np.maximum(h, hmin, out=h)              # clamp (np.clip's Python wrapper costs more
+        np.minimum(h, hmax, out=h)              # than the ufuncs on these small arrays)
+        hs[t] = h
+    return np.moveaxis(hs, 0, 1)
+
+
 def ssm_readout(h, C, u, u_zp: int, h_read_shift, d_q, d_shift: int, multiplier, shift,
                 qmin: int, qmax: int) -> np.ndarray:
     """SA-SSM output of one frame: y = sum_n C_n h_n + D u.
@@ -316,6 +354,10 @@ class Simulator:
         bundle: a loaded bundle (:func:`export.bundle.load_bundle`).
     """
 
+    #: clips per internal chunk of :meth:`run` (working arrays stay cache-sized; the
+    #: integers do not depend on it: clips are independent)
+    chunk = 16
+
     def __init__(self, bundle) -> None:
         self.bundle = bundle
         self.meta = bundle.meta
@@ -383,14 +425,23 @@ class Simulator:
                 outs = list(ex.map(lambda a: self.run(a, keep, frontend_intermediates=frontend_intermediates),
                                    parts))
             return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        keep = set(keep) if keep is not None else None
+        if len(audio) > self.chunk:
+            # clips are independent: run them in chunks (smaller working arrays: faster)
+            outs = [self._run_one(audio[s:s + self.chunk], keep, frontend_intermediates)
+                    for s in range(0, len(audio), self.chunk)]
+            return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        return self._run_one(audio, keep, frontend_intermediates)
+
+    def _run_one(self, audio, keep, frontend_intermediates):
         fe_out = self._fe.run_frontend(self.fe_params, audio,
-                                       intermediates=frontend_intermediates)
+                                       intermediates=frontend_intermediates,
+                                       chunk=frontend_fixed.DEFAULT_CHUNK)
         env = {f"frontend.{k}": v for k, v in fe_out.items()}
         env["features"] = fe_out["features"]
         env["snr_mel"] = fe_out["snr_mel"]
         out = self.run_network(env["features"], env["snr_mel"], _env=env)
         if keep is not None:
-            keep = set(keep)
             out = {k: v for k, v in out.items() if k in keep}
         return out
 
@@ -501,13 +552,7 @@ class Simulator:
         B, T = delta.shape[:2]
         E, N = p["k_a"].shape
         h_dtype = _NP[self.tensors[pre + ".h"]["dtype"]]
-        hs = np.empty((B, T, E, N), dtype=h_dtype)
-        h = np.zeros((B, E, N), dtype=np.int64)
-        bg64 = _i64(bg)
-        for t in range(T):                      # the recurrence: the only loop over frames
-            h = ssm_update(h, dA[:, t], du[:, t], bg64[:, t], p["x_shift"], p["dA_frac_bits"],
-                           p["h_min"], p["h_max"])
-            hs[:, t] = h
+        hs = _ssm_recurrence(dA, du, bg, p).astype(h_dtype)
         y = ssm_readout(hs, C, u, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],
                         p["y_multiplier"], p["y_shift"], p["y_min"], p["y_max"])
         self._store(env, pre + ".dA", dA)
