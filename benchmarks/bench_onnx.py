@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -19,9 +20,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from export import onnx_export as ox
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))      # this checkout's export/, not an installed one
+
+from export import onnx_export as ox  # noqa: E402
 
 
 def _time(sess, feeds, seconds: float = 1.0) -> float:

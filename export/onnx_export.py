@@ -40,7 +40,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from nanomamba.config import (CLIP_SAMPLES, FRONTEND_DTYPE, FRONTEND_DTYPES, HOP, LOG_EPS,
-                              N_FFT, N_FRAMES, NOISE_FRAMES, NORM_EPS, SNR_EPS, SNR_TANH_SCALE, NanoMambaConfig)
+                              N_FFT, N_FRAMES, NOISE_FRAMES, NORM_EPS, SNR_EPS, SNR_TANH_SCALE,
+                              NanoMambaConfig)
 from nanomamba.errors import KwsError
 
 #: Default ONNX opset of every exported graph. 21 is the first opset whose
@@ -486,8 +487,8 @@ def _frontend(g: _Builder, cfg: NanoMambaConfig, p: dict, audio: str, stft: str,
     mean = g.op("ReduceMean", [logmel, ax1], keepdims=1)
     cen = g.op("Sub", [logmel, mean])
     var = g.op("ReduceMean", [g.op("Mul", [cen, cen]), ax1], keepdims=1)
-    feats = g.op("Div", [cen, g.op("Sqrt", [g.op("Add", [var, g.const("norm_eps", NORM_EPS, fdt)])])],
-                 out="features_float")
+    std = g.op("Sqrt", [g.op("Add", [var, g.const("norm_eps", NORM_EPS, fdt)])])
+    feats = g.op("Div", [cen, std], out="features_float")
     if dtype == "float64":
         feats = g.op("Cast", [feats], out="features_f32", to=TensorProto.FLOAT)
         snr_mel = g.op("Cast", [snr_mel], out="snr_mel_f32", to=TensorProto.FLOAT)

@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import (FRONTEND_DTYPE, FRONTEND_DTYPES, HOP, LOG_EPS, N_BINS, N_FFT, N_MELS, NOISE_FRAMES, NORM_EPS,
-                     SNR_EPS, SNR_TANH_SCALE)
+from .config import (FRONTEND_DTYPE, FRONTEND_DTYPES, HOP, LOG_EPS, N_BINS, N_FFT, N_MELS,
+                     NOISE_FRAMES, NORM_EPS, SNR_EPS, SNR_TANH_SCALE)
 
 
 def stft_magnitude(audio: torch.Tensor) -> torch.Tensor:
