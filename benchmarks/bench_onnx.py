@@ -1,5 +1,6 @@
 """ONNX variants: node count and onnxruntime latency of the SSM scan as ONNX Scan vs unrolled,
-and of the full model's STFT as DFT-MatMul vs the ONNX STFT op.
+and of the full model's STFT as DFT-MatMul vs the ONNX STFT op, each with the front end in
+float64 (the default) and float32.
 
     python benchmarks/bench_onnx.py [--checkpoint ../shared/fixtures/upstream/nanomamba_tiny.pt]
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -18,9 +20,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from export import onnx_export as ox
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))      # this checkout's export/, not an installed one
+
+from export import onnx_export as ox  # noqa: E402
 
 
 def _time(sess, feeds, seconds: float = 1.0) -> float:
@@ -62,16 +65,18 @@ def main() -> None:
                           f"{st['bytes']:,}", f"{ms[0]:.2f}", f"{ms[1]:.1f}")
         for scan in ox.SCAN_MODES:
             for stft in ox.STFT_MODES:
-                m = ox.build_full(src.cfg, src.params, scan=scan, stft=stft)
-                st = ox.graph_stats(m)
-                sess = ox.session(m, threads=1)
-                ms = []
-                for b in (1, 64):
-                    feeds = {"audio": (0.1 * rng.standard_normal((b, 16000))).astype(np.float32)}
-                    ms.append(_time(sess, feeds, args.seconds))
-                table.add_row(name, "full", f"scan={scan}, stft={stft}",
-                              f"{st['nodes']} ({st['nodes_total'] - st['nodes']})",
-                              f"{st['bytes']:,}", f"{ms[0]:.2f}", f"{ms[1]:.1f}")
+                for fdt in ox.FRONTEND_DTYPES:
+                    m = ox.build_full(src.cfg, src.params, scan=scan, stft=stft,
+                                      frontend_dtype=fdt)
+                    st = ox.graph_stats(m)
+                    sess = ox.session(m, threads=1)
+                    ms = []
+                    for b in (1, 64):
+                        feeds = {"audio": (0.1 * rng.standard_normal((b, 16000))).astype(np.float32)}
+                        ms.append(_time(sess, feeds, args.seconds))
+                    table.add_row(name, "full", f"scan={scan}, stft={stft}, front end {fdt}",
+                                  f"{st['nodes']} ({st['nodes_total'] - st['nodes']})",
+                                  f"{st['bytes']:,}", f"{ms[0]:.2f}", f"{ms[1]:.1f}")
     Console(width=120).print(table)
 
 

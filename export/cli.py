@@ -166,6 +166,10 @@ def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None
               help="SSM recurrence as an ONNX Scan or unrolled over the 101 frames.")
 @click.option("--stft", type=click.Choice(["dft", "op"]), default="dft", show_default=True,
               help="Full model's STFT: DFT as MatMul, or the ONNX STFT operator.")
+@click.option("--frontend-dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True,
+              help="Arithmetic of the front end in frontend.onnx/full.onnx (float64 = the "
+                   "float model's; float32 misses 1e-4 on quiet high bands).")
 @click.option("--quantize", is_flag=True,
               help="SOURCE is a checkpoint: quantize it first (export.quantize) and write "
                    "that bundle's QDQ graph too.")
@@ -176,15 +180,15 @@ def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None
               help="ONNX opset version of the graphs (21..28).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @handle_errors
-def onnx_cmd(source: Path, out: Path, scan: str, stft: str, quantize: bool,
-             calib: Path | None, opset: int, force: bool) -> None:
+def onnx_cmd(source: Path, out: Path, scan: str, stft: str, frontend_dtype: str,
+             quantize: bool, calib: Path | None, opset: int, force: bool) -> None:
     """ONNX graphs of SOURCE (a bundle .npz; or a .pt checkpoint: float graphs)."""
     from rich.console import Console
     from rich.table import Table
 
     from export.onnx_export import export_onnx
-    res = export_onnx(source, out, scan=scan, stft=stft, quantize=quantize, calib=calib,
-                      opset=opset, force=force, progress=True)
+    res = export_onnx(source, out, scan=scan, stft=stft, frontend_dtype=frontend_dtype,
+                      quantize=quantize, calib=calib, opset=opset, force=force, progress=True)
     table = Table("file", "nodes (with subgraphs)", "bytes",
                   title=f"{out} (opset {res['opset']}, model {res['model_hash'][:16]})")
     for name, st in res["files"].items():

@@ -4,7 +4,8 @@ Routes (each optional except the reference):
 
 - ``torch``: the float PyTorch model (the reference; compare is a comparison tool, so it may
   read the float model);
-- ``onnx``: onnxruntime, float full model (audio -> logits);
+- ``onnx``: onnxruntime, float full model (audio -> logits; its front end in float64, as the
+  float model's: docs/EXPORT.md "Float accuracy");
 - ``onnx-qdq``: onnxruntime, the bundle's QDQ network on the float front end's features;
 - ``tflm``: the TFLite Micro interpreter, the bundle's 16x8 .tflite on the float front
   end's features;

@@ -18,7 +18,10 @@ The SA-SSM recurrence ``h_t = dA_t * h_{t-1} + x_t`` (Mamba, Gu & Dao 2023, eq. 
 reference code's ZOH A / Euler B) is expressed either as an ONNX ``Scan`` (``scan="scan"``)
 or unrolled over the 101 frames (``scan="unrolled"``); ``benchmarks/bench_onnx.py`` measures
 both. The STFT of the full model is either a DFT as two MatMuls (``stft="dft"``) or the ONNX
-``STFT`` operator (``stft="op"``).
+``STFT`` operator (``stft="op"``). The front end (frontend and full graphs) runs in double
+by default (``frontend_dtype="float64"``: Cast of the audio, every front-end op in double,
+Cast of features/snr_mel to float32), as the float model does
+(``nanomamba.config.FRONTEND_DTYPE``); the network is float32.
 
 Named intermediate tensors carry the bundle's tensor names (= the float model's tap names:
 ``patch``, ``blocks.{i}.u_act``, ``blocks.{i}.delta``, ``blocks.{i}.h``, ``final_norm``...).
@@ -36,8 +39,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from nanomamba.config import (CLIP_SAMPLES, HOP, LOG_EPS, N_FFT, N_FRAMES, NOISE_FRAMES,
-                              NORM_EPS, SNR_EPS, SNR_TANH_SCALE, NanoMambaConfig)
+from nanomamba.config import (CLIP_SAMPLES, FRONTEND_DTYPE, FRONTEND_DTYPES, HOP, LOG_EPS,
+                              N_FFT, N_FRAMES, NOISE_FRAMES, NORM_EPS, SNR_EPS, SNR_TANH_SCALE,
+                              NanoMambaConfig)
 from nanomamba.errors import KwsError
 
 #: Default ONNX opset of every exported graph. 21 is the first opset whose
@@ -435,8 +439,14 @@ def _network(g: _Builder, cfg: NanoMambaConfig, p: dict, feats: str, snr: str,
     return g.act(logits, "logits")
 
 
-def _frontend(g: _Builder, cfg: NanoMambaConfig, p: dict, audio: str, stft: str) -> tuple[str, str]:
-    """audio (B, 16000) -> (features, snr_mel), float; semantics of nanomamba.frontend."""
+def _frontend(g: _Builder, cfg: NanoMambaConfig, p: dict, audio: str, stft: str,
+              dtype: str = FRONTEND_DTYPE) -> tuple[str, str]:
+    """audio (B, 16000) float32 -> (features, snr_mel) float32; semantics and arithmetic
+    (``dtype``: "float64" casts the audio to double, runs every step in double and casts the
+    two outputs back) of nanomamba.frontend.FrontEnd."""
+    fdt = np.float64 if dtype == "float64" else np.float32
+    if dtype == "float64":
+        audio = g.op("Cast", [audio], out="audio_f64", to=TensorProto.DOUBLE)
     half = N_FFT // 2
     pad = g.op("Pad", [audio, g.ints("pads_reflect", [0, half, 0, half])], mode="reflect")
     n = np.arange(N_FFT)
@@ -447,37 +457,41 @@ def _frontend(g: _Builder, cfg: NanoMambaConfig, p: dict, audio: str, stft: str)
         frames = g.op("Gather", [pad, g.const("frame_index", idx, np.int32)], axis=1)   # (B,101,512)
         k = np.arange(n_bins)
         ang = 2 * np.pi * (np.outer(n, k) % N_FFT) / N_FFT
-        wc = (window[:, None] * np.cos(ang)).astype(np.float32)
-        ws = (-window[:, None] * np.sin(ang)).astype(np.float32)
-        re = g.op("MatMul", [frames, g.const("dft_cos", wc)])
-        im = g.op("MatMul", [frames, g.const("dft_sin", ws)])
+        wc = (window[:, None] * np.cos(ang)).astype(fdt)
+        ws = (-window[:, None] * np.sin(ang)).astype(fdt)
+        re = g.op("MatMul", [frames, g.const("dft_cos", wc, fdt)])
+        im = g.op("MatMul", [frames, g.const("dft_sin", ws, fdt)])
         pw = g.op("Add", [g.op("Mul", [re, re]), g.op("Mul", [im, im])])
     else:
         sig = g.op("Unsqueeze", [pad, g.ints("axis_m1", [-1])])   # (B, L, 1)
         spec = g.op("STFT", [sig, g.const("hop", np.int64(HOP), np.int64),
-                             g.const("hann", window.astype(np.float32)),
+                             g.const("hann", window.astype(fdt), fdt),
                              g.const("n_fft", np.int64(N_FFT), np.int64)], onesided=1)
         pw = g.op("ReduceSum", [g.op("Mul", [spec, spec]), g.ints("axis_m1", [-1])], keepdims=0)
     mag = g.op("Sqrt", [pw], out="magnitude")                    # (B, 101, 257)
-    melT = g.const("mel_fb_T", np.asarray(p["mel_fb"], np.float32).T)
+    melT = g.const("mel_fb_T", np.asarray(p["mel_fb"], np.float32).T, fdt)
     noise = g.op("ReduceMean", [g.op("Slice", [mag, g.ints("i0", [0]),
                                                g.ints("noise_frames", [NOISE_FRAMES]),
                                                g.ints("axis_1", [1])]),
                                 g.ints("axis_1", [1])], keepdims=1)
-    ns = abs(float(np.asarray(p["snr_estimator.noise_scale"])))
-    denom = g.op("Add", [g.op("Mul", [noise, g.const("noise_scale_abs", ns)]),
-                         g.const("snr_eps", SNR_EPS)])
+    ns = abs(float(np.asarray(p["snr_estimator.noise_scale"], np.float32)))
+    denom = g.op("Add", [g.op("Mul", [noise, g.const("noise_scale_abs", ns, fdt)]),
+                         g.const("snr_eps", SNR_EPS, fdt)])
     snr = g.op("Div", [mag, denom])
     snr_mel = g.op("Tanh", [g.op("Div", [g.op("MatMul", [snr, melT]),
-                                         g.const("snr_tanh_scale", SNR_TANH_SCALE)])],
+                                         g.const("snr_tanh_scale", SNR_TANH_SCALE, fdt)])],
                    out="snr_mel_float")
-    logmel = g.op("Log", [g.op("Add", [g.op("MatMul", [mag, melT]), g.const("log_eps", LOG_EPS)])])
+    mel = g.op("MatMul", [mag, melT], out="mel")
+    logmel = g.op("Log", [g.op("Add", [mel, g.const("log_eps", LOG_EPS, fdt)])], out="log_mel")
     ax1 = g.ints("axis_1", [1])
     mean = g.op("ReduceMean", [logmel, ax1], keepdims=1)
     cen = g.op("Sub", [logmel, mean])
     var = g.op("ReduceMean", [g.op("Mul", [cen, cen]), ax1], keepdims=1)
-    feats = g.op("Div", [cen, g.op("Sqrt", [g.op("Add", [var, g.const("norm_eps", NORM_EPS)])])],
-                 out="features_float")
+    std = g.op("Sqrt", [g.op("Add", [var, g.const("norm_eps", NORM_EPS, fdt)])])
+    feats = g.op("Div", [cen, std], out="features_float")
+    if dtype == "float64":
+        feats = g.op("Cast", [feats], out="features_f32", to=TensorProto.FLOAT)
+        snr_mel = g.op("Cast", [snr_mel], out="snr_mel_f32", to=TensorProto.FLOAT)
     return feats, snr_mel
 
 
@@ -570,30 +584,33 @@ def build_network(cfg: NanoMambaConfig, params: dict, *, scan: str = "unrolled",
 
 
 def build_frontend(cfg: NanoMambaConfig, params: dict, *, stft: str = "dft",
+                   frontend_dtype: str = FRONTEND_DTYPE,
                    opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """The float front end: ``audio (B,16000) float32 in [-1,1] -> features (B,101,40),
-    snr_mel (B,101,40)`` (semantics of :mod:`nanomamba.frontend`).
+    snr_mel (B,101,40)`` float32 (semantics of :mod:`nanomamba.frontend`).
 
+    Args: as :func:`build_full`.
     Raises:
-        OnnxExportError: missing parameter, unknown stft mode.
+        OnnxExportError: missing parameter, unknown stft mode or frontend_dtype.
     """
-    _check_options("unrolled", stft, opset)
+    _check_options("unrolled", stft, opset, frontend_dtype)
     p = _check_params(cfg, params, need_frontend=True)
     g = _Builder(None, opset)
     g.used.add("audio")
-    feats, snr = _frontend(g, cfg, p, "audio", stft)
+    feats, snr = _frontend(g, cfg, p, "audio", stft, frontend_dtype)
     g.op("Identity", [feats], outs=["features"])
     g.op("Identity", [snr], outs=["snr_mel"])
     model = _make_model(g, [_io("audio", ["B", CLIP_SAMPLES])],
                         [_io("features", ["B", N_FRAMES, cfg.n_mels]),
                          _io("snr_mel", ["B", N_FRAMES, cfg.n_mels])],
-                        "nanomamba_frontend", _doc(cfg, "frontend", None, stft, None))
+                        "nanomamba_frontend",
+                        _doc(cfg, "frontend", None, stft, None, frontend_dtype))
     onnx.checker.check_model(model, full_check=True)
     return model
 
 
 def build_full(cfg: NanoMambaConfig, params: dict, *, scan: str = "unrolled",
-               stft: str = "dft", taps: bool = False,
+               stft: str = "dft", frontend_dtype: str = FRONTEND_DTYPE, taps: bool = False,
                opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """The whole float model: ``audio (B,16000) float32 in [-1,1] -> logits (B,12)``.
 
@@ -601,20 +618,22 @@ def build_full(cfg: NanoMambaConfig, params: dict, *, scan: str = "unrolled",
     a reflect Pad, then either frames (Gather) times window-folded cos/sin matrices
     (``stft="dft"``) or the ONNX STFT operator (``stft="op"``); magnitude sqrt(re^2+im^2).
 
-    Args: as :func:`build_network`, plus ``stft`` ("dft" or "op"). With ``taps`` the
-        features and snr_mel are outputs too.
+    Args: as :func:`build_network`, plus ``stft`` ("dft" or "op") and ``frontend_dtype``
+        ("float64", the default = ``nanomamba.config.FRONTEND_DTYPE``: the front end in
+        double, Cast to float32 before the network, as the float model computes it; or
+        "float32"). With ``taps`` the features and snr_mel are outputs too.
     Raises:
         OnnxExportError: missing parameter, unknown mode, opset too old.
     """
-    _check_options(scan, stft, opset)
+    _check_options(scan, stft, opset, frontend_dtype)
     p = _check_params(cfg, params, need_frontend=True)
     g = _Builder(None, opset)
     g.used.add("audio")
-    feats, snr = _frontend(g, cfg, p, "audio", stft)
+    feats, snr = _frontend(g, cfg, p, "audio", stft, frontend_dtype)
     logits = _network(g, cfg, p, feats, snr, scan, N_FRAMES)
     outs = _outputs(g, logits, taps)
     model = _make_model(g, [_io("audio", ["B", CLIP_SAMPLES])], outs, "nanomamba_full",
-                        _doc(cfg, "full", scan, stft, None))
+                        _doc(cfg, "full", scan, stft, None, frontend_dtype))
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -633,22 +652,27 @@ def _outputs(g: _Builder, logits: str, taps: bool) -> list:
     return outs
 
 
-def _check_options(scan: str, stft: str, opset: int) -> None:
+def _check_options(scan: str, stft: str, opset: int, frontend_dtype: str = FRONTEND_DTYPE) -> None:
     if scan not in SCAN_MODES:
         raise OnnxExportError(f"--scan: unknown mode {scan!r} (expected one of {', '.join(SCAN_MODES)})")
     if stft not in STFT_MODES:
         raise OnnxExportError(f"--stft: unknown mode {stft!r} (expected one of {', '.join(STFT_MODES)})")
+    if frontend_dtype not in FRONTEND_DTYPES:
+        raise OnnxExportError(f"--frontend-dtype: unknown {frontend_dtype!r} "
+                              f"(expected one of {', '.join(FRONTEND_DTYPES)})")
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise OnnxExportError(f"--opset: {opset} is not supported "
                               f"(need {MIN_OPSET}..{onnx.defs.onnx_opset_version()})")
 
 
-def _doc(cfg, kind, scan, stft, qspec) -> str:
+def _doc(cfg, kind, scan, stft, qspec, frontend_dtype=None) -> str:
     info = {"tool": f"nanomamba-kws {_version()}", "graph": kind, "config": cfg.to_dict()}
     if scan:
         info["scan"] = scan
     if stft:
         info["stft"] = stft
+    if frontend_dtype:
+        info["frontend_dtype"] = frontend_dtype
     if qspec is not None:
         info["quantization"] = qspec.source
     return json.dumps(info, sort_keys=True)
@@ -1002,7 +1026,7 @@ def clip_features(src: ExportSource, clips: list[Path], batch: int = 64) -> tupl
 
 
 def export_onnx(source: str | os.PathLike, out_dir: str | os.PathLike, *, scan: str = "scan",
-                stft: str = "dft", quantize: bool = False,
+                stft: str = "dft", frontend_dtype: str = FRONTEND_DTYPE, quantize: bool = False,
                 calib: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
                 force: bool = False, progress: bool = False) -> dict:
     """Write the ONNX set for one model into ``out_dir`` (atomically, as one folder).
@@ -1016,7 +1040,7 @@ def export_onnx(source: str | os.PathLike, out_dir: str | os.PathLike, *, scan: 
     Args:
         source: bundle (.npz) or checkpoint (.pt).
         out_dir: output folder (refused if it exists, unless ``force``).
-        scan, stft, opset: graph options (see :func:`build_full`).
+        scan, stft, frontend_dtype, opset: graph options (see :func:`build_full`).
         quantize: with a checkpoint, quantize it first (``export.quantize``, generated
             calibration set unless ``calib``) and export that bundle's QDQ graph.
         calib: folder of calibration clips for that quantization (implies ``quantize``).
@@ -1030,14 +1054,16 @@ def export_onnx(source: str | os.PathLike, out_dir: str | os.PathLike, *, scan: 
         QuantizationError, OutputExistsError.
     """
     from export.fileio import atomic_output_dir, check_output
-    _check_options(scan, stft, opset)
+    _check_options(scan, stft, opset, frontend_dtype)
     check_output(out_dir, force, expect="folder")
     src = load_source(source)
     if src.qspec is None and (quantize or calib is not None):
         src = quantize_source(src, calib, progress)
     graphs = {"network.onnx": build_network(src.cfg, src.params, scan=scan, opset=opset),
-              "frontend.onnx": build_frontend(src.cfg, src.params, stft=stft, opset=opset),
-              "full.onnx": build_full(src.cfg, src.params, scan=scan, stft=stft, opset=opset)}
+              "frontend.onnx": build_frontend(src.cfg, src.params, stft=stft,
+                                              frontend_dtype=frontend_dtype, opset=opset),
+              "full.onnx": build_full(src.cfg, src.params, scan=scan, stft=stft,
+                                      frontend_dtype=frontend_dtype, opset=opset)}
     qspec = src.qspec
     if qspec is not None:
         graphs["network_qdq.onnx"] = build_network(src.cfg, src.params, scan=scan,

@@ -26,6 +26,13 @@ LOG_EPS = 1e-8         #: added before log(mel energy)
 SNR_EPS = 1e-8         #: added to the noise estimate before the SNR division
 NORM_EPS = 1e-5        #: instance-norm and LayerNorm epsilon
 SNR_TANH_SCALE = 10.0  #: snr_mel = tanh(mel_fb @ snr / SNR_TANH_SCALE)
+#: Arithmetic of the float front end (STFT, |X|, SNR, mel, log, instance norm): "float64" or
+#: "float32". float64 by default: in float32 the log-mel of a band 35+ dB below its frame's
+#: peak carries the FFT's rounding (relative error ~1e-7 of the frame's energy) as an
+#: absolute error of up to ~1e-3, which the instance norm multiplies by 1/std of the band;
+#: float64 makes the front end a well-defined function of the audio (docs/FRONTEND.md).
+FRONTEND_DTYPE = "float64"
+FRONTEND_DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)

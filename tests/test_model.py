@@ -35,7 +35,8 @@ def test_expected_float_logits(upstream_ckpt, expected_logits, fixtures_dir, nam
         x = torch.from_numpy(load_audio(fixtures_dir / "audio" / clip))[None]
         with torch.no_grad():
             logits = model(x)[0].numpy()
-        assert np.abs(logits - np.array(ref["logits"])).max() < 1e-3, clip
+        # the reference is rounded to 5 decimals; measured 6.3e-6 (float64 front end)
+        assert np.abs(logits - np.array(ref["logits"])).max() < 5e-5, clip
         assert LABELS[int(logits.argmax())] == ref["label"] == clip.split(".")[0]
 
 
@@ -50,10 +51,28 @@ def test_speech_commands_predictions_match_reference(upstream_ckpt, speech_comma
     pred = [LABELS[i] for i in logits.argmax(1).tolist()]
     top2 = logits.topk(2, dim=1).values
     diffs = [i for i, k in enumerate(keys) if pred[i] != ref["predictions"][name][k]]
-    assert len(diffs) <= len(keys) // 1000
-    assert all(float(top2[i, 0] - top2[i, 1]) < 1e-3 for i in diffs)
+    assert not diffs, [(keys[i], float(top2[i, 0] - top2[i, 1])) for i in diffs]
     acc = 100.0 * np.mean([p == k.split("/")[0] for p, k in zip(pred, keys)])
     assert round(acc, 2) == ref["accuracy"][name]
+
+
+def test_frontend_compute_dtype():
+    """float64 arithmetic by default, float32 outputs; float32 selectable; bad value refused."""
+    from nanomamba.frontend import FrontEnd
+    fe = FrontEnd()
+    fe.mel_fb.copy_(torch.rand(fe.mel_fb.shape))
+    x = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    assert fe.compute_dtype == "float64"
+    f64, s64 = fe(x)
+    assert f64.dtype == s64.dtype == torch.float32 and f64.shape == (2, 101, 40)
+    fe.compute_dtype = "float32"
+    f32, s32 = fe(x)
+    assert 0 < (f32 - f64).abs().max() < 1e-3 and (s32 - s64).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="compute_dtype"):
+        fe.compute_dtype = "float16"
+    with pytest.raises(ValueError, match="compute_dtype"):
+        FrontEnd(compute_dtype="half")
+    assert "compute_dtype" not in str(fe.state_dict().keys())
 
 
 def test_chunked_scan_equals_loop():

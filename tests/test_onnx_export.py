@@ -78,9 +78,7 @@ def test_onnxruntime_matches_torch_on_fixture_clips(sources, fixture_audio, name
 
 
 def test_onnxruntime_matches_torch_on_speech_commands(sources, sc_subset):
-    """Network-only: 1e-4 on every clip. Full model: the same top-1 everywhere and 1e-4 on
-    most clips; a few quiet clips differ by up to ~4e-4, as much as torch's own float32
-    front end differs from a float64 one (docs/EXPORT.md), so the bound there is 1e-3."""
+    """Network and full model (float64 front end on both sides): 1e-4 on every clip."""
     audio, _ = sc_subset
     src, model = sources["tiny"]
     x = torch.from_numpy(audio[:40])
@@ -90,9 +88,45 @@ def test_onnxruntime_matches_torch_on_speech_commands(sources, sc_subset):
     net = ox.session(ox.build_network(src.cfg, src.params))
     assert np.abs(net.run(["logits"], {"features": feats, "snr_mel": snr})[0] - ref).max() < 1e-4
     out = ox.session(ox.build_full(src.cfg, src.params)).run(["logits"], {"audio": audio[:40]})[0]
-    diff = np.abs(out - ref).max(axis=1)
-    assert diff.max() < 1e-3 and np.median(diff) < 1e-4
+    assert np.abs(out - ref).max() < 1e-4
     assert (out.argmax(1) == ref.argmax(1)).all()
+
+
+#: The Speech Commands test clips where float32 front ends disagree most (top mel band 35+ dB
+#: below the frame's peak: PyTorch float32 vs float64 moves Tiny's logits by 2-3.4e-4 and
+#: Small's by 1-2e-4 there; docs/EXPORT.md "Float accuracy").
+HARD_CLIPS = ("left/03401e93_nohash_0.wav", "on/d9e9f554_nohash_0.wav",
+              "on/d9e9f554_nohash_3.wav", "no/2c6d3924_nohash_0.wav",
+              "go/8db999cf_nohash_0.wav", "up/03401e93_nohash_0.wav")
+
+
+@pytest.fixture(scope="module")
+def hard_audio(speech_commands_test):
+    from nanomamba import load_audio
+    return np.stack([load_audio(speech_commands_test / c) for c in HARD_CLIPS])
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_full_onnx_within_1e4_on_hard_clips(sources, hard_audio, name):
+    """full.onnx (float64 front end, both STFT forms) within 1e-4 of the float model on the
+    worst clips; the float32 front end alone moves the float model by more than that there
+    (why the front end is float64 on both sides)."""
+    src, model = sources[name]
+    x = torch.from_numpy(hard_audio)
+    with torch.no_grad():
+        ref = model(x).numpy()
+        model.frontend.compute_dtype = "float32"
+        try:
+            ref32 = model(x).numpy()
+        finally:
+            model.frontend.compute_dtype = "float64"
+    assert np.abs(ref32 - ref).max() > 1e-4
+    for stft in ox.STFT_MODES:
+        out = ox.session(ox.build_full(src.cfg, src.params, stft=stft)).run(
+            ["logits"], {"audio": hard_audio})[0]
+        assert np.abs(out - ref).max() < 1e-4, stft
+    full32 = ox.build_full(src.cfg, src.params, frontend_dtype="float32")
+    assert "Cast" not in ox.graph_stats(full32)["op_types"]
 
 
 def test_taps_expose_named_tensors(sources, fixture_audio):
@@ -203,6 +237,8 @@ def test_bad_options_and_params(sources):
         ox.build_network(src.cfg, src.params, scan="loop")
     with pytest.raises(ox.OnnxExportError, match="--opset"):
         ox.build_network(src.cfg, src.params, opset=13)
+    with pytest.raises(ox.OnnxExportError, match="--frontend-dtype"):
+        ox.build_full(src.cfg, src.params, frontend_dtype="float16")
     params = dict(src.params)
     del params["blocks.1.sa_ssm.A_log"]
     with pytest.raises(ox.OnnxExportError, match="blocks.1.sa_ssm.A_log"):
