@@ -48,11 +48,11 @@ class RouteResult:
     name: str
     logits: np.ndarray | None = None
     seconds: float = 0.0
+    note: str = ""
+    metrics: dict = field(default_factory=dict)
     #: the route's own labels (N,) when they are not the argmax of ``logits`` (the integer
     #: routes: argmax of the fine int32 grid, docs/QUANTIZATION.md "The label")
     labels: np.ndarray | None = None
-    note: str = ""
-    metrics: dict = field(default_factory=dict)
 
 
 def sqnr_db(ref: np.ndarray, x: np.ndarray) -> float:
