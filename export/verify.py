@@ -342,8 +342,8 @@ class VerifyResult:
         fe = " (front-end intermediates included)" if self.frontend_checked else ""
         if self.ok:
             return (f"{self.folder}: bit-exact on {self.n_clips} clips: {self.tensors} tensors, "
-                    f"{self.values:,} values{fe}, logits of kws_run and of the streaming API equal "
-                    f"the simulator's")
+                    f"{self.values:,} values{fe}, logits and labels of kws_run and of the "
+                    f"streaming API equal the simulator's")
         return f"{self.folder}: NOT bit-exact: {self.mismatch}"
 
 
