@@ -13,6 +13,8 @@ with the float model, flips, accuracy vs float, logits SQNR over all 12 classes)
   logits (the label rule of bundle format 1);
 - the integer network on the float front end's outputs rounded to the front end's formats:
   the network's error alone;
+- logits SQNR: over the int8 logits for "int8 argmax" rows, over ``logits_fine`` (the
+  classifier's output before int8 rounding) for "label op" rows;
 - ``--widen``: the integer pipeline re-quantized from the same statistics with wider tensors.
 
 Run: ``python benchmarks/error_budget_0db.py [--models tiny small] [--widen]``
@@ -75,11 +77,13 @@ def float_net(model, f, s) -> np.ndarray:
                                for i in range(0, len(f), 245)])
 
 
-def int_net(bundle, f, s) -> tuple[np.ndarray, np.ndarray]:
-    """(dequantized int8 logits, label) of the integer network on front-end integers."""
+def int_net(bundle, f, s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dequantized int8 logits, dequantized logits_fine, label) of the integer network on
+    front-end integers."""
     sim = Simulator(bundle)
     outs = [sim.run_network(f[i:i + 245], s[i:i + 245]) for i in range(0, len(f), 245)]
     return (np.concatenate([sim.dequantize("logits", o["logits"]) for o in outs]),
+            np.concatenate([sim.dequantize("logits_fine", o["logits_fine"]) for o in outs]),
             np.concatenate([o["label"][:, 0] for o in outs]))
 
 
@@ -113,16 +117,16 @@ def run_model(name, audio, names, labels, noise, widen: bool) -> dict:
             lg = float_net(model, f, s)
             r[lab] = row(lf, lg, lg.argmax(1), y)
         for lab, b in bundles.items():
-            li, pred = int_net(b, d["fi"], d["si"])
+            li, lfine, pred = int_net(b, d["fi"], d["si"])
             tag = "integer pipeline" if lab == "defaults" else f"integer pipeline, {lab}"
-            r[f"{tag} (label op)"] = row(lf, li, pred, y)
+            r[f"{tag} (label op)"] = row(lf, lfine, pred, y)
             r[f"{tag} (int8 argmax)"] = row(lf, li, li.argmax(1), y)
             if lab == "defaults":
-                li, pred = int_net(b, fq, sq)
-                r["integer network on rounded float front end (label op)"] = row(lf, li, pred, y)
+                li, lfine, pred = int_net(b, fq, sq)
+                r["integer network on rounded float front end (label op)"] = row(lf, lfine, pred, y)
                 r["integer network on rounded float front end (int8 argmax)"] = row(lf, li, li.argmax(1), y)
         out[k] = r
-        print(f"\n== NanoMamba-{name.capitalize()} {k} (980 held-out clips)")
+        print(f"\n== NanoMamba-{name.capitalize()} {k} ({len(lf)} held-out clips)")
         for lab, v in r.items():
             print(f"  {lab:60s} agree {v['agreement']:6.2f} % ({v['flips']} flips)  acc "
                   f"{v['accuracy']:6.2f} vs float {v['accuracy_float']:6.2f} "
