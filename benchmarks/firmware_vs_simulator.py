@@ -66,8 +66,10 @@ def main() -> int:
             first = board == args.boards[0]
             chk = check_firmware(out, [args.folder], host=first and not args.no_host,
                                  progress=True,
-                                 simulator_logits=None if first else sim_logits)
-            sim_logits, key = chk.simulator_logits, f"{name} {board}"
+                                 simulator_logits=None if first else sim_logits,
+                                 simulator_labels=None if first else sim_labels)
+            sim_logits, sim_labels = chk.simulator_logits, chk.simulator_labels
+            key = f"{name} {board}"
             if chk.first_mismatch():
                 con.print(f"[red]{key}: first mismatch: {chk.first_mismatch()}[/red]")
             ok &= chk.logits_equal and chk.host_equal is not False

@@ -1,7 +1,7 @@
 """The quantized-model bundle: one self-describing, versioned file that every later stage
 reads (simulator, ONNX/TFLite exporters, C code generator). No torch import.
 
-File format (version 1)
+File format (version 2)
 -----------------------
 A zip archive readable by ``numpy.load(path, allow_pickle=False)`` (an ``.npz``), written
 deterministically (fixed member timestamps, sorted members: same inputs, same bytes):
@@ -51,8 +51,10 @@ from export.fileio import umask_mode
 from nanomamba.errors import KwsError
 
 FORMAT_NAME = "nanomamba-kws-bundle"
-#: The bundle format version this tool writes and the newest it reads.
-FORMAT_VERSION = 1
+#: The bundle format version this tool writes and the only one it reads. Version 2 added the
+#: label ops (``classifier_fine`` -> ``logits_fine`` int32, ``label`` = its argmax); a
+#: version 1 bundle is refused (re-run ``kws-export quantize``).
+FORMAT_VERSION = 2
 META_KEY = "__bundle__"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -177,8 +179,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         the :class:`Bundle` (arrays in memory).
     Raises:
         BundleError (one line, naming the file): missing file; not a bundle (not a zip/npz,
-        no ``__bundle__`` metadata, other format); a newer or unknown format version (says
-        which version it is and which this tool reads); corrupt metadata or arrays
+        no ``__bundle__`` metadata, other format); a newer, older or unknown format version
+        (says which version it is and which this tool reads); corrupt metadata or arrays
         (missing, unreadable, CRC, dtype/shape/sha256 mismatch).
     """
     path = Path(path)
@@ -216,6 +218,10 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         if version > FORMAT_VERSION:
             raise BundleError(f"{path}: bundle format version {version} is newer than this tool "
                               f"reads (version {FORMAT_VERSION}); upgrade nanomamba-kws")
+        if version < FORMAT_VERSION:
+            raise BundleError(f"{path}: bundle format version {version} is older than this tool "
+                              f"reads (version {FORMAT_VERSION}: the label ops); re-run "
+                              f"kws-export quantize")
         arrays = {}
         for key, spec in meta.get("arrays", {}).items():
             if key not in npz.files:

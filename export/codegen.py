@@ -212,6 +212,7 @@ class Plan:
     taps: list = field(default_factory=list)          # Tap
     macros: dict = field(default_factory=dict)
     logits: dict = field(default_factory=dict)
+    label: dict = field(default_factory=dict)
     nn_header: str = "kws_nn.h"
 
     @property
@@ -256,7 +257,7 @@ class _Planner:
                                f"front end build (KWS_FE_N_MELS 40)")
         for op in self.meta["ops"]:
             if op["type"] not in ("fully_connected", "conv1d_depthwise", "layer_norm", "lut",
-                                  "add", "mul", "sa_ssm", "mean"):
+                                  "add", "mul", "sa_ssm", "mean", "argmax"):
                 raise CodegenError(f"{where}: op '{op['name']}' of type '{op['type']}' is not "
                                    f"supported by the C generator")
             if op["type"] == "sa_ssm":
@@ -651,6 +652,17 @@ class _Planner:
                  self.tap(y, yr, st, E)]
         return lines
 
+    # label -------------------------------------------------------------------------------
+    def _op_argmax(self, op, frame: str = "0"):
+        """The label op: argmax_s32 (kws_nn.c) over the int32 ``logits_fine``."""
+        x, y = op["inputs"][0], op["outputs"][0]
+        n = int(op["params"]["n"])
+        if self.storage(x) != "int32_t" or self.storage(y) != "int32_t":
+            raise CodegenError(f"op '{op['name']}': argmax_s32 takes and gives int32 tensors")
+        yr = self.buf(y)
+        return [f"{yr}[0] = argmax_s32({self.buf(x)}, {n});",
+                self.tap(y, yr, "int32_t", 1, per_frame=False, frame=frame)]
+
     # mean ----------------------------------------------------------------------------------
     def _op_mean(self, op):
         x = op["inputs"][0]
@@ -694,13 +706,17 @@ class _Planner:
         P = self.plan
         meta = self.meta
         cfg = meta["model"]["config"]
-        logits = [op for op in meta["ops"] if op["stage"] == "clip"][-1]["outputs"][0]
-        lt = self.t[logits]
-        if lt["dtype"] != "int8" or self.n_elems(logits) != cfg["n_classes"]:
+        logits = "logits"
+        lt = self.t.get(logits)
+        if lt is None or lt["dtype"] != "int8" or self.n_elems(logits) != cfg["n_classes"]:
             raise CodegenError(f"tensor '{logits}': expected int8 logits of {cfg['n_classes']} "
                                f"classes")
+        if "label" not in self._bufs or self.t["label"]["dtype"] != "int32":
+            raise CodegenError("bundle has no int32 'label' op output (bundle format 2)")
+        # read after the last op: these two buffers live to the end of kws_run_network
         P.logits = {"ref": self.buf(logits), "ctype": self.storage(logits),
                     "scale": float(lt["scale"]), "zero_point": int(lt["zero_point"])}
+        P.label = {"ref": self.buf("label"), "ctype": self.storage("label")}
         # the network state: live over every network step (1 .. the last), see state()
         for st in P.state:
             self._bufs["state_" + st["name"]] = [st["ctype"], _SIZE[st["ctype"]] * st["size"],

@@ -51,6 +51,9 @@ class RouteResult:
     seconds: float = 0.0
     note: str = ""
     metrics: dict = field(default_factory=dict)
+    #: the route's own labels (N,) when they are not the argmax of ``logits`` (the integer
+    #: routes: argmax of the fine int32 grid, docs/QUANTIZATION.md "The label")
+    labels: np.ndarray | None = None
 
 
 def sqnr_db(ref: np.ndarray, x: np.ndarray) -> float:
@@ -60,11 +63,14 @@ def sqnr_db(ref: np.ndarray, x: np.ndarray) -> float:
     return float("inf") if err == 0 else 10.0 * np.log10(sig / err)
 
 
-def metrics(ref: np.ndarray, x: np.ndarray, labels: np.ndarray | None) -> dict:
-    """agreement (%), sqnr_db, max_abs, accuracy (% or None) of logits ``x`` vs ``ref``."""
-    out = {"agreement": float((x.argmax(1) == ref.argmax(1)).mean() * 100),
+def metrics(ref: np.ndarray, x: np.ndarray, labels: np.ndarray | None,
+            pred: np.ndarray | None = None) -> dict:
+    """agreement (%), sqnr_db, max_abs, accuracy (% or None) of logits ``x`` vs ``ref``;
+    ``pred``: the route's predicted labels (N,) (default: argmax of ``x``)."""
+    pred = x.argmax(1) if pred is None else np.asarray(pred).reshape(-1)
+    out = {"agreement": float((pred == ref.argmax(1)).mean() * 100),
            "sqnr_db": sqnr_db(ref, x), "max_abs": float(np.abs(x - ref).max())}
-    out["accuracy"] = None if labels is None else float((x.argmax(1) == labels).mean() * 100)
+    out["accuracy"] = None if labels is None else float((pred == labels).mean() * 100)
     return out
 
 
@@ -90,50 +96,54 @@ def _torch_model(src):
 
 
 def run_simulator(bundle, audio_i16: np.ndarray, progress: bool = True,
-                  batch: int = 50) -> np.ndarray:
-    """The bundle's integer pipeline on int16 clips (N, 16000): dequantized logits
-    (N, 12) float32 (real = scale (q - zero_point) of the int8 ``logits``)."""
+                  batch: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """The bundle's integer pipeline on int16 clips (N, 16000): (dequantized logits (N, 12)
+    float32 (real = scale (q - zero_point) of the int8 ``logits``), labels (N,) int64 (the
+    simulator's ``label``))."""
     from tqdm import tqdm
 
     from export.simulator import Simulator
     sim = Simulator(bundle)
-    out = []
+    out, lab = [], []
     for i in tqdm(range(0, len(audio_i16), batch), desc="simulator", leave=False,
                   disable=not progress or None):
-        q = sim.run(audio_i16[i:i + batch], keep=["logits"],
-                    frontend_intermediates=False)["logits"]
-        out.append(sim.dequantize("logits", q))
-    return np.concatenate(out).astype(np.float32)
+        r = sim.run(audio_i16[i:i + batch], keep=["logits", "label"],
+                    frontend_intermediates=False)
+        out.append(sim.dequantize("logits", r["logits"]))
+        lab.append(r["label"].reshape(-1).astype(np.int64))
+    return np.concatenate(out).astype(np.float32), np.concatenate(lab)
 
 
-def run_c(bundle, audio_i16: np.ndarray) -> tuple[np.ndarray | None, str]:
+def run_c(bundle, audio_i16: np.ndarray) -> tuple[np.ndarray | None, str, np.ndarray | None]:
     """The generated C on the host, if the code generator is available.
 
     Uses ``export.codegen.generate_c(bundle, dir)``, ``export.verify.build_host`` and
-    ``export.verify.run_host`` (int8 logits, dequantized with the bundle's scale/zero point).
-    Returns (logits or None, note); never raises for a missing or failing generator (the
-    note says why).
+    ``export.verify.run_host`` (int8 logits, dequantized with the bundle's scale/zero point,
+    and the labels kws_run returned).
+    Returns (logits or None, note, labels or None); never raises for a missing or failing
+    generator (the note says why).
     """
     import importlib.util
     import tempfile
     if importlib.util.find_spec("export.codegen") is None or \
             importlib.util.find_spec("export.verify") is None:
-        return None, "n/a (codegen not available)"
+        return None, "n/a (codegen not available)", None
     from export import codegen, verify
     if not all(hasattr(m, f) for m, f in ((codegen, "generate_c"), (verify, "build_host"),
                                           (verify, "run_host"))):
-        return None, "n/a (codegen has no host verify runner)"
+        return None, "n/a (codegen has no host verify runner)", None
     try:
         with tempfile.TemporaryDirectory(prefix="kws-compare-c-") as tmp:
             tmp = Path(tmp)
             codegen.generate_c(bundle, tmp / "gen")
             build = verify.build_host(tmp / "gen", tmp / "build", taps=False, sanitize=False)
-            q = verify.run_host(build, audio_i16, tmp / "work")["logits"]
+            c_out = verify.run_host(build, audio_i16, tmp / "work")
+            q, lab = c_out["logits"], c_out["labels"].astype(np.int64)
     except Exception as err:      # a hook: report, do not abort the other routes
-        return None, f"n/a (C route failed: {str(err).splitlines()[0][:150] if str(err) else type(err).__name__})"
+        return None, f"n/a (C route failed: {str(err).splitlines()[0][:150] if str(err) else type(err).__name__})", None
     t = bundle.meta["tensors"]["logits"]
     real = (q.astype(np.float64) - int(t["zero_point"])) * float(t["scale"])
-    return real.astype(np.float32), "generated C on the host (export.codegen + export.verify)"
+    return real.astype(np.float32), "generated C on the host (export.codegen + export.verify)", lab
 
 
 def _read_tflite(path: str | os.PathLike) -> bytes:
@@ -263,19 +273,19 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
 
     if "simulator" in routes:
         t = time.perf_counter()
-        out = run_simulator(qsrc.bundle, audio_i16, progress)
+        out, lab = run_simulator(qsrc.bundle, audio_i16, progress)
         results["simulator"] = RouteResult("simulator", out, time.perf_counter() - t,
                                            f"export.simulator on {qsrc.qspec.source} "
-                                           f"(fixed-point front end, int16 audio)")
+                                           f"(fixed-point front end, int16 audio)", labels=lab)
 
     if "c" in routes:
         t = time.perf_counter()
-        out, note = run_c(qsrc.bundle, audio_i16)
-        results["c"] = RouteResult("c", out, time.perf_counter() - t, note)
+        out, note, lab = run_c(qsrc.bundle, audio_i16)
+        results["c"] = RouteResult("c", out, time.perf_counter() - t, note, labels=lab)
 
     for r in results.values():
         if r.logits is not None:
-            r.metrics = metrics(ref, r.logits, labels)
+            r.metrics = metrics(ref, r.logits, labels, r.labels)
     return {"clips": len(clips), "reference": "torch", "routes": results,
             "labelled": labels is not None,
             "quantization": qsrc.qspec.source if qsrc.qspec is not None else None}

@@ -32,8 +32,24 @@ DEFAULT_SNRS: tuple[float, ...] = (-15, -10, -5, 0, 5, 10, 15)
 #: Generated noise types of the grid (see nanomamba.data.noise).
 DEFAULT_NOISES: tuple[str, ...] = ("white", "pink", "babble", "factory", "street")
 
-Route = Callable[[np.ndarray], np.ndarray]
-"""int16 (B, 16000) PCM -> float (B, 12) logits."""
+Route = Callable[[np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
+"""int16 (B, 16000) PCM -> float (B, 12) logits, or (logits, labels (B,) int) for a route
+whose label is not the argmax of the logits it returns (the int8 route: the label comes from
+the classifier's fine int32 grid, docs/QUANTIZATION.md "The label")."""
+
+
+def route_output(out) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, labels) of a route's output: a ``(logits, labels)`` pair as is, plain logits
+    with labels = their argmax (the first maximum).
+
+    Args: out: float (B, C) logits or a pair (logits (B, C), labels (B,)).
+    Returns: (logits float (B, C), labels int64 (B,)).
+    """
+    if isinstance(out, tuple):
+        logits, labels = out
+        return np.asarray(logits), np.asarray(labels, dtype=np.int64).reshape(-1)
+    logits = np.asarray(out)
+    return logits, logits.argmax(axis=1)
 
 
 class EvaluateError(KwsError):
@@ -78,9 +94,10 @@ def int8_route(bundle, batch_size: int = 128, threads: int | None = None) -> Rou
         threads: simulator threads per call (None: min(2, CPU count)); the integers do not
             depend on it.
     Returns:
-        route: int16 (B, 16000) -> float64 (B, 12) logits: the int8 logits dequantized with
-        the bundle's ``logits`` scale and zero point (argmax = argmax of the int8 logits;
-        ties between equal int8 logits go to the lowest class index, as in the C runtime).
+        route: int16 (B, 16000) -> (logits float64 (B, 12), labels int64 (B,)): the int8
+        logits dequantized with the bundle's ``logits`` scale and zero point, and the
+        model's label (the simulator's ``label``: argmax of the fine int32 ``logits_fine``,
+        as the C runtime's kws_run returns it; it breaks ties of the int8 logits).
     Raises:
         EvaluateError: the simulator is not part of this build.
         BundleError: ``bundle`` is a path that is not a readable bundle.
@@ -96,13 +113,16 @@ def int8_route(bundle, batch_size: int = 128, threads: int | None = None) -> Rou
     sim = Simulator(bundle)
     threads = threads or max(1, min(2, os.cpu_count() or 1))
 
-    def run(audio: np.ndarray) -> np.ndarray:
-        out = []
+    def run(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out, lab = [], []
         for s in range(0, len(audio), batch_size):
-            q = sim.run(np.asarray(audio[s:s + batch_size], np.int16), keep={"logits"},
-                        frontend_intermediates=False, threads=threads)["logits"]
-            out.append(sim.dequantize("logits", q))
-        return np.concatenate(out) if out else np.zeros((0, len(LABELS)))
+            r = sim.run(np.asarray(audio[s:s + batch_size], np.int16), keep={"logits", "label"},
+                        frontend_intermediates=False, threads=threads)
+            out.append(sim.dequantize("logits", r["logits"]))
+            lab.append(r["label"].reshape(-1).astype(np.int64))
+        if not out:
+            return np.zeros((0, len(LABELS))), np.zeros(0, np.int64)
+        return np.concatenate(out), np.concatenate(lab)
     return run
 
 
@@ -220,7 +240,7 @@ def evaluate_grid(routes: dict[str, Route], audio: np.ndarray, labels: np.ndarra
         preds = {}
         for r in names:
             t0 = time.time()
-            preds[r] = np.asarray(routes[r](x)).argmax(axis=1)
+            preds[r] = route_output(routes[r](x))[1]
             res.seconds[r] += time.time() - t0
             res.accuracy[r][cond] = 100.0 * float((preds[r] == labels).mean())
         for r in names:

@@ -12,7 +12,9 @@ the checkpoint nor torch.
     chk = check_firmware(Path("OUT"), [Path("clips/")], host=True)
     assert chk.logits_equal and chk.host_equal
 
-Logits are the model's int8 logits; a label is the first maximum (the C's argmax rule).
+Logits are the model's int8 logits; a label is what ``kws_run`` returns: the first maximum of
+the classifier's fine int32 grid ``logits_fine`` (the simulator's ``label``; it breaks ties of
+the int8 logits, docs/QUANTIZATION.md "The label").
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class FirmwareCheck:
         host_logits: int8 (n, n_classes) of the generated C on the host (UBSan), or None
             when not asked for.
         firmware_label_index: int (n,) the label ``kws_run`` returned on the board.
+        simulator_label_index: int (n,) the simulator's ``label`` of each clip.
         instructions: int64 (n,) executed by ``kws_run`` per clip on QEMU (exact).
         seconds: wall seconds of each route, keys "qemu", "simulator", "host".
     """
@@ -58,6 +61,7 @@ class FirmwareCheck:
     simulator_logits: np.ndarray
     host_logits: np.ndarray | None
     firmware_label_index: np.ndarray
+    simulator_label_index: np.ndarray
     instructions: np.ndarray
     seconds: dict = field(default_factory=dict)
 
@@ -73,8 +77,8 @@ class FirmwareCheck:
 
     @property
     def simulator_labels(self) -> np.ndarray:
-        """int (n,) first-maximum class index of the simulator logits."""
-        return np.argmax(self.simulator_logits, axis=1)
+        """int (n,) the simulator's label (argmax of its int32 ``logits_fine``)."""
+        return self.simulator_label_index
 
     @property
     def logit_mismatches(self) -> int:
@@ -157,7 +161,7 @@ def simulate_clips(bundle, samples: np.ndarray, *, batch: int = 64,
         batch: clips per simulator call (memory ~ batch x 0.2 MB).
         progress: tqdm bar over the batches.
     Returns:
-        int8 (n, n_classes) logits.
+        (int8 (n, n_classes) logits, int64 (n,) labels: the simulator's ``label``).
     Raises:
         SimulatorError: samples not int16 (n, 16000).
     """
@@ -167,9 +171,10 @@ def simulate_clips(bundle, samples: np.ndarray, *, batch: int = 64,
     if progress and len(samples) > batch:
         from tqdm import tqdm
         starts = tqdm(starts, unit="batch", desc="simulator", leave=False)
-    out = [sim.run(samples[i:i + batch], keep=["logits"],
-                   frontend_intermediates=False)["logits"] for i in starts]
-    return np.concatenate(out).astype(np.int8)
+    out = [sim.run(samples[i:i + batch], keep=["logits", "label"], frontend_intermediates=False)
+           for i in starts]
+    return (np.concatenate([o["logits"] for o in out]).astype(np.int8),
+            np.concatenate([o["label"].reshape(-1) for o in out]).astype(np.int64))
 
 
 def host_c_clips(folder: Path, samples: np.ndarray, *, sanitize: bool = True) -> np.ndarray:
@@ -191,7 +196,8 @@ def host_c_clips(folder: Path, samples: np.ndarray, *, sanitize: bool = True) ->
 
 def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = False,
                    timeout: float = DEFAULT_TIMEOUT, progress: bool = False,
-                   simulator_logits: np.ndarray | None = None) -> FirmwareCheck:
+                   simulator_logits: np.ndarray | None = None,
+                   simulator_labels: np.ndarray | None = None) -> FirmwareCheck:
     """Run clips through the firmware (one QEMU boot), the simulator and optionally the host C.
 
     Args:
@@ -204,6 +210,8 @@ def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = Fals
         simulator_logits: int8 (n, n_classes) from an earlier :func:`simulate_clips` of
             the same bundle and clips (e.g. the same model built for several boards);
             None runs the simulator.
+        simulator_labels: int (n,) the labels of that same :func:`simulate_clips` run
+            (required with ``simulator_logits``).
     Returns:
         :class:`FirmwareCheck` (compare with its properties; nothing is asserted here).
     Raises:
@@ -226,13 +234,17 @@ def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = Fals
                             for p, _ in clips])
     if simulator_logits is None:
         t0 = time.monotonic()
-        sim = simulate_clips(bundle, samples, progress=progress)
+        sim, sim_lab = simulate_clips(bundle, samples, progress=progress)
         seconds["simulator"] = time.monotonic() - t0
     else:
         sim = np.asarray(simulator_logits, dtype=np.int8)
         if sim.shape[0] != len(samples):
             raise FirmwareError(f"simulator_logits: {sim.shape[0]} rows for "
                                 f"{len(samples)} clips")
+        if simulator_labels is None or len(simulator_labels) != len(samples):
+            raise FirmwareError(f"simulator_labels: one label per clip ({len(samples)}) is "
+                                f"needed with simulator_logits")
+        sim_lab = np.asarray(simulator_labels, dtype=np.int64)
     hostl = None
     if host:
         t0 = time.monotonic()
@@ -244,5 +256,6 @@ def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = Fals
         firmware_logits=np.array([c.logits for c in res.clips], dtype=np.int8),
         simulator_logits=sim, host_logits=hostl,
         firmware_label_index=np.array([c.label_index for c in res.clips], dtype=np.int64),
+        simulator_label_index=sim_lab,
         instructions=np.array([c.instructions for c in res.clips], dtype=np.int64),
         seconds=seconds)

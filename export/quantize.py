@@ -68,6 +68,9 @@ DEFAULT_OPTIONS: dict = {"exp_table_bits": 8, "range": "minmax", "percentile": 9
                          "logits_range": "full", "headroom_state": 2.0}
 #: int8 tensors quantized asymmetrically (one-sided ranges: SiLU outputs, pooled, logits).
 ASYMMETRIC = ("u_act", "z_act", "pooled", "logits")
+#: The label's int32 grid ``logits_fine`` is 2^LABEL_FINE_BITS times finer than the int8
+#: logits (|logits_fine| < 2^31 up to 2^(31 - 16 - 7) = 256 times the int8 range).
+LABEL_FINE_BITS = 16
 _QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (im.INT32_MIN, im.INT32_MAX)}
 _DT = {8: "int8", 16: "int16", 32: "int32"}
 _DA_FRAC = {8: 7, 16: 15, 32: 30}
@@ -533,8 +536,8 @@ class _Builder:
         return t["scale"], t["zero_point"], _QRANGE[t["dtype"]]
 
     def op(self, name, type_, inputs, outputs, params=None, arrays=None, *, kernel=None,
-           stage="frame", state=None):
-        keys = {}
+           stage="frame", state=None, shared=None):
+        keys = dict(shared or {})     # param -> an array key of an earlier op (not copied)
         for k, v in (arrays or {}).items():
             key = f"op/{name}/{k}"
             self.arrays[key] = v
@@ -596,6 +599,35 @@ class _Builder:
                  "shift": np.array([s for _, s in mults], dtype=np.int32),
                  "weight_scale": s_w.astype(np.float32)}, stage=stage,
                 kernel="fully_connected" if wdt == np.int8 else "fully_connected_w16")
+
+    def label_path(self, fc: str, n_classes: int) -> None:
+        """The label ops after the classifier op ``fc`` (docs/QUANTIZATION.md, "The label").
+
+        ``{fc}_fine``: the classifier's int32 accumulators (same weights and bias arrays, per
+        output channel scale s_x s_w[o]) requantized with single rounding to one int32 grid
+        ``logits_fine`` of scale s_logits 2^-LABEL_FINE_BITS, zero point 0, so the classes
+        are comparable at 2^16 times the int8 logits' resolution; ``label``: argmax over it
+        (the first maximum), int32 (1,). The int8 ``logits`` stay the model's output; the
+        label no longer depends on ties of the int8 grid.
+        """
+        op = next(o for o in self.ops if o["name"] == fc)
+        x = op["inputs"][0]
+        s_x = self.tensors[x]["scale"]
+        s_l = self.tensors[op["outputs"][0]]["scale"]
+        s_f = s_l * 2.0 ** -LABEL_FINE_BITS
+        self.tensor("logits_fine", "int32", s_f, 0, [n_classes], per_frame=False,
+                    q_format=f"int32, scale logits scale x 2^-{LABEL_FINE_BITS}")
+        s_w = self.arrays[op["arrays"]["weight_scale"]].astype(np.float64)
+        mults = [_mult(s_x * sw / s_f, fc + "_fine") for sw in s_w]
+        p = dict(op["params"], requantize="requantize_single_round")
+        self.op(fc + "_fine", "fully_connected", [x], ["logits_fine"], p,
+                {"multiplier": np.array([m for m, _ in mults], dtype=np.int32),
+                 "shift": np.array([s for _, s in mults], dtype=np.int32)},
+                stage="clip", kernel=op["kernel"],
+                shared={k: op["arrays"][k] for k in ("weight", "bias", "weight_scale")})
+        self.tensor("label", "int32", 1.0, 0, [1], per_frame=False, q_format="class index")
+        self.op("label", "argmax", ["logits_fine"], ["label"], {"n": int(n_classes)},
+                kernel="argmax_s32", stage="clip")
 
     def conv1d(self, name, x, out, W, b):
         W = np.asarray(W, dtype=np.float64)          # (E, K)
@@ -831,6 +863,7 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
     bld.act("logits", [cfg.n_classes], per_frame=False)
     bld.fully_connected("classifier", "pooled", "logits", sd["classifier.weight"], sd["classifier.bias"],
                         stage="clip", kind="classifier")
+    bld.label_path("classifier", cfg.n_classes)
 
     info = info or {}
     meta = {
@@ -1026,8 +1059,11 @@ def evaluate(bundle: Bundle, model, audio, labels=None, *, batch: int = 100, pro
     Returns:
         dict: ``n``, ``agreement`` (% same top-1), ``accuracy_int``/``accuracy_float``
         (% when labels are given), ``logits_sqnr_db``, ``per_tensor_sqnr_db`` (name -> dB),
-        ``pred_int``, ``pred_float`` (lists), ``disagree`` (indices), ``logits_float`` and
-        ``logits_int`` (float64 (n, 12); the integer logits dequantized).
+        ``pred_int`` (the integer model's ``label``: argmax of its fine int32 grid, the
+        label ``kws_run`` returns), ``pred_float`` (lists), ``disagree`` (indices),
+        ``agreement_int8_argmax`` (% same top-1 when the label is instead taken as the argmax
+        of the int8 logits, ties to the lowest index: the label rule of bundle format 1),
+        ``logits_float`` and ``logits_int`` (float64 (n, 12); the int8 logits dequantized).
     """
     from tqdm import tqdm
 
@@ -1036,13 +1072,14 @@ def evaluate(bundle: Bundle, model, audio, labels=None, *, batch: int = 100, pro
     tens = bundle.meta["tensors"]
     num: dict[str, float] = {}
     den: dict[str, float] = {}
-    lf_all, li_all = [], []
+    lf_all, li_all, lab_all = [], [], []
     n = len(audio)
     for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=not progress, leave=False):
         a = audio[s:s + batch]
         lf, taps = float_taps(model, a)
         out = sim.run(a, frontend_intermediates=False)
         li = sim.dequantize("logits", out["logits"])
+        lab_all.append(out["label"].reshape(-1))
         lf_all.append(lf)
         li_all.append(li)
         if per_tensor:
@@ -1055,8 +1092,9 @@ def evaluate(bundle: Bundle, model, audio, labels=None, *, batch: int = 100, pro
                     den[name] = den.get(name, 0.0) + float(((got - ref) ** 2).sum())
     lf = np.concatenate(lf_all)
     li = np.concatenate(li_all)
-    pf, pi = lf.argmax(1), li.argmax(1)
+    pf, pi = lf.argmax(1), np.concatenate(lab_all).astype(np.int64)
     res = {"n": int(n), "agreement": float((pf == pi).mean() * 100),
+           "agreement_int8_argmax": float((pf == li.argmax(1)).mean() * 100),
            "logits_sqnr_db": sqnr_db(lf, li), "pred_int": pi.tolist(), "pred_float": pf.tolist(),
            "disagree": np.nonzero(pf != pi)[0].tolist(), "logits_float": lf, "logits_int": li}
     if labels is not None:

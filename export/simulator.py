@@ -7,6 +7,9 @@ tensor of the integer pipeline: the front end's intermediates (``frontend.*``), 
 ``blocks.{i}.du``, ``blocks.{i}.h``). Per-frame tensors have shape (B, T, ...) with T = 101
 frames, ``h`` and ``dA`` (B, T, d_inner, d_state); ``pooled`` and ``logits`` (B, ...). Values
 are the integers the firmware computes, stored in the tensor's dtype (int8/int16/int32).
+The predicted class is ``label`` (B, 1) int32: the argmax of ``logits_fine`` (B, n_classes)
+int32, the classifier's accumulators on a grid 2^16 times finer than the int8 ``logits``
+(docs/QUANTIZATION.md, "The label"); it is not always the argmax of the int8 logits (ties).
 
 Kernels
 -------
@@ -339,6 +342,16 @@ def mean_pool_finalize(acc, multiplier: int, shift: int, out_zp: int, qmin: int,
     return _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift) + out_zp, qmin, qmax)
 
 
+def argmax_s32(x) -> np.ndarray:
+    """The predicted label: index of the first maximum of int32 values (C twin ``argmax_s32``
+    in kws_nn.c: a strict ``>`` scan from index 0, so ties go to the lowest index).
+
+    Args: x: (..., n) int32-range integers (the label path's ``logits_fine``).
+    Returns: int64 (..., 1) class indices in [0, n).
+    """
+    return np.argmax(_i64(x), axis=-1)[..., None]
+
+
 # =======================================================================================
 # the simulator
 # =======================================================================================
@@ -523,6 +536,9 @@ class Simulator:
                                    self._zp(x), axis=1)
         y = mean_pool_finalize(acc, p["multiplier"], p["shift"], self._zp(out), qmin, qmax)
         self._store(env, out, y)
+
+    def _op_argmax(self, op, env):
+        self._store(env, op["outputs"][0], argmax_s32(env[op["inputs"][0]]))
 
     def ssm_params(self, op) -> dict:
         """The integer parameters of an ``sa_ssm`` op as :func:`sa_ssm_step` takes them."""

@@ -355,7 +355,9 @@ def check_scales(flat: bytes, bundle) -> list[dict]:
         "bundle scale" (relative difference < 1e-6), "bundle scale, int16 for int8",
         "per-channel -> per-tensor max", "asymmetric -> symmetric", "int32 -> int16,
         converter's calibration",
-        "float32 (island)", "overridden by the quantizer" (other ratios) or "not found".
+        "float32 (island)", "overridden by the quantizer" (other ratios), "label path (not
+        exported)" (``logits_fine`` and ``label``: the model ends at the logits here) or
+        "not found".
     """
     fb = _tflm().schema_fb
     model = fb.ModelT.InitFromPackedBuf(bytearray(flat), 0)
@@ -378,13 +380,17 @@ def check_scales(flat: bytes, bundle) -> list[dict]:
         if key is not None:
             found.setdefault(key, set()).add(float(q.scale[0]))
     rows = []
+    label_path = {n for op in bundle.meta["ops"] if op["type"] == "argmax"
+                  for n in op["inputs"] + op["outputs"]}
     for name, t in bundle.meta["tensors"].items():
         scale = np.asarray(t["scale"], np.float64)
         s = float(scale.max())
         got = sorted(found.get(name, ()))
         row = {"name": name, "bundle": (t["dtype"], s, int(t["zero_point"])),
                "tflite_scales": got, "ratio": (max(got) / s) if got else None}
-        if not got:
+        if not got and name in label_path:
+            row["how"] = "label path (not exported)"
+        elif not got:
             row["how"] = "float32 (island)" if name in floats else "not found"
         elif t["dtype"] == "int32":
             row["how"] = "int32 -> int16, converter's calibration"

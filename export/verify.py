@@ -342,8 +342,8 @@ class VerifyResult:
         fe = " (front-end intermediates included)" if self.frontend_checked else ""
         if self.ok:
             return (f"{self.folder}: bit-exact on {self.n_clips} clips: {self.tensors} tensors, "
-                    f"{self.values:,} values{fe}, logits of kws_run and of the streaming API equal "
-                    f"the simulator's")
+                    f"{self.values:,} values{fe}, logits and labels of kws_run and of the "
+                    f"streaming API equal the simulator's")
         return f"{self.folder}: NOT bit-exact: {self.mismatch}"
 
 
@@ -422,7 +422,7 @@ def compare_chunk(info: dict, sim_out: dict, c_out: dict, names: list[str], base
             what = "logits (kws_run)" if key == "logits" else "logits (streaming API)"
             return ntens, values, Mismatch(what, base + hit[0], names[hit[0]], None, hit[1],
                                            int(c_out[key][hit]), int(ref[hit]))
-    am = np.argmax(ref, axis=1)
+    am = np.asarray(sim_out["label"]).reshape(-1)    # the simulator's label (argmax_s32)
     for key in ("labels", "stream_labels"):
         bad = np.nonzero(c_out[key] != am)[0]
         if len(bad):
@@ -470,7 +470,7 @@ def verify_dir(folder, clips: np.ndarray | None = None, names: list[str] | None 
     names = list(names) if names is not None else [f"clip{i}" for i in range(len(clips))]
     res = VerifyResult(folder)
     sim = Simulator(bundle)
-    keep = {t["name"] for t in info["taps"]["tensors"]} | {"logits"}
+    keep = {t["name"] for t in info["taps"]["tensors"]} | {"logits", "label"}
     with tempfile.TemporaryDirectory(prefix="kws-verify-") as tmp:
         tmp = Path(tmp)
         bld = build_host(folder, Path(build_dir) if build_dir else tmp, taps=True,
@@ -486,7 +486,7 @@ def verify_dir(folder, clips: np.ndarray | None = None, names: list[str] | None 
             res.values += nv
             res.n_clips += len(part)
             res.frontend_checked = frontend
-            res.label_agreement += int((c_out["labels"] == np.argmax(out["logits"], 1)).sum())
+            res.label_agreement += int((c_out["labels"] == out["label"].reshape(-1)).sum())
             if progress:
                 progress(res.n_clips, len(clips))
             if mm is not None:

@@ -131,7 +131,13 @@ def test_version_errors(tmp_path):
     _write_meta(p2, meta)
     with pytest.raises(BundleError, match="unknown bundle format version 'one'"):
         load_bundle(p2)
-    meta["format_version"] = 1
+    meta["format_version"] = B.FORMAT_VERSION - 1
+    p4 = tmp_path / "old.npz"
+    _write_meta(p4, meta)
+    with pytest.raises(BundleError) as e:
+        load_bundle(p4)
+    assert f"version {B.FORMAT_VERSION - 1} is older" in _one_line(e)
+    meta["format_version"] = B.FORMAT_VERSION
     meta["format"] = "something-else"
     p3 = tmp_path / "other.npz"
     _write_meta(p3, meta)

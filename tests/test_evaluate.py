@@ -123,12 +123,17 @@ def test_int8_route_is_the_simulator_and_tracks_float(upstream_ckpt, speech_comm
     bundle = E.quantize_for_route(model, calib)
     assert bundle.meta["calibration"]["clips"] == len(calib)
     route = E.int8_route(bundle, batch_size=7)
-    logits = route(ev)
+    logits, labels = route(ev)
     sim = Simulator(bundle)
-    q = sim.run(ev, keep={"logits"}, frontend_intermediates=False)["logits"]
+    out = sim.run(ev, keep={"logits", "label"}, frontend_intermediates=False)
+    q = out["logits"]
     assert q.dtype == np.int8 and np.array_equal(logits, sim.dequantize("logits", q))
+    assert np.array_equal(labels, out["label"][:, 0])
+    # the label's int8 logit is a maximum of the int8 logits (it only breaks ties)
+    assert np.array_equal(q[np.arange(len(q)), labels], q.max(axis=1))
     save_bundle(bundle, tmp_path / "b.npz")
-    assert np.array_equal(E.int8_route(str(tmp_path / "b.npz"))(ev), logits)
+    l2, lab2 = E.int8_route(str(tmp_path / "b.npz"))(ev)
+    assert np.array_equal(l2, logits) and np.array_equal(lab2, labels)
     routes = {"float": E.float_route(model, threads=1), "int8": route}
     res = E.evaluate_grid(routes, ev, ev_labels, noises=("white",), snrs=(10,), progress=False)
     assert res.agreement["int8~float"]["clean"] >= 90.0

@@ -159,6 +159,22 @@ def test_random_fully_connected_conv_lut_add_mul_mean(driver):
     run_cases(driver, cases)
 
 
+def test_argmax_s32_label(driver):
+    """The label kernel: first maximum, ties to the lowest index, int32 extremes included."""
+    rng = np.random.default_rng(5)
+    cases = []
+    rows = [np.array([7]), np.full(12, im.INT32_MIN), np.full(12, im.INT32_MAX),
+            np.array([3, 9, 9, -1, 9]), np.array([im.INT32_MIN, im.INT32_MAX, im.INT32_MAX, 0])]
+    rows += [rng.integers(-4, 4, 12) for _ in range(40)]
+    rows += [rng.integers(im.INT32_MIN, im.INT32_MAX, int(rng.integers(1, 30)), endpoint=True)
+             for _ in range(40)]
+    for x in rows:
+        want = S.argmax_s32(x)
+        assert int(want[0]) == int(np.flatnonzero(x == x.max())[0])
+        cases.append((["argmax_s32", len(x)] + flat(x), flat(want)))
+    run_cases(driver, cases)
+
+
 def test_random_layer_norm(driver):
     rng = np.random.default_rng(12)
     cases = []
@@ -240,6 +256,10 @@ def test_real_bundle_ops_frame_by_frame(driver):
                                p["shift"], zp(out), lo, hi] + flat(x), flat(env[out][b])))
                 continue
             single = p.get("requantize") == "requantize_single_round"
+            if op["type"] == "argmax":
+                cases.append((["argmax_s32", int(p["n"])] + flat(env[op["inputs"][0]][b]),
+                              flat(env[out][b])))
+                continue
             if op["stage"] == "clip":
                 cases.append(fc_case(env[op["inputs"][0]][b], zp(op["inputs"][0]), a["weight"], a["bias"],
                                      a["multiplier"], a["shift"], zp(out), lo, hi, single))
@@ -311,11 +331,11 @@ def test_kws_nn_compiles_for_cortex_m(tmp_path, cpu):
 
 def test_python_kernels_have_c_twins():
     c_src = (KERNELS / "kws_nn.c").read_text()
-    c_names = set(re.findall(r"^void (\w+)\(", c_src, re.M))
+    c_names = set(re.findall(r"^(?:void|int32_t) (\w+)\(", c_src, re.M))
     py_kernels = {"fully_connected", "fully_connected_w16", "conv1d_depthwise_step",
                   "conv1d_depthwise_step_w16", "layer_norm", "lut_s8", "lut_s16",
                   "elementwise_add", "residual_add", "elementwise_mul", "sa_ssm_step",
-                  "mean_pool_accumulate", "mean_pool_finalize"}
+                  "mean_pool_accumulate", "mean_pool_finalize", "argmax_s32"}
     assert py_kernels <= set(dir(S))
     assert c_names == py_kernels
     for n in c_names:

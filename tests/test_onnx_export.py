@@ -206,10 +206,10 @@ def test_bundle_bad_inputs(tiny_bundle, tmp_path):
     """A newer bundle format, a non-bundle .npz and an unknown suffix: one-line errors."""
     from export.bundle import BundleError, load_bundle, save_bundle
     b = load_bundle(tiny_bundle)
-    b.meta["format_version"] = 2
+    b.meta["format_version"] = 3
     newer = tmp_path / "newer.npz"
     save_bundle(b, newer)
-    with pytest.raises(BundleError, match="format version 2 is newer") as e:
+    with pytest.raises(BundleError, match="format version 3 is newer") as e:
         ox.load_source(newer)
     assert "\n" not in str(e.value) and "newer.npz" in str(e.value)
     np.savez(tmp_path / "plain.npz", a=np.zeros(3))

@@ -29,9 +29,37 @@ def test_fixture_clips_keep_their_float_labels(tiny):
     sim = S.Simulator(bundle)
     for clip in sorted((SHARED / "audio").glob("*.f32")):
         a = load_audio(clip, dtype="int16")[None]
-        li = sim.run(a, keep={"logits"}, frontend_intermediates=False)["logits"][0]
+        out = sim.run(a, keep={"logits", "label"}, frontend_intermediates=False)
         lf = float_taps(model, a, names={"logits"})[0][0]
-        assert LABELS[int(np.argmax(li))] == LABELS[int(np.argmax(lf))] == clip.stem
+        assert LABELS[int(out["label"][0, 0])] == LABELS[int(np.argmax(lf))] == clip.stem
+        assert LABELS[int(np.argmax(out["logits"][0]))] == clip.stem
+
+
+def test_label_is_the_argmax_of_the_fine_classifier_grid(tiny):
+    """The label ops: classifier_fine shares the classifier's weight and bias arrays, its
+    int32 grid is the logit scale x 2^-16, label = first maximum of it; the label's int8 logit
+    is a maximum of the int8 logits; the fine grid orders the classes like the exact
+    dequantized accumulators."""
+    from export.quantize import LABEL_FINE_BITS
+    bundle, _, audio = tiny
+    fc, fine = bundle.op("classifier"), bundle.op("classifier_fine")
+    for k in ("weight", "bias"):
+        assert fine["arrays"][k] == fc["arrays"][k]
+    assert fine["params"]["requantize"] == "requantize_single_round"
+    t = bundle.meta["tensors"]
+    assert t["logits_fine"]["dtype"] == "int32" and t["label"]["dtype"] == "int32"
+    assert t["logits_fine"]["scale"] == t["logits"]["scale"] * 2.0 ** -LABEL_FINE_BITS
+    out = S.Simulator(bundle).run(audio, frontend_intermediates=False)
+    lab = out["label"][:, 0]
+    assert np.array_equal(lab, np.argmax(out["logits_fine"], axis=1))
+    q = out["logits"].astype(np.int64)
+    assert np.array_equal(q[np.arange(len(q)), lab], q.max(axis=1))
+    W = bundle.arrays[fc["arrays"]["weight"]].astype(np.float64)
+    b = bundle.arrays[fc["arrays"]["bias"]].astype(np.float64)
+    sw = bundle.arrays[fc["arrays"]["weight_scale"]].astype(np.float64)
+    exact = ((out["pooled"].astype(np.float64) - t["pooled"]["zero_point"]) @ W.T + b) * sw
+    fine = out["logits_fine"].astype(np.float64) * t["logits_fine"]["scale"] / t["pooled"]["scale"]
+    assert np.abs(fine - exact).max() <= 2 * t["logits_fine"]["scale"] / t["pooled"]["scale"]
 
 
 def test_every_tensor_exposed_with_declared_dtype_and_shape(tiny):

@@ -289,3 +289,16 @@ void mean_pool_finalize(const int32_t *acc, int32_t multiplier, int32_t shift, i
         out[i] = kws_clamp(sat_add_int32(r, out_zp), qmin, qmax);
     }
 }
+
+/* argmax_s32 (simulator.argmax_s32): index of the first maximum of x[0..n-1] (ties go to the
+ * lowest index); the label of the model (over logits_fine, docs/QUANTIZATION.md). n >= 1. */
+int32_t argmax_s32(const int32_t *x, int32_t n)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++) {
+        if (x[i] > x[best]) {
+            best = i;
+        }
+    }
+    return best;
+}

@@ -102,4 +102,9 @@ void mean_pool_accumulate(int32_t *acc, const int32_t *x, int32_t x_zp, int32_t 
 void mean_pool_finalize(const int32_t *acc, int32_t multiplier, int32_t shift, int32_t out_zp,
                         int32_t qmin, int32_t qmax, int32_t n, int32_t *out);
 
+/* argmax_s32 (simulator.argmax_s32): the model's label, the index of the first maximum of
+ * x[0..n-1] (int32 logits_fine; strict > scan from index 0, ties to the lowest index).
+ * n >= 1. */
+int32_t argmax_s32(const int32_t *x, int32_t n);
+
 #endif /* KWS_NN_H */

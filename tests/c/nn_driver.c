@@ -120,6 +120,11 @@ int main(void)
             }
             mean_pool_finalize(acc32, v[3], v[4], v[5], v[6], v[7], v[0], o);
             pr32(o, v[0]);
+        } else if (strcmp(name, "argmax_s32") == 0) {
+            /* n x[n]: the label */
+            const int32_t n = (int32_t)rd();
+            rd32(a, n);
+            printf("%ld ", (long)argmax_s32(a, n));
         } else {
             fprintf(stderr, "unknown kernel %s\n", name);
             return 2;
