@@ -6,6 +6,7 @@ import it as ``from _published import SHARED, published_bundle``.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,15 +14,31 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "fixtures"
 
 
+#: the sources whose change makes a cached bundle stale (float model, front end, quantizer)
+_BUNDLE_SOURCES = sorted([*(ROOT / "nanomamba").glob("*.py"), *(ROOT / "nanomamba" / "data").glob("*.py"),
+                          *(ROOT / "export" / n for n in ("quantize.py", "bundle.py", "frontend_fixed.py",
+                                                          "intmath.py"))])
+
+
+def _sources_digest() -> str:
+    """12 hex digits of SHA-256 over the sources that decide a bundle's contents."""
+    h = hashlib.sha256()
+    for p in _BUNDLE_SOURCES:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def published_bundle(name: str, cache: Path) -> Path:
     """Path of the bundle of ``../shared/fixtures/upstream/nanomamba_{name}.pt`` quantized
-    with the default generated calibration set, made once and cached as ``cache/{name}.npz``.
+    with the default generated calibration set, made once and cached as
+    ``cache/{name}-{digest}.npz`` (digest of the float model, front-end and quantizer sources,
+    so a code change never reuses a stale bundle).
 
     Raises:
         nanomamba.errors.KwsError subclasses from the checkpoint loader or the quantizer.
     """
     from export import quantize as Q
-    path = Path(cache) / f"{name}.npz"
+    path = Path(cache) / f"{name}-{_sources_digest()}.npz"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         Q.quantize_checkpoint(SHARED / "upstream" / f"nanomamba_{name}.pt", path, progress=False)
