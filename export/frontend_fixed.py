@@ -693,7 +693,10 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool,
     out: dict[str, np.ndarray] = {}
     padded = np.pad(audio, ((0, 0), (PAD, PAD)), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP]
-    hb = fe_hop_bits(audio.reshape(b, N_HOPS, HOP))
+    if engine == "numba":
+        hb = sim_jit.hop_bits(audio.reshape(b * N_HOPS, HOP)).reshape(b, N_HOPS)
+    else:
+        hb = fe_hop_bits(audio.reshape(b, N_HOPS, HOP))
     s = fe_block_shift(hb)
     f = b * N_FRAMES
     if engine == "numba":

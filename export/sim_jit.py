@@ -325,3 +325,71 @@ def ssm_scan(delta, du, bg, C, k_a, p_shift, exp_frac_bits, exp_table, x_mult, F
                 if need_acc:
                     acc[b, t, e] = a
     return dA, hs, acc
+
+
+# ---------------------------------------------------------------------------------------
+# Small fused element-wise kernels
+# ---------------------------------------------------------------------------------------
+
+@_njit
+def hop_bits(hops):
+    """:func:`frontend_fixed.fe_hop_bits`: bitlen(OR_n (x_n >= 0 ? x_n : ~x_n)) per hop.
+
+    Args: hops (R, 160) int16 (any strides). Returns: (R,) int64 in 0..15.
+    """
+    r = hops.shape[0]
+    out = np.empty(r, np.int64)
+    for i in range(r):
+        m = np.int64(0)
+        for n in range(hops.shape[1]):
+            x = np.int64(hops[i, n])
+            m |= x if x >= 0 else ~x
+        out[i] = _bitlen64(m)
+    return out
+
+
+@_njit
+def requantize_mbqm(acc, multiplier, shift, out_zp, qmin, qmax):
+    """clamp(out_zp + multiply_by_quantized_multiplier(acc, m[o], s[o]), qmin, qmax) per
+    element of (R, O), the tail of :func:`simulator.fully_connected`.
+
+    Mirrors :func:`intmath.multiply_by_quantized_multiplier` element by element: its three
+    branches all compute xs = clip(x * 2^left, int32) (x * 1 = x when left = 0);
+    saturating_rounding_doubling_high_mul: (xs m + 2^30) >> 31, INT32_MAX when
+    xs = m = INT32_MIN (the only way to exceed int32 for int32 operands; numpy's where has
+    the same condition); rounding_divide_by_pot: (y - [y < 0 and e > 0] + (2^e >> 1)) >> e
+    (numpy's three branches are this formula). Shifts: left, right in 0..62 (caller checks).
+
+    Args: acc (R, O) int64; multiplier, shift (O,) int64; scalars out_zp, qmin, qmax.
+    Returns: (R, O) int64.
+    """
+    r, o = acc.shape
+    out = np.empty((r, o), np.int64)
+    i32min = -(np.int64(1) << 31)
+    i32max = (np.int64(1) << 31) - 1
+    for j in range(o):
+        m = multiplier[j]
+        s = shift[j]
+        left = s if s > 0 else 0
+        right = -s if s < 0 else 0
+        lm = np.int64(1) << left
+        rnd = (np.int64(1) << right) >> 1
+        for i in range(r):
+            xs = acc[i, j] * lm
+            if xs < i32min:
+                xs = i32min
+            elif xs > i32max:
+                xs = i32max
+            if xs == i32min and m == i32min:
+                y = i32max
+            else:
+                y = (xs * m + (np.int64(1) << 30)) >> 31
+            if y < 0 and right > 0:
+                y -= 1
+            y = ((y + rnd) >> right) + out_zp
+            if y < qmin:
+                y = qmin
+            elif y > qmax:
+                y = qmax
+            out[i, j] = y
+    return out

@@ -78,6 +78,25 @@ def fully_connected(x, x_zp: int, weight, bias, multiplier, shift, out_zp: int, 
     return _clamp(rq(acc, multiplier, shift) + out_zp, qmin, qmax)
 
 
+def _mbqm_jit_ok(shift) -> bool:
+    """True when :func:`export.sim_jit.requantize_mbqm` applies (its shifts in 0..62)."""
+    sh = _i64(shift)
+    return sh.size == 0 or (sh.min() >= -62 and sh.max() <= 62)
+
+
+def _fully_connected_jit(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax):
+    """:func:`fully_connected` (MultiplyByQuantizedMultiplier form) with the requantize,
+    zero point and clamp fused in :func:`export.sim_jit.requantize_mbqm` (same integers)."""
+    acc = im.matmul_exact(_i64(x) - x_zp, _i64(weight).T)
+    acc += _i64(bias)
+    o = acc.shape[-1]
+    m = np.ascontiguousarray(np.broadcast_to(_i64(multiplier), (o,)))
+    sh = np.ascontiguousarray(np.broadcast_to(_i64(shift), (o,)))
+    y = sim_jit.requantize_mbqm(np.ascontiguousarray(acc.reshape(-1, o)), m, sh, int(out_zp),
+                                int(qmin), int(qmax))
+    return y.reshape(acc.shape)
+
+
 def fully_connected_w16(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax,
                         single_round=False):
     """:func:`fully_connected` with int16 weights (the C twin takes int16_t weights; the
@@ -522,9 +541,13 @@ class Simulator:
     def _op_fully_connected(self, op, env):
         p, out, qmin, qmax, a = self._io(op)
         x = op["inputs"][0]
-        y = fully_connected(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
-                            a["shift"], self._zp(out), qmin, qmax,
-                            p.get("requantize") == "requantize_single_round")
+        single = p.get("requantize") == "requantize_single_round"
+        if self.engine == "numba" and not single and _mbqm_jit_ok(a["shift"]):
+            y = _fully_connected_jit(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
+                                     a["shift"], self._zp(out), qmin, qmax)
+        else:
+            y = fully_connected(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
+                                a["shift"], self._zp(out), qmin, qmax, single)
         self._store(env, out, y)
 
     def _op_conv1d_depthwise(self, op, env):

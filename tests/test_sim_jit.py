@@ -123,6 +123,26 @@ def test_ssm_scan_equals_numpy(seed, f_hbits, fb, p_shift, use_xs, use_hrs, extr
         assert g.shape == r.shape and np.array_equal(g, r)
 
 
+_I32 = st.sampled_from([-(1 << 31), (1 << 31) - 1, 0, 1, -1, 1 << 30, -(1 << 30), 12345, -99999])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(_I32, st.integers(-(1 << 40), 1 << 40)), min_size=1, max_size=24),
+       st.lists(st.one_of(_I32, st.integers(1 << 30, (1 << 31) - 1)), min_size=1, max_size=6),
+       st.lists(st.sampled_from([-31, -30, -1, 0, 1, 30, -7, 5]), min_size=1, max_size=6),
+       st.integers(-128, 127), st.sampled_from([(-128, 127), (-32768, 32767), (0, 255)]))
+def test_requantize_mbqm_equals_numpy(accs, mults, shifts, out_zp, qrange):
+    """The fused requantize of fully_connected against multiply_by_quantized_multiplier +
+    zero point + clamp, on accumulators beyond int32 (saturated first), INT32_MIN operands
+    (the SRDHM overflow case), multipliers 0 / 2^30 / 2^31 - 1 and shifts -31..30."""
+    o = min(len(mults), len(shifts))
+    m, sh = np.array(mults[:o], np.int64), np.array(shifts[:o], np.int64)
+    acc = np.resize(np.array(accs, np.int64), (max(1, len(accs) // o + 1), o))
+    ref = np.clip(im.multiply_by_quantized_multiplier(acc, m, sh) + out_zp, *qrange)
+    got = sim_jit.requantize_mbqm(acc, m, sh, out_zp, *qrange)
+    assert np.array_equal(got, ref)
+
+
 # --- whole simulator on real clips ---------------------------------------------------------
 
 @pytest.mark.skipif(not (SHARED / "upstream").exists(),
