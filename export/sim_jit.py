@@ -261,7 +261,7 @@ def fft_chain(frames, shift, window, fft_tw, split_tw, sqrt_table, keep):
 
 @_njit
 def ssm_scan(delta, du, bg, C, k_a, p_shift, exp_frac_bits, exp_table, x_mult, F, h_min,
-             h_max, h_read_shift, need_acc):
+             h_max, h_read_shift, dA, hs, need_acc):
     """dA, the states h and the readout sums of an SA-SSM over all frames.
 
     Mirrors :func:`simulator.ssm_discretize` (dA = exp2_neg_lookup(round_shift_right32(
@@ -278,14 +278,14 @@ def ssm_scan(delta, du, bg, C, k_a, p_shift, exp_frac_bits, exp_table, x_mult, F
     Args:
         delta, du: (B, T, E) int64; bg, C: (B, T, N) int64; k_a: (E, N) int64;
         exp_table: (2^fb,) int64; x_mult: (E,) int64 (2^x_shift, numpy's left shift);
-        h_read_shift: (E,) int64; need_acc: compute acc.
+        h_read_shift: (E,) int64; dA, hs: (B, T, E, N) output arrays of any integer dtype
+        (the values are stored with numpy's ``astype`` conversion: modulo 2^bits, as C
+        casts; h is clamped to [h_min, h_max] first); need_acc: compute acc.
     Returns:
-        dA (B, T, E, N), hs (B, T, E, N), acc (B, T, E) int64 (0 rows when not need_acc).
+        acc (B, T, E) int64 (0 rows when not need_acc); fills dA and hs.
     """
     nb, nt, ne = delta.shape
     nn = bg.shape[2]
-    dA = np.empty((nb, nt, ne, nn), np.int64)
-    hs = np.empty((nb, nt, ne, nn), np.int64)
     acc = np.zeros((nb if need_acc else 0, nt, ne), np.int64)
     h = np.zeros((ne, nn), np.int64)
     half_p = (np.int64(1) << (p_shift - 1)) if p_shift > 0 else np.int64(0)
@@ -324,7 +324,7 @@ def ssm_scan(delta, du, bg, C, k_a, p_shift, exp_frac_bits, exp_table, x_mult, F
                         a += C[b, t, n] * ((hv + half_r) >> hrs)
                 if need_acc:
                     acc[b, t, e] = a
-    return dA, hs, acc
+    return acc
 
 
 # ---------------------------------------------------------------------------------------

@@ -328,15 +328,19 @@ def _ssm_jit_ok(p: dict, delta, bg, C) -> bool:
             and np.ndim(bg) == 3 and np.ndim(C) == 3)
 
 
-def _ssm_scan_jit(delta, du, bg, C, p: dict):
-    """dA, hs, readout sums through :func:`export.sim_jit.ssm_scan` (see there)."""
+def _ssm_scan_jit(delta, du, bg, C, p: dict, dA_dtype=np.int64, h_dtype=np.int64):
+    """(dA, hs, readout sums) through :func:`export.sim_jit.ssm_scan` (see there); dA and
+    hs in the given dtypes (as numpy's astype of the int64 values would give them)."""
     xs = _i64(p["x_shift"])
     x_mult = np.left_shift(np.int64(1), xs) if xs.any() else np.ones(len(xs), np.int64)
     c = np.ascontiguousarray
-    return sim_jit.ssm_scan(c(_i64(delta)), c(_i64(du)), c(_i64(bg)), c(_i64(C)), c(_i64(p["k_a"])),
+    shape = np.shape(delta) + (np.shape(bg)[-1],)
+    dA, hs = np.empty(shape, dA_dtype), np.empty(shape, h_dtype)
+    acc = sim_jit.ssm_scan(c(_i64(delta)), c(_i64(du)), c(_i64(bg)), c(_i64(C)), c(_i64(p["k_a"])),
                             int(p["p_shift"]), int(p["exp_frac_bits"]), c(_i64(p["exp_table"])),
                             c(x_mult), int(p["dA_frac_bits"]), int(p["h_min"]), int(p["h_max"]),
-                            c(_i64(p["h_read_shift"])), True)
+                            c(_i64(p["h_read_shift"])), dA, hs, True)
+    return dA, hs, acc
 
 
 def ssm_readout(h, C, u, u_zp: int, h_read_shift, d_q, d_shift: int, multiplier, shift,
@@ -623,8 +627,8 @@ class Simulator:
                                p["du_min"], p["du_max"])
         h_dtype = _NP[self.tensors[pre + ".h"]["dtype"]]
         if self.engine == "numba" and _ssm_jit_ok(p, delta, bg, C):
-            dA, hs, acc = _ssm_scan_jit(delta, du, bg, C, p)
-            hs = hs.astype(h_dtype)
+            dA, hs, acc = _ssm_scan_jit(delta, du, bg, C, p,
+                                        _NP[self.tensors[pre + ".dA"]["dtype"]], h_dtype)
             y = _ssm_readout_tail(acc, u, p["u_zp"], p["d_q"], p["d_shift"], p["y_multiplier"],
                                   p["y_shift"], p["y_min"], p["y_max"])
         else:
@@ -633,7 +637,10 @@ class Simulator:
             hs = _ssm_recurrence(dA, du, bg, p).astype(h_dtype)
             y = ssm_readout(hs, C, u, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],
                             p["y_multiplier"], p["y_shift"], p["y_min"], p["y_max"])
-        self._store(env, pre + ".dA", dA)
+        if dA.dtype == _NP[self.tensors[pre + ".dA"]["dtype"]]:
+            env[pre + ".dA"] = dA               # numba path: already stored in its dtype
+        else:
+            self._store(env, pre + ".dA", dA)
         self._store(env, pre + ".du", du)
         env[pre + ".h"] = hs
         self._store(env, y_name, y)

@@ -106,7 +106,7 @@ def test_ssm_scan_equals_numpy(seed, f_hbits, fb, p_shift, use_xs, use_hrs, extr
     delta = arr((B, T, E), 16, lo=0)
     du, bg, C = arr((B, T, E), 16), arr((B, T, N), 16), arr((B, T, N), 16)
     k_a = arr((E, N), 32, lo=0)
-    table = rng.integers(0, 1 << 15, 1 << fb, dtype=np.int64)
+    table = rng.integers(0, 1 << min(F + 1, 31), 1 << fb, dtype=np.int64)
     h_min, h_max = lim(hbits)
     p = dict(k_a=k_a, p_shift=p_shift, exp_frac_bits=fb, exp_table=table, dA_frac_bits=F,
              x_shift=rng.integers(0, 12, E) if use_xs else np.zeros(E, np.int64),
@@ -121,6 +121,11 @@ def test_ssm_scan_equals_numpy(seed, f_hbits, fb, p_shift, use_xs, use_hrs, extr
     got = S._ssm_scan_jit(delta, du, bg, C, p)
     for g, r in zip(got, (dA, hs, acc)):
         assert g.shape == r.shape and np.array_equal(g, r)
+    # stored in narrower dtypes: the same as numpy's astype (int16 dA wraps for Q(F) > 15)
+    h_dt = np.int16 if hbits == 16 else np.int32
+    got = S._ssm_scan_jit(delta, du, bg, C, p, np.int16, h_dt)
+    assert got[0].dtype == np.int16 and got[1].dtype == h_dt
+    assert np.array_equal(got[0], dA.astype(np.int16)) and np.array_equal(got[1], hs.astype(h_dt))
 
 
 _I32 = st.sampled_from([-(1 << 31), (1 << 31) - 1, 0, 1, -1, 1 << 30, -(1 << 30), 12345, -99999])
