@@ -84,10 +84,26 @@ def _mbqm_jit_ok(shift) -> bool:
     return sh.size == 0 or (sh.min() >= -62 and sh.max() <= 62)
 
 
-def _fully_connected_jit(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax):
+def _fc_weight_cache(weight) -> tuple:
+    """(W^T int64, W^T float64, max_o sum_k |W[o,k]|) of an (O, K) weight: the constant
+    parts of :func:`intmath.matmul_exact`'s product and exactness bound, computed once."""
+    wt = np.ascontiguousarray(_i64(weight).T)
+    return wt, wt.astype(np.float64), int(np.abs(wt).sum(axis=0).max()) if wt.size else 0
+
+
+def _fully_connected_jit(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax,
+                         wcache: tuple | None = None):
     """:func:`fully_connected` (MultiplyByQuantizedMultiplier form) with the requantize,
-    zero point and clamp fused in :func:`export.sim_jit.requantize_mbqm` (same integers)."""
-    acc = im.matmul_exact(_i64(x) - x_zp, _i64(weight).T)
+    zero point and clamp fused in :func:`export.sim_jit.requantize_mbqm` (same integers).
+    The product is :func:`intmath.matmul_exact`'s, with its weight-side constants taken
+    from ``wcache`` (:func:`_fc_weight_cache`): float64 BLAS when max|x - x_zp| * max_o
+    sum_k |W[o,k]| <= 2^53 (then exact, see matmul_exact), else int64."""
+    wt, wf, bsum = wcache if wcache is not None else _fc_weight_cache(weight)
+    xa = _i64(x) - x_zp
+    if xa.size and wt.size and max(abs(int(xa.max())), abs(int(xa.min()))) * bsum <= im.F64_EXACT:
+        acc = np.matmul(xa.astype(np.float64), wf).astype(np.int64)
+    else:
+        acc = im.matmul_exact(xa, wt)
     acc += _i64(bias)
     o = acc.shape[-1]
     m = np.ascontiguousarray(np.broadcast_to(_i64(multiplier), (o,)))
@@ -439,6 +455,7 @@ class Simulator:
         self.fe_params = {"meta": fe_meta["meta"],
                           "arrays": {k: bundle.arrays[f"frontend/{k}"] for k in fe_meta["arrays"]}}
         self._arr = {}
+        self._fc_cache: dict[str, tuple] = {}   # numba engine: fully-connected weight constants
         for op in self.ops:
             self._arr[op["name"]] = {k: _i64(bundle.arrays[v]) for k, v in op.get("arrays", {}).items()}
 
@@ -547,8 +564,11 @@ class Simulator:
         x = op["inputs"][0]
         single = p.get("requantize") == "requantize_single_round"
         if self.engine == "numba" and not single and _mbqm_jit_ok(a["shift"]):
+            wc = self._fc_cache.get(op["name"])
+            if wc is None:                      # benign race between threads: same value
+                wc = self._fc_cache[op["name"]] = _fc_weight_cache(a["weight"])
             y = _fully_connected_jit(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
-                                     a["shift"], self._zp(out), qmin, qmax)
+                                     a["shift"], self._zp(out), qmin, qmax, wc)
         else:
             y = fully_connected(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
                                 a["shift"], self._zp(out), qmin, qmax, single)
