@@ -50,7 +50,7 @@ def resolve_engine(engine: str) -> str:
 def _njit(fn):
     if not AVAILABLE:                                    # pragma: no cover
         return fn
-    return numba.njit(cache=True, nogil=True)(fn)
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
 
 
 # ---------------------------------------------------------------------------------------
