@@ -694,7 +694,7 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool,
     padded = np.pad(audio, ((0, 0), (PAD, PAD)), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP]
     if engine == "numba":
-        hb = sim_jit.hop_bits(audio.reshape(b * N_HOPS, HOP)).reshape(b, N_HOPS)
+        hb = sim_jit.hop_bits(np.ascontiguousarray(audio).reshape(b * N_HOPS, HOP)).reshape(b, N_HOPS)
     else:
         hb = fe_hop_bits(audio.reshape(b, N_HOPS, HOP))
     s = fe_block_shift(hb)
@@ -703,10 +703,11 @@ def _run_chunk(params: dict, audio: np.ndarray, keep: bool,
         # window + FFT + split + magnitude per frame, compiled (export/sim_jit.py mirrors
         # the numpy code below operation for operation; tests/test_sim_jit.py checks it)
         mag, v, zr, zi, xr, xi = sim_jit.fft_chain(
-            frames.reshape(f, N_FFT), s.reshape(f), window_natural(arr["window_stage1_q25"]),
+            np.ascontiguousarray(frames.reshape(f, N_FFT)), np.ascontiguousarray(s.reshape(f)),
+            window_natural(arr["window_stage1_q25"]),
             arr["fft_twiddles_q31"].astype(np.int64).reshape(63, 3, 2),
             arr["split_twiddles_q31"].astype(np.int64).reshape(127, 2),
-            np.asarray(arr["sqrt_table"], np.int64), keep)
+            np.ascontiguousarray(arr["sqrt_table"], np.int64), keep)   # C-contiguous: one compiled variant
         mag = mag.reshape(b, N_FRAMES, N_BINS)
         v, zr, zi, xr, xi = v.T, zr.T, zi.T, xr.T, xi.T       # frame-minor, as below
     else:
