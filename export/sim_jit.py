@@ -12,7 +12,8 @@ undefined where numpy clamps; none occurs: see each kernel). The one float opera
 :func:`export.intmath.magnitude_i32`.
 
 Kernels are compiled with ``cache=True`` (compiled once per machine, then loaded from
-``__pycache__``) and ``nogil=True`` (so ``Simulator.run(threads=N)`` runs chunks in
+``__pycache__``), ``error_model="numpy"`` (no zero-division checks: the one division,
+by 2 s0 >= 2^16, never divides by zero) and ``nogil=True`` (so ``Simulator.run(threads=N)`` runs chunks in
 parallel). :data:`AVAILABLE` is False when numba cannot be imported; callers then use the
 numpy reference (the engine ``"auto"`` does this silently).
 """

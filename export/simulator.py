@@ -25,6 +25,13 @@ BLAS when a bound computed from the operands proves that every partial sum is an
 below 2^53 (so every float64 addition and multiplication is exact, in any order), and in
 int64 otherwise; every accumulator is bounded below 2^31 by the quantizer's checks.
 :meth:`Simulator.run` works in chunks of :attr:`Simulator.chunk` clips (same integers).
+
+Engines: the numpy functions here are the reference. ``Simulator(bundle, engine="auto")``
+(the default) runs the hottest loops through the numba kernels of :mod:`export.sim_jit`
+instead (front-end window/FFT/split/magnitude, the SA-SSM dA + recurrence + readout sum,
+the fully-connected requantize), which compute the same integers (tests/test_sim_jit.py,
+benchmarks/simulator_digest.py); ``engine="numpy"`` forces the reference path, and "auto"
+falls back to it when numba is not installed.
 """
 
 from __future__ import annotations
@@ -257,17 +264,17 @@ def ssm_discretize(delta, u, u_zp: int, k_a, p_shift: int, exp_frac_bits: int, e
         the exponent -A delta log2 e in Q(fb));
         du (..., E) int64: clamp(MBQM(delta (u - u_zp), m, s)).
     """
-    return (ssm_discretize_dA(delta, k_a, p_shift, exp_frac_bits, exp_table),
-            ssm_discretize_du(delta, u, u_zp, du_multiplier, du_shift, du_min, du_max))
+    return (_ssm_discretize_dA(delta, k_a, p_shift, exp_frac_bits, exp_table),
+            _ssm_discretize_du(delta, u, u_zp, du_multiplier, du_shift, du_min, du_max))
 
 
-def ssm_discretize_dA(delta, k_a, p_shift: int, exp_frac_bits: int, exp_table) -> np.ndarray:
+def _ssm_discretize_dA(delta, k_a, p_shift: int, exp_frac_bits: int, exp_table) -> np.ndarray:
     """The dA half of :func:`ssm_discretize` (same args). Returns (..., E, N) int64."""
     p = im.round_shift_right32(im.mul_q16(_i64(k_a), _i64(delta)[..., :, None]), p_shift)
     return im.exp2_neg_lookup(p, exp_frac_bits, exp_table)
 
 
-def ssm_discretize_du(delta, u, u_zp: int, du_multiplier, du_shift, du_min: int, du_max: int):
+def _ssm_discretize_du(delta, u, u_zp: int, du_multiplier, du_shift, du_min: int, du_max: int):
     """The du half of :func:`ssm_discretize` (same args). Returns (..., E) int64."""
     return _clamp(im.multiply_by_quantized_multiplier(_i64(delta) * (_i64(u) - u_zp),
                                                       du_multiplier, du_shift), du_min, du_max)
@@ -643,7 +650,7 @@ class Simulator:
         p = self.ssm_params(op)
         u, delta, bg, C = env[u_name], env[delta_name], env[bg_name], env[c_name]
         # discretisation and readout are pointwise in time: all frames at once
-        du = ssm_discretize_du(delta, u, p["u_zp"], p["du_multiplier"], p["du_shift"],
+        du = _ssm_discretize_du(delta, u, p["u_zp"], p["du_multiplier"], p["du_shift"],
                                p["du_min"], p["du_max"])
         h_dtype = _NP[self.tensors[pre + ".h"]["dtype"]]
         if self.engine == "numba" and _ssm_jit_ok(p, delta, bg, C):
@@ -652,7 +659,7 @@ class Simulator:
             y = _ssm_readout_tail(acc, u, p["u_zp"], p["d_q"], p["d_shift"], p["y_multiplier"],
                                   p["y_shift"], p["y_min"], p["y_max"])
         else:
-            dA = ssm_discretize_dA(delta, p["k_a"], p["p_shift"], p["exp_frac_bits"],
+            dA = _ssm_discretize_dA(delta, p["k_a"], p["p_shift"], p["exp_frac_bits"],
                                    p["exp_table"])
             hs = _ssm_recurrence(dA, du, bg, p).astype(h_dtype)
             y = ssm_readout(hs, C, u, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],

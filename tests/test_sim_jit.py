@@ -86,7 +86,7 @@ def test_frontend_engines_agree_on_stress_clips(params, kind, k, amp, seed):
        st.sampled_from([1, 4, 12, 16]), st.integers(1, 20), st.booleans(), st.booleans(),
        st.booleans())
 def test_ssm_scan_equals_numpy(seed, f_hbits, fb, p_shift, use_xs, use_hrs, extremes):
-    """dA, h and the readout sum against ssm_discretize_dA + _ssm_recurrence + the einsum of
+    """dA, h and the readout sum against _ssm_discretize_dA + _ssm_recurrence + the einsum of
     ssm_readout, for int16/int32 states, several Q(F) of dA, x_shift and h_read_shift on or
     off, and operands at their type limits (int16 delta, int32 K, int16 du, int8/16 B~, C)."""
     rng = np.random.default_rng(seed)
@@ -113,7 +113,7 @@ def test_ssm_scan_equals_numpy(seed, f_hbits, fb, p_shift, use_xs, use_hrs, extr
              h_min=h_min, h_max=h_max,
              h_read_shift=rng.integers(0, 17, E) if use_hrs else np.zeros(E, np.int64))
     assert S._ssm_jit_ok(p, delta, bg, C)
-    dA = S.ssm_discretize_dA(delta, k_a, p_shift, fb, table)
+    dA = S._ssm_discretize_dA(delta, k_a, p_shift, fb, table)
     hs = S._ssm_recurrence(dA, du, bg, p)
     hrs = p["h_read_shift"]
     hr = im.round_shift_right(hs, hrs[:, None]) if hrs.any() else hs
