@@ -23,7 +23,12 @@ docs/FRONTEND.md); the column "float f32 FE" is the same model with
 of the float64 front end can be read beside the ratio. The ratio is against the fastest float
 configuration measured (float64 default or float32 front end, either scan).
 
-Run: ``python benchmarks/simulator_throughput.py [--clips 512] [--batch 128]``.
+The simulator engine is ``--engine`` (default auto = the numba kernels of
+``export/sim_jit.py`` when numba imports; ``numpy`` = the reference implementation, the
+same integers); the time of its first ``run()`` call (numba: compile, or load the on-disk
+cache) is printed per model.
+
+Run: ``python benchmarks/simulator_throughput.py [--clips 512] [--batch 128] [--engine numpy]``.
 """
 
 from __future__ import annotations
@@ -67,27 +72,35 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--models", nargs="+", default=["tiny", "small"])
+    ap.add_argument("--engine", default="auto", choices=["auto", "numba", "numpy"],
+                    help="simulator engine (export/sim_jit.py; numpy = the reference)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", AudioWarning)
     audio, names = Q.load_clip_folder(FIX / "speech_commands_test")
     audio = audio[np.linspace(0, len(audio) - 1, args.clips).astype(int)]
     print(f"{len(audio)} real clips, batch {args.batch}, torch {torch.__version__}, best of {args.repeat}, "
           f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}, simulator engine {args.engine}")
     print(f"{'model':6s} {'thr':>3s} {'simulator':>10s} {'(front end':>11s} {'network)':>9s} "
           f"{'float chunked':>14s} {'float loop':>11s} {'float f32 FE':>13s} {'sim / float':>12s}")
     for name in args.models:
         model = load_checkpoint(FIX / "upstream" / f"nanomamba_{name}.pt")
         bundle = Q.quantize_model(model, audio[:64], progress=False)
-        sim = Simulator(bundle)
-        fe = sim._fe.run_frontend(sim.fe_params, audio, intermediates=False)
+        sim = Simulator(bundle, engine=args.engine)
+        t0 = time.perf_counter()
+        sim.run(audio[:1], keep={"logits"})           # first call: numba compiles or loads its cache
+        first = time.perf_counter() - t0
+        fe = sim._fe.run_frontend(sim.fe_params, audio, intermediates=False, engine=sim.engine)
         x = torch.from_numpy(audio.astype(np.float32) / 32768.0)
         for threads in (1, 2):
             r_sim = clips_per_s(lambda a: sim.run(a, keep={"logits"}, frontend_intermediates=False,
                                                   threads=threads), audio, args.batch, args.repeat)
             r_fe = r_net = float("nan")
             if threads == 1:
-                r_fe = clips_per_s(lambda a: sim._fe.run_frontend(sim.fe_params, a, intermediates=False),
+                r_fe = clips_per_s(lambda a: sim._fe.run_frontend(sim.fe_params, a, intermediates=False,
+                                                                  chunk=sim.chunk if sim.engine == "numba"
+                                                                  else sim._fe.DEFAULT_CHUNK,
+                                                                  engine=sim.engine),
                                    audio, args.batch, args.repeat)
                 step = getattr(sim, "chunk", args.batch)      # run() works in chunks of this
                 r_net = clips_per_s(lambda idx: [sim.run_network(fe["features"][i], fe["snr_mel"][i])
@@ -109,8 +122,10 @@ def main(argv=None) -> int:
             best = max(max(rates.values()), r32)
             print(f"{name:6s} {threads:3d} {r_sim:10.1f} {r_fe:11.1f} {r_net:9.1f} {rates['chunked']:14.1f} "
                   f"{rates['loop']:11.1f} {r32:13.1f} {r_sim / best:11.2f}x", flush=True)
+        print(f"{name}: engine {sim.engine}, first run() call {first:.2f} s (numba: compile or cache load)")
     print("clips/s; 'sim / float' is against the fastest float configuration (either scan, "
-          "float64 or float32 front end) at the same thread count (goal >= 0.5x); 'float f32 FE': that scan with the float32 front end; "
+          "float64 or float32 front end) at the same thread count (goal >= 0.5x); "
+          "'float f32 FE': that scan with the float32 front end; "
           f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

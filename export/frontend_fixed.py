@@ -34,6 +34,7 @@ import numpy as np
 from nanomamba.errors import KwsError
 
 from . import intmath as im
+from . import sim_jit
 
 # --- fixed architecture of the front end (not per model) --------------------------------
 N_FFT = 512                  #: FFT size, samples
@@ -685,28 +686,44 @@ def _check_audio(audio) -> np.ndarray:
     return a
 
 
-def _run_chunk(params: dict, audio: np.ndarray, keep: bool) -> dict[str, np.ndarray]:
+def _run_chunk(params: dict, audio: np.ndarray, keep: bool,
+               engine: str = "numpy") -> dict[str, np.ndarray]:
     meta, arr = params["meta"], params["arrays"]
     b = audio.shape[0]
     out: dict[str, np.ndarray] = {}
     padded = np.pad(audio, ((0, 0), (PAD, PAD)), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP]
-    hb = fe_hop_bits(audio.reshape(b, N_HOPS, HOP))
+    if engine == "numba":
+        hb = sim_jit.hop_bits(np.ascontiguousarray(audio).reshape(b * N_HOPS, HOP)).reshape(b, N_HOPS)
+    else:
+        hb = fe_hop_bits(audio.reshape(b, N_HOPS, HOP))
     s = fe_block_shift(hb)
     f = b * N_FRAMES
-    # fe_window, fe_fft256, fe_rfft_split and fe_magnitude in frame-minor layout (sample or
-    # bin index first, the F frames contiguous): the same operations on the same integers,
-    # with long contiguous inner loops. The window is fe_window's arithmetic
-    # ((w * (x << k)) >> 16) written for this layout; fe_fft256 and fe_rfft_split wrap the
-    # same _fft256_cols / _rfft_split_cols helpers used here.
-    ft = np.ascontiguousarray(frames.transpose(2, 0, 1)).reshape(N_FFT, f)
-    v = ft.astype(np.int64)
-    v <<= s.reshape(1, f)
-    v *= window_natural(arr["window_stage1_q25"])[:, None]
-    v >>= 16
-    zr, zi = _fft256_cols(v[0::2], v[1::2], arr["fft_twiddles_q31"])
-    xr, xi = _rfft_split_cols(zr, zi, arr["split_twiddles_q31"])
-    mag = fe_magnitude(xr, xi, arr["sqrt_table"]).T.reshape(b, N_FRAMES, N_BINS)
+    if engine == "numba":
+        # window + FFT + split + magnitude per frame, compiled (export/sim_jit.py mirrors
+        # the numpy code below operation for operation; tests/test_sim_jit.py checks it)
+        mag, v, zr, zi, xr, xi = sim_jit.fft_chain(
+            np.ascontiguousarray(frames.reshape(f, N_FFT)), np.ascontiguousarray(s.reshape(f)),
+            window_natural(arr["window_stage1_q25"]),
+            arr["fft_twiddles_q31"].astype(np.int64).reshape(63, 3, 2),
+            arr["split_twiddles_q31"].astype(np.int64).reshape(127, 2),
+            np.ascontiguousarray(arr["sqrt_table"], np.int64), keep)   # C-contiguous: one compiled variant
+        mag = mag.reshape(b, N_FRAMES, N_BINS)
+        v, zr, zi, xr, xi = v.T, zr.T, zi.T, xr.T, xi.T       # frame-minor, as below
+    else:
+        # fe_window, fe_fft256, fe_rfft_split and fe_magnitude in frame-minor layout (sample or
+        # bin index first, the F frames contiguous): the same operations on the same integers,
+        # with long contiguous inner loops. The window is fe_window's arithmetic
+        # ((w * (x << k)) >> 16) written for this layout; fe_fft256 and fe_rfft_split wrap the
+        # same _fft256_cols / _rfft_split_cols helpers used here.
+        ft = np.ascontiguousarray(frames.transpose(2, 0, 1)).reshape(N_FFT, f)
+        v = ft.astype(np.int64)
+        v <<= s.reshape(1, f)
+        v *= window_natural(arr["window_stage1_q25"])[:, None]
+        v >>= 16
+        zr, zi = _fft256_cols(v[0::2], v[1::2], arr["fft_twiddles_q31"])
+        xr, xi = _rfft_split_cols(zr, zi, arr["split_twiddles_q31"])
+        mag = fe_magnitude(xr, xi, arr["sqrt_table"]).T.reshape(b, N_FRAMES, N_BINS)
     sparse = MelSparse(params)
     mel, log_mel = fe_mel_log(mag, s, sparse, arr["log2_table_q24"], arr["log_eps"])
     noise, denom, recip, rexp, wexp, wts = fe_noise_weights(
@@ -747,7 +764,7 @@ DEFAULT_CHUNK = 2
 
 
 def run_frontend(params: dict, audio: np.ndarray, *, intermediates: bool = True,
-                 chunk: int = DEFAULT_CHUNK) -> dict[str, np.ndarray]:
+                 chunk: int = DEFAULT_CHUNK, engine: str = "auto") -> dict[str, np.ndarray]:
     """Run the fixed-point front end on a batch of 1-s clips (vectorised over clips and frames).
 
     Args:
@@ -756,15 +773,20 @@ def run_frontend(params: dict, audio: np.ndarray, *, intermediates: bool = True,
         intermediates: return every intermediate (see :data:`INTERMEDIATES`; large:
             ~1 MB per clip); False returns only "features" and "snr_mel".
         chunk: clips processed at a time (bounds the working memory).
+        engine: "numpy" (the reference), "numba" (the window/FFT/split/magnitude chain
+            compiled by :mod:`export.sim_jit`, the same integers) or "auto" (numba when it
+            imports, else numpy).
     Returns:
         name -> array with the batch first, in the dtype the C uses; always
         "features" (B, 101, M) int16 (scale 2^-11) and "snr_mel" (B, 101, M) int8
         (scale 2^-6), as given in ``params["meta"]["outputs"]``.
     Raises:
         FrontendError: audio not int16 or not (B, 16000), or an empty batch.
+        ValueError: unknown engine, or "numba" without numba installed.
     """
     a = _check_audio(audio)
-    parts = [_run_chunk(params, a[i:i + chunk], intermediates) for i in range(0, a.shape[0], chunk)]
+    eng = sim_jit.resolve_engine(engine)
+    parts = [_run_chunk(params, a[i:i + chunk], intermediates, eng) for i in range(0, a.shape[0], chunk)]
     if not parts:
         raise FrontendError("audio: empty batch")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

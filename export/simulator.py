@@ -28,6 +28,13 @@ BLAS when a bound computed from the operands proves that every partial sum is an
 below 2^53 (so every float64 addition and multiplication is exact, in any order), and in
 int64 otherwise; every accumulator is bounded below 2^31 by the quantizer's checks.
 :meth:`Simulator.run` works in chunks of :attr:`Simulator.chunk` clips (same integers).
+
+Engines: the numpy functions here are the reference. ``Simulator(bundle, engine="auto")``
+(the default) runs the hottest loops through the numba kernels of :mod:`export.sim_jit`
+instead (front-end window/FFT/split/magnitude, the SA-SSM dA + recurrence + readout sum,
+the fully-connected requantize), which compute the same integers (tests/test_sim_jit.py,
+benchmarks/simulator_digest.py); ``engine="numpy"`` forces the reference path, and "auto"
+falls back to it when numba is not installed.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from typing import Iterable
 
 import numpy as np
 
-from export import frontend_fixed
+from export import frontend_fixed, sim_jit
 from export import intmath as im
 from nanomamba.errors import KwsError
 
@@ -79,6 +86,41 @@ def fully_connected(x, x_zp: int, weight, bias, multiplier, shift, out_zp: int, 
     acc += _i64(bias)
     rq = im.requantize_single_round if single_round else im.multiply_by_quantized_multiplier
     return _clamp(rq(acc, multiplier, shift) + out_zp, qmin, qmax)
+
+
+def _mbqm_jit_ok(shift) -> bool:
+    """True when :func:`export.sim_jit.requantize_mbqm` applies (its shifts in 0..62)."""
+    sh = _i64(shift)
+    return sh.size == 0 or (sh.min() >= -62 and sh.max() <= 62)
+
+
+def _fc_weight_cache(weight) -> tuple:
+    """(W^T int64, W^T float64, max_o sum_k |W[o,k]|) of an (O, K) weight: the constant
+    parts of :func:`intmath.matmul_exact`'s product and exactness bound, computed once."""
+    wt = np.ascontiguousarray(_i64(weight).T)
+    return wt, wt.astype(np.float64), int(np.abs(wt).sum(axis=0).max()) if wt.size else 0
+
+
+def _fully_connected_jit(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax,
+                         wcache: tuple | None = None):
+    """:func:`fully_connected` (MultiplyByQuantizedMultiplier form) with the requantize,
+    zero point and clamp fused in :func:`export.sim_jit.requantize_mbqm` (same integers).
+    The product is :func:`intmath.matmul_exact`'s, with its weight-side constants taken
+    from ``wcache`` (:func:`_fc_weight_cache`): float64 BLAS when max|x - x_zp| * max_o
+    sum_k |W[o,k]| <= 2^53 (then exact, see matmul_exact), else int64."""
+    wt, wf, bsum = wcache if wcache is not None else _fc_weight_cache(weight)
+    xa = _i64(x) - x_zp
+    if xa.size and wt.size and max(abs(int(xa.max())), abs(int(xa.min()))) * bsum <= im.F64_EXACT:
+        acc = np.matmul(xa.astype(np.float64), wf).astype(np.int64)
+    else:
+        acc = im.matmul_exact(xa, wt)
+    acc += _i64(bias)
+    o = acc.shape[-1]
+    m = np.ascontiguousarray(np.broadcast_to(_i64(multiplier), (o,)))
+    sh = np.ascontiguousarray(np.broadcast_to(_i64(shift), (o,)))
+    y = sim_jit.requantize_mbqm(np.ascontiguousarray(acc.reshape(-1, o)), m, sh, int(out_zp),
+                                int(qmin), int(qmax))
+    return y.reshape(acc.shape)
 
 
 def fully_connected_w16(x, x_zp, weight, bias, multiplier, shift, out_zp, qmin, qmax,
@@ -225,12 +267,20 @@ def ssm_discretize(delta, u, u_zp: int, k_a, p_shift: int, exp_frac_bits: int, e
         the exponent -A delta log2 e in Q(fb));
         du (..., E) int64: clamp(MBQM(delta (u - u_zp), m, s)).
     """
-    d = _i64(delta)
-    p = im.round_shift_right32(im.mul_q16(_i64(k_a), d[..., :, None]), p_shift)
-    dA = im.exp2_neg_lookup(p, exp_frac_bits, exp_table)
-    du = _clamp(im.multiply_by_quantized_multiplier(d * (_i64(u) - u_zp), du_multiplier, du_shift),
-                du_min, du_max)
-    return dA, du
+    return (_ssm_discretize_dA(delta, k_a, p_shift, exp_frac_bits, exp_table),
+            _ssm_discretize_du(delta, u, u_zp, du_multiplier, du_shift, du_min, du_max))
+
+
+def _ssm_discretize_dA(delta, k_a, p_shift: int, exp_frac_bits: int, exp_table) -> np.ndarray:
+    """The dA half of :func:`ssm_discretize` (same args). Returns (..., E, N) int64."""
+    p = im.round_shift_right32(im.mul_q16(_i64(k_a), _i64(delta)[..., :, None]), p_shift)
+    return im.exp2_neg_lookup(p, exp_frac_bits, exp_table)
+
+
+def _ssm_discretize_du(delta, u, u_zp: int, du_multiplier, du_shift, du_min: int, du_max: int):
+    """The du half of :func:`ssm_discretize` (same args). Returns (..., E) int64."""
+    return _clamp(im.multiply_by_quantized_multiplier(_i64(delta) * (_i64(u) - u_zp),
+                                                      du_multiplier, du_shift), du_min, du_max)
 
 
 def ssm_update(h, dA, du, B_gated, x_shift, dA_frac_bits: int, h_min: int, h_max: int) -> np.ndarray:
@@ -287,6 +337,38 @@ def _ssm_recurrence(dA, du, B_gated, p: dict) -> np.ndarray:
     return np.moveaxis(hs, 0, 1)
 
 
+def _ssm_jit_ok(p: dict, delta, bg, C) -> bool:
+    """True when :func:`export.sim_jit.ssm_scan` applies: its shift amounts are in 0..63,
+    K and delta within int32 / int16 (so mul_q16 cannot leave 2^47 and round_shift_right32
+    takes its plain branch, as in numpy), the exp table holds 2^fb entries; else the
+    numpy path runs (same integers, slower)."""
+    k_a = _i64(p["k_a"])
+    fb = int(p["exp_frac_bits"])
+    hrs = _i64(p["h_read_shift"])
+    d = np.asarray(delta)
+    return (0 <= int(p["p_shift"]) <= 62 and 0 <= int(p["dA_frac_bits"]) <= 62
+            and 1 <= fb <= 16 and len(p["exp_table"]) >= (1 << fb)
+            and (hrs.size == 0 or (hrs.min() >= 0 and hrs.max() <= 62))
+            and (k_a.size == 0 or (k_a.min() >= -(1 << 31) and k_a.max() < (1 << 31)))
+            and (d.size == 0 or (d.min() >= -(1 << 15) and d.max() < (1 << 15)))
+            and np.ndim(bg) == 3 and np.ndim(C) == 3)
+
+
+def _ssm_scan_jit(delta, du, bg, C, p: dict, dA_dtype=np.int64, h_dtype=np.int64):
+    """(dA, hs, readout sums) through :func:`export.sim_jit.ssm_scan` (see there); dA and
+    hs in the given dtypes (as numpy's astype of the int64 values would give them)."""
+    xs = _i64(p["x_shift"])
+    x_mult = np.left_shift(np.int64(1), xs) if xs.any() else np.ones(len(xs), np.int64)
+    c = np.ascontiguousarray
+    shape = np.shape(delta) + (np.shape(bg)[-1],)
+    dA, hs = np.empty(shape, dA_dtype), np.empty(shape, h_dtype)
+    acc = sim_jit.ssm_scan(c(_i64(delta)), c(_i64(du)), c(_i64(bg)), c(_i64(C)), c(_i64(p["k_a"])),
+                            int(p["p_shift"]), int(p["exp_frac_bits"]), c(_i64(p["exp_table"])),
+                            c(x_mult), int(p["dA_frac_bits"]), int(p["h_min"]), int(p["h_max"]),
+                            c(_i64(p["h_read_shift"])), dA, hs, True)
+    return dA, hs, acc
+
+
 def ssm_readout(h, C, u, u_zp: int, h_read_shift, d_q, d_shift: int, multiplier, shift,
                 qmin: int, qmax: int) -> np.ndarray:
     """SA-SSM output of one frame: y = sum_n C_n h_n + D u.
@@ -304,6 +386,11 @@ def ssm_readout(h, C, u, u_zp: int, h_read_shift, d_q, d_shift: int, multiplier,
     hrs = _i64(h_read_shift)
     hr = im.round_shift_right(_i64(h), hrs[:, None]) if hrs.any() else _i64(h)
     acc = np.einsum("...en,...n->...e", hr, _i64(C))
+    return _ssm_readout_tail(acc, u, u_zp, d_q, d_shift, multiplier, shift, qmin, qmax)
+
+
+def _ssm_readout_tail(acc, u, u_zp, d_q, d_shift, multiplier, shift, qmin, qmax):
+    """:func:`ssm_readout` after its int64 sum acc = sum_n C_n h'_n (..., E)."""
     dterm = im.round_shift_right(_i64(d_q) * (_i64(u) - u_zp), d_shift)
     acc = im.sat_add_int32(im.saturate_int32(acc), dterm)
     return _clamp(im.multiply_by_quantized_multiplier(acc, multiplier, shift), qmin, qmax)
@@ -365,13 +452,20 @@ class Simulator:
 
     Args:
         bundle: a loaded bundle (:func:`export.bundle.load_bundle`).
+        engine: "auto" (default: numba kernels when numba imports, else numpy), "numpy"
+            (the reference implementation) or "numba" (:mod:`export.sim_jit`: the front
+            end's window/FFT/split/magnitude chain and the SA-SSM dA/recurrence/readout
+            sum compiled; the same integers, checked by tests/test_sim_jit.py).
+    Raises:
+        ValueError: unknown engine, or "numba" without numba installed.
     """
 
     #: clips per internal chunk of :meth:`run` (working arrays stay cache-sized; the
     #: integers do not depend on it: clips are independent)
     chunk = 16
 
-    def __init__(self, bundle) -> None:
+    def __init__(self, bundle, engine: str = "auto") -> None:
+        self.engine = sim_jit.resolve_engine(engine)
         self.bundle = bundle
         self.meta = bundle.meta
         self.tensors = bundle.meta["tensors"]
@@ -381,6 +475,7 @@ class Simulator:
         self.fe_params = {"meta": fe_meta["meta"],
                           "arrays": {k: bundle.arrays[f"frontend/{k}"] for k in fe_meta["arrays"]}}
         self._arr = {}
+        self._fc_cache: dict[str, tuple] = {}   # numba engine: fully-connected weight constants
         for op in self.ops:
             self._arr[op["name"]] = {k: _i64(bundle.arrays[v]) for k, v in op.get("arrays", {}).items()}
 
@@ -449,7 +544,9 @@ class Simulator:
     def _run_one(self, audio, keep, frontend_intermediates):
         fe_out = self._fe.run_frontend(self.fe_params, audio,
                                        intermediates=frontend_intermediates,
-                                       chunk=frontend_fixed.DEFAULT_CHUNK)
+                                       chunk=(frontend_fixed.DEFAULT_CHUNK if self.engine == "numpy"
+                                              else self.chunk),   # numba: fewer, larger calls
+                                       engine=self.engine)
         env = {f"frontend.{k}": v for k, v in fe_out.items()}
         env["features"] = fe_out["features"]
         env["snr_mel"] = fe_out["snr_mel"]
@@ -485,9 +582,16 @@ class Simulator:
     def _op_fully_connected(self, op, env):
         p, out, qmin, qmax, a = self._io(op)
         x = op["inputs"][0]
-        y = fully_connected(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
-                            a["shift"], self._zp(out), qmin, qmax,
-                            p.get("requantize") == "requantize_single_round")
+        single = p.get("requantize") == "requantize_single_round"
+        if self.engine == "numba" and not single and _mbqm_jit_ok(a["shift"]):
+            wc = self._fc_cache.get(op["name"])
+            if wc is None:                      # benign race between threads: same value
+                wc = self._fc_cache[op["name"]] = _fc_weight_cache(a["weight"])
+            y = _fully_connected_jit(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
+                                     a["shift"], self._zp(out), qmin, qmax, wc)
+        else:
+            y = fully_connected(env[x], self._zp(x), a["weight"], a["bias"], a["multiplier"],
+                                a["shift"], self._zp(out), qmin, qmax, single)
         self._store(env, out, y)
 
     def _op_conv1d_depthwise(self, op, env):
@@ -562,16 +666,24 @@ class Simulator:
         p = self.ssm_params(op)
         u, delta, bg, C = env[u_name], env[delta_name], env[bg_name], env[c_name]
         # discretisation and readout are pointwise in time: all frames at once
-        dA, du = ssm_discretize(delta, u, p["u_zp"], p["k_a"], p["p_shift"], p["exp_frac_bits"],
-                                p["exp_table"], p["du_multiplier"], p["du_shift"], p["du_min"],
-                                p["du_max"])
-        B, T = delta.shape[:2]
-        E, N = p["k_a"].shape
+        du = _ssm_discretize_du(delta, u, p["u_zp"], p["du_multiplier"], p["du_shift"],
+                               p["du_min"], p["du_max"])
         h_dtype = _NP[self.tensors[pre + ".h"]["dtype"]]
-        hs = _ssm_recurrence(dA, du, bg, p).astype(h_dtype)
-        y = ssm_readout(hs, C, u, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],
-                        p["y_multiplier"], p["y_shift"], p["y_min"], p["y_max"])
-        self._store(env, pre + ".dA", dA)
+        if self.engine == "numba" and _ssm_jit_ok(p, delta, bg, C):
+            dA, hs, acc = _ssm_scan_jit(delta, du, bg, C, p,
+                                        _NP[self.tensors[pre + ".dA"]["dtype"]], h_dtype)
+            y = _ssm_readout_tail(acc, u, p["u_zp"], p["d_q"], p["d_shift"], p["y_multiplier"],
+                                  p["y_shift"], p["y_min"], p["y_max"])
+        else:
+            dA = _ssm_discretize_dA(delta, p["k_a"], p["p_shift"], p["exp_frac_bits"],
+                                   p["exp_table"])
+            hs = _ssm_recurrence(dA, du, bg, p).astype(h_dtype)
+            y = ssm_readout(hs, C, u, p["u_zp"], p["h_read_shift"], p["d_q"], p["d_shift"],
+                            p["y_multiplier"], p["y_shift"], p["y_min"], p["y_max"])
+        if dA.dtype == _NP[self.tensors[pre + ".dA"]["dtype"]]:
+            env[pre + ".dA"] = dA               # numba path: already stored in its dtype
+        else:
+            self._store(env, pre + ".dA", dA)
         self._store(env, pre + ".du", du)
         env[pre + ".h"] = hs
         self._store(env, y_name, y)
