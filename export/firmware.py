@@ -979,17 +979,27 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
         t_start = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+                                text=True, errors="replace", start_new_session=True)
         lines_q: queue.Queue = queue.Queue()
         err_chunks: list[str] = []
 
+        # Output that is not UTF-8 is decoded with U+FFFD (errors="replace"). A reader that
+        # fails anyway hands its exception to the main loop (never dies silently, which
+        # used to look like a hung firmware after `timeout` s).
         def pump_out() -> None:
-            for ln in proc.stdout:            # type: ignore[union-attr]
-                lines_q.put(ln)
-            lines_q.put(None)
+            try:
+                for ln in proc.stdout:            # type: ignore[union-attr]
+                    lines_q.put(ln)
+            except Exception as err:              # noqa: BLE001 - reported by the main loop
+                lines_q.put(err)
+            finally:
+                lines_q.put(None)
 
         def pump_err() -> None:
-            err_chunks.append(proc.stderr.read())   # type: ignore[union-attr]
+            try:
+                err_chunks.append(proc.stderr.read())   # type: ignore[union-attr]
+            except Exception as err:              # noqa: BLE001 - only feeds a message
+                err_chunks.append(f"(could not read QEMU's error output: {err})")
 
         threading.Thread(target=pump_out, daemon=True).start()
         threading.Thread(target=pump_err, daemon=True).start()
@@ -1016,6 +1026,9 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
                         f"{current()}; last output: {last}{where}") from None
                 if raw is None:
                     break
+                if isinstance(raw, Exception):
+                    raise FirmwareError(f"could not read the output of the firmware on "
+                                        f"{board.name}: {type(raw).__name__}: {raw}")
                 item = parse_line(raw)
                 if item is None:
                     continue

@@ -252,3 +252,39 @@ def test_demo_clip_on_a_qemu_board_is_checked_then_ignored_with_a_warning(tmp_pa
     clip = write_f32(tmp_path / "c.f32", np.zeros(16000, np.int16))
     with pytest.warns(UserWarning, match="--demo-clip ignored: mps2-an386"):
         build_firmware(standin_model_dir(), "mps2-an386", tmp_path / "b", demo_clip=clip)
+
+
+def test_firmware_output_that_is_not_utf8_is_read_not_a_hang(tmp_path, monkeypatch):
+    """QA: bytes that are not UTF-8 killed the output reader thread (UnicodeDecodeError),
+    then run waited `timeout` s for a "hung" firmware. A fake QEMU prints such bytes."""
+    import time
+    fake = tmp_path / "fake-qemu"
+    fake.write_text("#!/bin/sh\nprintf '\\377\\376 noise\\nKWS boot\\n\\377KWS x\\nKWS done\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("KWS_QEMU", str(fake))
+    t0 = time.monotonic()
+    res = fw.run_qemu(tmp_path, load_board("mps2-an386"), [np.zeros(16000, np.int16)],
+                      timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert [t for t, _ in res.lines] == ["boot", "done"]
+
+
+def test_output_reader_failure_is_reported(tmp_path, monkeypatch):
+    """A reader thread that fails hands the error over instead of dying silently."""
+    fake = tmp_path / "fake-qemu"
+    fake.write_text("#!/bin/sh\nprintf 'KWS boot\\n'; sleep 20\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("KWS_QEMU", str(fake))
+    real_popen = fw.subprocess.Popen
+
+    class Broken:
+        def __iter__(self):
+            raise OSError("read failed")
+
+    def popen(*a, **k):
+        p = real_popen(*a, **k)
+        p.stdout = Broken()
+        return p
+    monkeypatch.setattr(fw.subprocess, "Popen", popen)
+    with pytest.raises(fw.FirmwareError, match="could not read the output .*read failed"):
+        fw.run_qemu(tmp_path, load_board("mps2-an386"), [np.zeros(16000, np.int16)], timeout=30)
