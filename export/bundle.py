@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.fileio import umask_mode
+from export.fileio import make_parent, umask_mode
 from nanomamba.errors import KwsError
 
 FORMAT_NAME = "nanomamba-kws-bundle"
@@ -149,8 +149,11 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, *, force: bool = False)
         index[key] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "sha256": _sha(arr)}
     meta["arrays"] = index
     text = json.dumps(meta, indent=1, sort_keys=False, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise BundleError(f"{path}: cannot write the bundle: {err.strerror or err}") from None
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -46,7 +46,7 @@ import numpy as np
 from cmsis_stub import stub_root
 from export import __version__
 from export.boards import BOARDS_DIR, Board, BoardError, load_board, parse_board, uart_context
-from export.fileio import umask_mode
+from export.fileio import OutputPathError, check_output, make_parent, umask_mode
 from export.hostc import STRICT_CFLAGS, ToolError
 from firmware_templates import template_root
 from nanomamba.errors import KwsError
@@ -439,8 +439,11 @@ def _atomic_folder(out: Path, force: bool, fill: Callable[[Path], None]) -> None
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    make_parent(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as err:
+        raise OutputPathError(f"{out}: cannot write the output: {err.strerror or err}") from None
     try:
         fill(tmp)
         umask_mode(tmp)
@@ -518,6 +521,10 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
+    # never replace (or put the output around) the source; the output's folder must be
+    # creatable: both before compiling anything
+    check_output(out, True, expect="folder",
+                 inputs=[Path(source)] + ([Path(demo_clip)] if demo_clip is not None else []))
     if demo_clip is not None and board.output != "uart":
         _demo_clip(Path(demo_clip), 16000)        # a bad clip is still an error, not ignored
         warnings.warn(f"{demo_clip}: --demo-clip ignored: {board.name} reads its clips from "

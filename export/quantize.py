@@ -1122,9 +1122,9 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
     folder = Path(folder)
     if folder.exists() and not force:
         raise BundleError(f"{folder}: report folder already exists (use --force to overwrite)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    from export.fileio import make_parent, umask_mode
+    make_parent(folder)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    from export.fileio import umask_mode
     umask_mode(tmp)
     try:
         tens = bundle.meta["tensors"]
@@ -1207,6 +1207,10 @@ def quantize_checkpoint(checkpoint, out, *, calib=None, force: bool = False, rep
     report_dir = None if report is None else (Path(report) if report else out.with_name(out.name + ".report"))
     if report_dir is not None and report_dir.exists() and not force:
         raise BundleError(f"{report_dir}: report folder already exists (use --force to overwrite)")
+    from export.fileio import check_output
+    inputs = [Path(p) for p in (checkpoint, calib, eval_dir) if p is not None]
+    for dest in [out] + ([report_dir] if report_dir is not None else []):
+        check_output(dest, True, inputs=inputs)   # not an input; its folder can be made
     model = load_checkpoint(checkpoint)
     if calib is None:
         audio, names = generated_calibration_set()

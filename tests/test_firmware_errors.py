@@ -185,6 +185,9 @@ def test_run_json_output_is_checked_first_and_never_half_written(an386, tmp_path
     msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(existing)]))
     assert str(existing) in msg and "--force" in msg and existing.read_text() == "keep"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json",
+                                              "/proc/nope/j.json"]))
+    assert msg.startswith("error: /proc/nope/j.json: cannot create the output in /proc: ")
     nested = tmp_path / "new" / "dir" / "r.json"
     r = runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(nested)])
     assert r.exit_code == 0, r.output
