@@ -625,10 +625,64 @@ def read_manifest(build_dir: Path) -> dict:
     if not path.is_file() or not (build_dir / ELF).is_file():
         raise FirmwareError(f"{build_dir}: not a firmware build folder (no {MANIFEST} and "
                             f"{ELF}; make one with kws-export build)")
+    check_elf(build_dir / ELF)
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise FirmwareError(f"{path}: corrupt manifest ({err})") from None
+
+
+#: symbols every firmware built by :func:`build_firmware` has (entry, vector table, model).
+ELF_SYMBOLS = ("Reset_Handler", "kws_vectors", "main", "kws_run")
+
+
+def check_elf(elf: Path) -> None:
+    """Check that ``elf`` is a whole 32-bit little-endian ARM executable built by this tool,
+    before QEMU or a probe gets it (a damaged file made QEMU report a CPU lockup instead).
+
+    Checks (pyelftools): ELF header; ``e_machine`` EM_ARM, ELFCLASS32, little endian,
+    ET_EXEC; at least one PT_LOAD segment with contents; every segment and the section
+    header table inside the file (not truncated); a symbol table with :data:`ELF_SYMBOLS`.
+
+    Raises:
+        FirmwareError: ``{elf}: not a valid ARM ELF (<first problem>)``.
+    """
+    from elftools.common.exceptions import ELFError
+
+    def bad(why: str):
+        raise FirmwareError(f"{elf}: not a valid ARM ELF ({why}); rebuild with kws-export build")
+
+    try:
+        size = os.path.getsize(elf)
+        with open(elf, "rb") as fh:
+            if fh.read(4) != b"\x7fELF":
+                bad("no ELF header")
+            fh.seek(0)
+            from elftools.elf.elffile import ELFFile
+            e = ELFFile(fh)
+            if e["e_machine"] != "EM_ARM" or e.elfclass != 32 or not e.little_endian:
+                bad(f"machine {e['e_machine']}, {e.elfclass}-bit, "
+                    f"{'little' if e.little_endian else 'big'} endian")
+            if e["e_type"] != "ET_EXEC":
+                bad(f"type {e['e_type']}, not an executable")
+            if e["e_shoff"] + e["e_shnum"] * e["e_shentsize"] > size:
+                bad(f"truncated: {size} bytes")
+            loads = [g for g in e.iter_segments() if g["p_type"] == "PT_LOAD"]
+            if not any(g["p_filesz"] > 0 for g in loads):
+                bad("no loadable segment")
+            if any(g["p_offset"] + g["p_filesz"] > size for g in loads):
+                bad(f"truncated: {size} bytes")
+            symtab = e.get_section_by_name(".symtab")
+            if symtab is None:
+                bad("no symbol table")
+            names = {sym.name for sym in symtab.iter_symbols()}
+            missing = [n for n in ELF_SYMBOLS if n not in names]
+            if missing:
+                bad(f"no symbol {', '.join(missing)}: not a kws-export firmware")
+    except FirmwareError:
+        raise
+    except (ELFError, OSError, Exception) as err:   # noqa: BLE001 - any parse failure
+        bad(f"{type(err).__name__}: {str(err).splitlines()[0][:60] if str(err) else 'unreadable'}")
 
 
 # ---------------------------------------------------------------------------------------

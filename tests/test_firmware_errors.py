@@ -291,3 +291,21 @@ def test_output_reader_failure_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(fw.subprocess, "Popen", popen)
     with pytest.raises(fw.FirmwareError, match="could not read the output .*read failed"):
         fw.run_qemu(tmp_path, load_board("mps2-an386"), [np.zeros(16000, np.int16)], timeout=30)
+
+
+@needs_gcc
+@pytest.mark.parametrize("damage", ["truncated", "text", "host"])
+def test_damaged_elf_is_named_before_qemu(an386, tmp_path, damage):
+    """QA: a truncated or replaced firmware.elf made run/bench say "QEMU stopped ... Lockup"
+    without naming the file."""
+    import shutil
+    out = tmp_path / "fw"
+    shutil.copytree(an386, out)
+    elf = out / "firmware.elf"
+    data = elf.read_bytes()
+    elf.write_bytes({"truncated": data[:len(data) // 2], "text": b"not an elf\n",
+                     "host": Path(__import__("sys").executable).resolve().read_bytes()[:4096]}[damage])
+    clip = write_f32(tmp_path / "a.f32", np.zeros(16000, np.int16))
+    for args in (["run", str(out), str(clip)], ["bench", str(out)]):
+        line = _one_line_error(CliRunner().invoke(cli, args))
+        assert line.startswith(f"error: {elf}: not a valid ARM ELF ("), line
