@@ -1447,15 +1447,24 @@ def bench_firmware(build_dir: Path, *, clip: Path | None = None,
     Returns:
         :class:`BenchResult`.
     Raises:
-        as :func:`run_firmware`; BoardError when the float build is for another board.
+        as :func:`run_firmware`; BoardError when the float build is for another board;
+        FirmwareError when the float build's ``model.precision`` (firmware.json) is not
+        float32 (an int8 build as the baseline gave a meaningless 1.00x). Both are checked
+        before QEMU runs.
     """
-    col = bench_column(build_dir, clip=clip, timeout=timeout)
     fcol = None
     if float_build is not None:
+        main_m, float_m = read_manifest(build_dir), read_manifest(float_build)
+        if float_m["board"] != main_m["board"]:
+            raise BoardError(f"{float_build}: float32 build is for {float_m['board']}, the int8 "
+                             f"build for {main_m['board']}; bench them on the same board")
+        fprec = float_m.get("model", {}).get("precision", "int8")
+        if fprec != "float32":
+            raise FirmwareError(f"{float_build}: --float-build needs a float32 build, this one is "
+                                f"{fprec} (make one with kws-export build --precision float32)")
+    col = bench_column(build_dir, clip=clip, timeout=timeout)
+    if float_build is not None:
         fcol = bench_column(float_build, clip=clip, timeout=timeout)
-        if fcol.board != col.board:
-            raise BoardError(f"{float_build}: float32 build is for {fcol.board}, the int8 "
-                             f"build for {col.board}; bench them on the same board")
     if macs is None:
         macs = read_manifest(build_dir)["model"].get("macs_per_inference")
     return BenchResult(col, fcol, int(macs) if macs is not None else None)
