@@ -97,6 +97,8 @@ def check_output(path: os.PathLike | str, force: bool, expect: str | None = None
     path = Path(path)
     out = Path(os.path.realpath(path))
     for inp in inputs:
+        if not isinstance(inp, (str, os.PathLike)):
+            continue                      # an in-memory source (e.g. a Bundle object)
         src = Path(os.path.realpath(inp))
         if src == out or out in src.parents:
             what = "is" if src == out else "contains"
