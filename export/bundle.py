@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -47,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.fileio import umask_mode
+from export.fileio import make_parent, umask_mode
 from nanomamba.errors import KwsError
 
 FORMAT_NAME = "nanomamba-kws-bundle"
@@ -148,8 +149,11 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, *, force: bool = False)
         index[key] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "sha256": _sha(arr)}
     meta["arrays"] = index
     text = json.dumps(meta, indent=1, sort_keys=False, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise BundleError(f"{path}: cannot write the bundle: {err.strerror or err}") from None
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -181,7 +185,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         BundleError (one line, naming the file): missing file; not a bundle (not a zip/npz,
         no ``__bundle__`` metadata, other format); a newer, older or unknown format version
         (says which version it is and which this tool reads); corrupt metadata or arrays
-        (missing, unreadable, CRC, dtype/shape/sha256 mismatch).
+        (missing, unreadable, CRC, dtype/shape/sha256 mismatch); metadata that fails
+        :func:`check_bundle_meta` (names the first problem).
     """
     path = Path(path)
     if not path.exists():
@@ -222,8 +227,13 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
             raise BundleError(f"{path}: bundle format version {version} is older than this tool "
                               f"reads (version {FORMAT_VERSION}: the label ops); re-run "
                               f"kws-export quantize")
+        index = meta.get("arrays")
+        if not isinstance(index, dict) or not all(
+                isinstance(v, dict) and {"dtype", "shape", "sha256"} <= set(v) for v in index.values()):
+            raise BundleError(f"{path}: invalid bundle metadata: 'arrays' must be an object of "
+                              f"{{dtype, shape, sha256}} entries")
         arrays = {}
-        for key, spec in meta.get("arrays", {}).items():
+        for key, spec in index.items():
             if key not in npz.files:
                 raise BundleError(f"{path}: corrupt bundle: array '{key}' is missing")
             try:
@@ -236,4 +246,183 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                 raise BundleError(f"{path}: corrupt bundle: array '{key}' does not match its "
                                   f"recorded dtype/shape/sha256")
             arrays[key] = arr
+    check_bundle_meta(meta, arrays, path)
     return Bundle(meta=meta, arrays=arrays, path=path)
+
+
+#: op type (the simulator's ``Simulator._op_<type>``) -> the kernel names it may carry (the
+#: C kernels of firmware_templates/kernels/kws_nn*.c). tests/test_bundle.py checks the types
+#: against the simulator.
+KERNELS = {
+    "fully_connected": ("fully_connected", "fully_connected_w16"),
+    "conv1d_depthwise": ("conv1d_depthwise_step", "conv1d_depthwise_step_w16"),
+    "layer_norm": ("layer_norm",),
+    "lut": ("lut_s8", "lut_s16"),
+    "add": ("residual_add", "elementwise_add"),
+    "mul": ("elementwise_mul",),
+    "mean": ("mean_pool_accumulate",),
+    "argmax": ("argmax_s32",),
+    "sa_ssm": ("sa_ssm_step",),
+}
+_CONFIG_KEYS = ("d_model", "d_inner", "d_state", "d_conv", "n_layers", "n_mels", "n_classes")
+_TENSOR_DTYPES = ("int8", "int16", "int32")
+
+
+def check_bundle_meta(meta: dict, arrays: dict, path: str | os.PathLike) -> None:
+    """The schema check of a bundle's metadata (the one place; :func:`load_bundle` calls it).
+
+    Checks the types and required keys of every section a later stage reads (``model``,
+    ``model.config``, ``frontend``, ``tensors``, ``ops``, ``float``), and the cheap
+    consistency rules: ``len(model.labels) == config.n_classes``; the front-end geometry is
+    the one export/frontend_fixed.py implements (n_fft 512, hop 160, 16,000-sample clips,
+    n_frames, n_bins; n_mels as in the config); every op's ``type`` is a simulator op and its
+    ``kernel`` one of that type's kernels (:data:`KERNELS`); op names unique, stages "frame"
+    or "clip", every op input/output a declared tensor, every array key stored; every
+    tensor's dtype int8/int16/int32, scale(s) positive and finite, integer zero_point, shape
+    a list of positive ints (one scale per channel when per-channel); ``features``/
+    ``snr_mel`` of shape [n_mels], ``logits`` [n_classes]; fully-connected weights of shape
+    (rows, cols) matching their input and output tensors.
+
+    Args:
+        meta: the decoded ``__bundle__`` JSON (a dict).
+        arrays: the stored arrays (key -> ndarray).
+        path: the bundle file, for the message.
+    Raises:
+        BundleError: ``{path}: invalid bundle metadata: <first problem>``.
+    """
+    from export import frontend_fixed as ff      # numpy only; imported here: no cycle
+
+    def bad(msg: str):
+        raise BundleError(f"{path}: invalid bundle metadata: {msg}")
+
+    def get(d: dict, key: str, kind, where: str):
+        if key not in d:
+            bad(f"{where} has no '{key}'")
+        v = d[key]
+        ok = {"dict": isinstance(v, dict), "list": isinstance(v, list),
+              "str": isinstance(v, str), "bool": isinstance(v, bool),
+              "int": isinstance(v, int) and not isinstance(v, bool),
+              "posint": isinstance(v, int) and not isinstance(v, bool) and v > 0,
+              "number": isinstance(v, (int, float)) and not isinstance(v, bool)
+              and math.isfinite(v)}[kind]
+        if not ok:
+            what = {"dict": "an object", "list": "a list", "str": "a string", "bool": "a boolean",
+                    "int": "an integer", "posint": "a positive integer",
+                    "number": "a finite number"}[kind]
+            bad(f"{where}.{key} must be {what}, not {json.dumps(v)[:40]}")
+        return v
+
+    def str_list(v, where):
+        if not all(isinstance(x, str) for x in v):
+            bad(f"{where} must be a list of strings")
+        return v
+
+    model = get(meta, "model", "dict", "bundle")
+    frontend = get(meta, "frontend", "dict", "bundle")
+    tensors = get(meta, "tensors", "dict", "bundle")
+    ops = get(meta, "ops", "list", "bundle")
+    fkeys = str_list(get(meta, "float", "list", "bundle"), "float")
+    get(model, "sha256", "str", "model")
+    cfg = get(model, "config", "dict", "model")
+    c = {k: get(cfg, k, "posint", "model.config") for k in _CONFIG_KEYS}
+    labels = str_list(get(model, "labels", "list", "model"), "model.labels")
+    if len(labels) != c["n_classes"]:
+        bad(f"model.labels has {len(labels)} entries, model.config.n_classes is {c['n_classes']}")
+    n_frames = get(model, "n_frames", "posint", "model")
+
+    # front end: the geometry is fixed by export/frontend_fixed.py
+    fm = get(frontend, "meta", "dict", "frontend")
+    for name in str_list(get(frontend, "arrays", "list", "frontend"), "frontend.arrays"):
+        if f"frontend/{name}" not in arrays:
+            bad(f"frontend array '{name}' is not stored")
+    want = {"clip_samples": ff.CLIP, "n_fft": ff.N_FFT, "hop": ff.HOP, "n_frames": ff.N_FRAMES,
+            "n_bins": ff.N_BINS, "n_mels": c["n_mels"], "noise_frames": ff.NOISE_FRAMES}
+    for key, value in want.items():
+        if get(fm, key, "int", "frontend.meta") != value:
+            bad(f"frontend.meta.{key} is {fm[key]}, this front end has {value}")
+    if n_frames != ff.N_FRAMES:
+        bad(f"model.n_frames is {n_frames}, the front end makes {ff.N_FRAMES}")
+    for key in ("version", "mel_nnz", "window_frac", "twiddle_frac", "mel_weight_frac",
+                "mag_float_shift", "mel_float_shift", "log_frac", "log_bits", "snr_bits",
+                "snr_weight_bits", "tanh_in_frac", "snr_code_step", "feature_frac",
+                "noise_mult", "noise_shift", "snr_eps", "norm_eps"):
+        get(fm, key, "int", "frontend.meta")
+    get(fm, "noise_scale_abs", "number", "frontend.meta")
+    outs = get(fm, "outputs", "dict", "frontend.meta")
+    for key in ("features", "snr_mel"):
+        o = get(outs, key, "dict", "frontend.meta.outputs")
+        get(o, "zero_point", "int", f"frontend.meta.outputs.{key}")
+        if get(o, "scale", "number", f"frontend.meta.outputs.{key}") <= 0:
+            bad(f"frontend.meta.outputs.{key}.scale must be positive")
+
+    # tensors
+    for name, t in tensors.items():
+        w = f"tensors.{name}"
+        if not isinstance(t, dict):
+            bad(f"{w} must be an object")
+        if get(t, "dtype", "str", w) not in _TENSOR_DTYPES:
+            bad(f"{w}.dtype is {t['dtype']!r}, expected one of {', '.join(_TENSOR_DTYPES)}")
+        shape = get(t, "shape", "list", w)
+        if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                for n in shape):
+            bad(f"{w}.shape must be a non-empty list of positive integers, not {shape}")
+        get(t, "per_frame", "bool", w)
+        get(t, "zero_point", "int", w)
+        if "scale" not in t:
+            bad(f"{w} has no 'scale'")
+        scales = t["scale"] if isinstance(t["scale"], list) else [t["scale"]]
+        if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool)
+                                 and math.isfinite(s) and s > 0 for s in scales):
+            bad(f"{w}.scale must be positive and finite, not {json.dumps(t['scale'])[:40]}")
+    want_shape = {"features": [c["n_mels"]], "snr_mel": [c["n_mels"]],
+                  "logits": [c["n_classes"]]}
+    for name, shape in want_shape.items():
+        if name not in tensors:
+            bad(f"tensors has no '{name}'")
+        if tensors[name]["shape"] != shape:
+            bad(f"tensors.{name}.shape is {tensors[name]['shape']}, the config says {shape}")
+
+    # ops
+    if not ops:
+        bad("ops is empty")
+    seen = set()
+    for i, op in enumerate(ops):
+        if not isinstance(op, dict):
+            bad(f"ops[{i}] must be an object")
+        name = get(op, "name", "str", f"ops[{i}]")
+        w = f"op '{name}'"
+        if name in seen:
+            bad(f"two ops are called '{name}'")
+        seen.add(name)
+        typ = get(op, "type", "str", w)
+        if typ not in KERNELS:
+            bad(f"{w}: unknown op type {typ!r} (the simulator has {', '.join(KERNELS)})")
+        if get(op, "kernel", "str", w) not in KERNELS[typ]:
+            bad(f"{w}: unknown kernel {op['kernel']!r} for a {typ} op "
+                f"(known: {', '.join(KERNELS[typ])})")
+        if get(op, "stage", "str", w) not in ("frame", "clip"):
+            bad(f"{w}: stage must be 'frame' or 'clip', not {op['stage']!r}")
+        for key in ("inputs", "outputs"):
+            for t in str_list(get(op, key, "list", w), f"{w}.{key}"):
+                if t not in tensors:
+                    bad(f"{w}: {key[:-1]} tensor '{t}' is not declared in tensors")
+        get(op, "params", "dict", w)
+        get(op, "state", "dict", w)
+        for param, key in get(op, "arrays", "dict", w).items():
+            if not isinstance(key, str) or key not in arrays:
+                bad(f"{w}: array '{param}' ({key}) is not stored")
+        if typ == "fully_connected":
+            rows = get(op["params"], "rows", "posint", f"{w}.params")
+            cols = get(op["params"], "cols", "posint", f"{w}.params")
+            if "weight" not in op["arrays"]:
+                bad(f"{w} has no weight array")
+            wshape = tuple(arrays[op["arrays"]["weight"]].shape)
+            ishape = tensors[op["inputs"][0]]["shape"] if op["inputs"] else None
+            oshape = tensors[op["outputs"][0]]["shape"] if op["outputs"] else None
+            if wshape != (rows, cols) or not ishape or ishape[-1] != cols \
+                    or not oshape or oshape[-1] != rows:
+                bad(f"{w}: weight {list(wshape)}, rows x cols {rows} x {cols}, input shape "
+                    f"{ishape} and output shape {oshape} disagree")
+    for key in fkeys:
+        if f"float/{key}" not in arrays:
+            bad(f"float array '{key}' is not stored")

@@ -45,7 +45,8 @@ def main() -> None:
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--audio", "audio", type=click.Path(path_type=Path), multiple=True,
-              help="Clip(s) to classify with the float model (WAV, FLAC or raw .f32).")
+              help="Clip to classify with the float model (WAV, FLAC or raw .f32); repeat "
+              "--audio for each clip.")
 @handle_errors
 def info(checkpoint: Path, audio: tuple[Path, ...]) -> None:
     """Describe a checkpoint: config, parameters, MACs; classify clips with --audio."""

@@ -912,7 +912,7 @@ def generate_c(source, out_dir, *, force: bool = False, argv: Sequence[str] | No
     from export.fileio import check_output
     from firmware_templates import template_root
     out_dir = Path(out_dir)
-    check_output(out_dir, force, expect="folder")
+    check_output(out_dir, force, expect="folder", inputs=[source])
     bundle = load_source(source, progress=progress)
     plan = plan_model(bundle, variant)
     files = render(plan, argv)

@@ -401,7 +401,7 @@ def generate_float_c(source, out_dir, *, force: bool = False,
         :func:`plan_float`.
     """
     out_dir = Path(out_dir)
-    check_output(out_dir, force)
+    check_output(out_dir, force, inputs=[source])
     model = load_float_source(source)
     plan = plan_float(model)
     files = render_float(plan, argv)

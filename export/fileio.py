@@ -20,6 +20,52 @@ class OutputExistsError(KwsError):
     """The output path exists and ``--force`` was not given."""
 
 
+class OutputPathError(KwsError):
+    """The output cannot be created where asked (its folder cannot be made or written)."""
+
+
+def check_parent_writable(path: os.PathLike | str) -> None:
+    """Refuse an output whose folder can neither be found nor created, before any work.
+
+    Probes the nearest existing ancestor of ``path``'s folder by creating (and removing) an
+    empty temp folder in it, so read-only or virtual file systems (``/proc``) are caught
+    as well as missing permissions. Creates nothing that stays.
+
+    Raises:
+        OutputPathError: ``{path}: cannot create the output ...`` (names the ancestor and
+            the OS reason).
+    """
+    anc = Path(os.path.abspath(path)).parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputPathError(f"{path}: cannot create the output: {anc} is not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=anc, prefix=".kws-probe-"))
+    except OSError as err:
+        raise OutputPathError(f"{path}: cannot create the output in {anc}: "
+                              f"{err.strerror or err}") from None
+
+
+def make_parent(path: os.PathLike | str) -> Path:
+    """``mkdir -p`` of ``path``'s folder; returns that folder.
+
+    Raises:
+        OutputPathError: the folder cannot be created (OS reason in the message).
+    """
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputPathError(f"{path}: cannot create the output folder {parent}: "
+                              f"{err.strerror or err}") from None
+    return parent
+
+
+def _os_error(path, err: OSError) -> OutputPathError:
+    return OutputPathError(f"{path}: cannot write the output: {err.strerror or err}")
+
+
 def umask_mode(path: os.PathLike | str) -> None:
     """Give a finished temp file 0o666 (folder: 0o777) minus the process umask.
 
@@ -31,19 +77,33 @@ def umask_mode(path: os.PathLike | str) -> None:
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
 
 
-def check_output(path: os.PathLike | str, force: bool, expect: str | None = None) -> Path:
-    """Refuse an existing output unless ``force``.
+def check_output(path: os.PathLike | str, force: bool, expect: str | None = None,
+                 inputs: "list[os.PathLike | str] | tuple" = ()) -> Path:
+    """Refuse an existing output unless ``force``, an output that is or contains one of the
+    ``inputs``, and an output whose folder cannot be created (:func:`check_parent_writable`).
 
     Args:
         path: the output file or folder.
         force: replace an existing output.
         expect: "file" or "folder": refuse an existing path of the other kind even with
             ``force`` (``--force`` never turns a folder into a file or a file into a folder).
+        inputs: the command's input files/folders: replacing the output must never delete
+            one of them, even with ``force``.
     Raises:
         OutputExistsError: ``path`` exists and not ``force`` (message names --force), or is
-            of the other kind than ``expect``.
+            of the other kind than ``expect``, or is (or contains) an input.
+        OutputPathError: the folder of ``path`` cannot be created.
     """
     path = Path(path)
+    out = Path(os.path.realpath(path))
+    for inp in inputs:
+        if not isinstance(inp, (str, os.PathLike)):
+            continue                      # an in-memory source (e.g. a Bundle object)
+        src = Path(os.path.realpath(inp))
+        if src == out or out in src.parents:
+            what = "is" if src == out else "contains"
+            raise OutputExistsError(f"{path}: the output {what} the input {inp}; "
+                                    f"choose another output path")
     if expect == "file" and path.is_dir():
         raise OutputExistsError(f"{path}: is a directory, expected a file name")
     if expect == "folder" and path.exists() and not path.is_dir():
@@ -51,6 +111,7 @@ def check_output(path: os.PathLike | str, force: bool, expect: str | None = None
     if path.exists() and not force:
         kind = "folder" if path.is_dir() else "file"
         raise OutputExistsError(f"{path}: output {kind} exists; use --force to overwrite it")
+    check_parent_writable(path)
     return path
 
 
@@ -59,10 +120,14 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, force: bool = Fa
 
     Raises:
         OutputExistsError: ``path`` exists and not ``force``.
+        OutputPathError: the folder of ``path`` cannot be created or written.
     """
     path = check_output(path, force, expect="file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _os_error(path, err) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -88,10 +153,14 @@ def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterat
 
     Raises:
         OutputExistsError: ``path`` exists and not ``force``.
+        OutputPathError: the folder of ``path`` cannot be created or written.
     """
     path = check_output(path, force, expect="folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    make_parent(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as err:
+        raise _os_error(path, err) from None
     try:
         yield tmp
         umask_mode(tmp)

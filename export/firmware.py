@@ -46,7 +46,7 @@ import numpy as np
 from cmsis_stub import stub_root
 from export import __version__
 from export.boards import BOARDS_DIR, Board, BoardError, load_board, parse_board, uart_context
-from export.fileio import umask_mode
+from export.fileio import OutputPathError, check_output, make_parent, umask_mode
 from export.hostc import STRICT_CFLAGS, ToolError
 from firmware_templates import template_root
 from nanomamba.errors import KwsError
@@ -439,8 +439,11 @@ def _atomic_folder(out: Path, force: bool, fill: Callable[[Path], None]) -> None
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    make_parent(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as err:
+        raise OutputPathError(f"{out}: cannot write the output: {err.strerror or err}") from None
     try:
         fill(tmp)
         umask_mode(tmp)
@@ -518,6 +521,10 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
+    # never replace (or put the output around) the source; the output's folder must be
+    # creatable: both before compiling anything
+    check_output(out, True, expect="folder",
+                 inputs=[Path(source)] + ([Path(demo_clip)] if demo_clip is not None else []))
     if demo_clip is not None and board.output != "uart":
         _demo_clip(Path(demo_clip), 16000)        # a bad clip is still an error, not ignored
         warnings.warn(f"{demo_clip}: --demo-clip ignored: {board.name} reads its clips from "
@@ -618,10 +625,64 @@ def read_manifest(build_dir: Path) -> dict:
     if not path.is_file() or not (build_dir / ELF).is_file():
         raise FirmwareError(f"{build_dir}: not a firmware build folder (no {MANIFEST} and "
                             f"{ELF}; make one with kws-export build)")
+    check_elf(build_dir / ELF)
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise FirmwareError(f"{path}: corrupt manifest ({err})") from None
+
+
+#: symbols every firmware built by :func:`build_firmware` has (entry, vector table, model).
+ELF_SYMBOLS = ("Reset_Handler", "kws_vectors", "main", "kws_run")
+
+
+def check_elf(elf: Path) -> None:
+    """Check that ``elf`` is a whole 32-bit little-endian ARM executable built by this tool,
+    before QEMU or a probe gets it (a damaged file made QEMU report a CPU lockup instead).
+
+    Checks (pyelftools): ELF header; ``e_machine`` EM_ARM, ELFCLASS32, little endian,
+    ET_EXEC; at least one PT_LOAD segment with contents; every segment and the section
+    header table inside the file (not truncated); a symbol table with :data:`ELF_SYMBOLS`.
+
+    Raises:
+        FirmwareError: ``{elf}: not a valid ARM ELF (<first problem>)``.
+    """
+    from elftools.common.exceptions import ELFError
+
+    def bad(why: str):
+        raise FirmwareError(f"{elf}: not a valid ARM ELF ({why}); rebuild with kws-export build")
+
+    try:
+        size = os.path.getsize(elf)
+        with open(elf, "rb") as fh:
+            if fh.read(4) != b"\x7fELF":
+                bad("no ELF header")
+            fh.seek(0)
+            from elftools.elf.elffile import ELFFile
+            e = ELFFile(fh)
+            if e["e_machine"] != "EM_ARM" or e.elfclass != 32 or not e.little_endian:
+                bad(f"machine {e['e_machine']}, {e.elfclass}-bit, "
+                    f"{'little' if e.little_endian else 'big'} endian")
+            if e["e_type"] != "ET_EXEC":
+                bad(f"type {e['e_type']}, not an executable")
+            if e["e_shoff"] + e["e_shnum"] * e["e_shentsize"] > size:
+                bad(f"truncated: {size} bytes")
+            loads = [g for g in e.iter_segments() if g["p_type"] == "PT_LOAD"]
+            if not any(g["p_filesz"] > 0 for g in loads):
+                bad("no loadable segment")
+            if any(g["p_offset"] + g["p_filesz"] > size for g in loads):
+                bad(f"truncated: {size} bytes")
+            symtab = e.get_section_by_name(".symtab")
+            if symtab is None:
+                bad("no symbol table")
+            names = {sym.name for sym in symtab.iter_symbols()}
+            missing = [n for n in ELF_SYMBOLS if n not in names]
+            if missing:
+                bad(f"no symbol {', '.join(missing)}: not a kws-export firmware")
+    except FirmwareError:
+        raise
+    except (ELFError, OSError, Exception) as err:   # noqa: BLE001 - any parse failure
+        bad(f"{type(err).__name__}: {str(err).splitlines()[0][:60] if str(err) else 'unreadable'}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -979,17 +1040,27 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
         t_start = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+                                text=True, errors="replace", start_new_session=True)
         lines_q: queue.Queue = queue.Queue()
         err_chunks: list[str] = []
 
+        # Output that is not UTF-8 is decoded with U+FFFD (errors="replace"). A reader that
+        # fails anyway hands its exception to the main loop (never dies silently, which
+        # used to look like a hung firmware after `timeout` s).
         def pump_out() -> None:
-            for ln in proc.stdout:            # type: ignore[union-attr]
-                lines_q.put(ln)
-            lines_q.put(None)
+            try:
+                for ln in proc.stdout:            # type: ignore[union-attr]
+                    lines_q.put(ln)
+            except Exception as err:              # noqa: BLE001 - reported by the main loop
+                lines_q.put(err)
+            finally:
+                lines_q.put(None)
 
         def pump_err() -> None:
-            err_chunks.append(proc.stderr.read())   # type: ignore[union-attr]
+            try:
+                err_chunks.append(proc.stderr.read())   # type: ignore[union-attr]
+            except Exception as err:              # noqa: BLE001 - only feeds a message
+                err_chunks.append(f"(could not read QEMU's error output: {err})")
 
         threading.Thread(target=pump_out, daemon=True).start()
         threading.Thread(target=pump_err, daemon=True).start()
@@ -1016,6 +1087,9 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
                         f"{current()}; last output: {last}{where}") from None
                 if raw is None:
                     break
+                if isinstance(raw, Exception):
+                    raise FirmwareError(f"could not read the output of the firmware on "
+                                        f"{board.name}: {type(raw).__name__}: {raw}")
                 item = parse_line(raw)
                 if item is None:
                     continue
@@ -1373,15 +1447,24 @@ def bench_firmware(build_dir: Path, *, clip: Path | None = None,
     Returns:
         :class:`BenchResult`.
     Raises:
-        as :func:`run_firmware`; BoardError when the float build is for another board.
+        as :func:`run_firmware`; BoardError when the float build is for another board;
+        FirmwareError when the float build's ``model.precision`` (firmware.json) is not
+        float32 (an int8 build as the baseline gave a meaningless 1.00x). Both are checked
+        before QEMU runs.
     """
-    col = bench_column(build_dir, clip=clip, timeout=timeout)
     fcol = None
     if float_build is not None:
+        main_m, float_m = read_manifest(build_dir), read_manifest(float_build)
+        if float_m["board"] != main_m["board"]:
+            raise BoardError(f"{float_build}: float32 build is for {float_m['board']}, the int8 "
+                             f"build for {main_m['board']}; bench them on the same board")
+        fprec = float_m.get("model", {}).get("precision", "int8")
+        if fprec != "float32":
+            raise FirmwareError(f"{float_build}: --float-build needs a float32 build, this one is "
+                                f"{fprec} (make one with kws-export build --precision float32)")
+    col = bench_column(build_dir, clip=clip, timeout=timeout)
+    if float_build is not None:
         fcol = bench_column(float_build, clip=clip, timeout=timeout)
-        if fcol.board != col.board:
-            raise BoardError(f"{float_build}: float32 build is for {fcol.board}, the int8 "
-                             f"build for {col.board}; bench them on the same board")
     if macs is None:
         macs = read_manifest(build_dir)["model"].get("macs_per_inference")
     return BenchResult(col, fcol, int(macs) if macs is not None else None)

@@ -1055,7 +1055,8 @@ def export_onnx(source: str | os.PathLike, out_dir: str | os.PathLike, *, scan: 
     """
     from export.fileio import atomic_output_dir, check_output
     _check_options(scan, stft, opset, frontend_dtype)
-    check_output(out_dir, force, expect="folder")
+    check_output(out_dir, force, expect="folder",
+                 inputs=[source] + ([calib] if calib is not None else []))
     src = load_source(source)
     if src.qspec is None and (quantize or calib is not None):
         src = quantize_source(src, calib, progress)

@@ -744,6 +744,29 @@ def _softplus(x):
     return np.logaddexp(0.0, x)
 
 
+def check_widths(widths: dict | None) -> dict:
+    """:data:`DEFAULT_WIDTHS` with ``widths`` applied, checked (cheap: callers run it before
+    calibrating, so a typo costs no calibration pass).
+
+    Args:
+        widths: overrides, short tensor name -> bits (weights "w.*": 8 or 16; activations
+            8, 16 or 32).
+    Returns:
+        the full width dict.
+    Raises:
+        QuantizationError: an unknown key (lists the known ones) or a width not allowed.
+    """
+    W = dict(DEFAULT_WIDTHS)
+    for k, v in (widths or {}).items():
+        if k not in DEFAULT_WIDTHS:
+            raise QuantizationError(f"unknown bit-width key '{k}' (known: {', '.join(DEFAULT_WIDTHS)})")
+        if isinstance(v, bool) or v not in ((8, 16) if k.startswith("w.") else (8, 16, 32)):
+            raise QuantizationError(f"bit width of '{k}' must be 8, 16" +
+                                    ("" if k.startswith("w.") else " or 32") + f", not {v}")
+        W[k] = v
+    return W
+
+
 def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict | None = None,
                  options: dict | None = None, info: dict | None = None,
                  grams: dict | None = None, channel_ranges: dict | None = None) -> Bundle:
@@ -766,14 +789,7 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
     Raises:
         QuantizationError: an unknown width key/value, or a bound that would overflow.
     """
-    W = dict(DEFAULT_WIDTHS)
-    for k, v in (widths or {}).items():
-        if k not in DEFAULT_WIDTHS:
-            raise QuantizationError(f"unknown bit-width key '{k}' (known: {', '.join(DEFAULT_WIDTHS)})")
-        if v not in ((8, 16) if k.startswith("w.") else (8, 16, 32)):
-            raise QuantizationError(f"bit width of '{k}' must be 8, 16" +
-                                    ("" if k.startswith("w.") else " or 32") + f", not {v}")
-        W[k] = v
+    W = check_widths(widths)
     opt = dict(DEFAULT_OPTIONS)
     opt.update(options or {})
     sd = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
@@ -1024,6 +1040,7 @@ def quantize_model(model, calib_audio, *, widths: dict | None = None, options: d
     """
     if len(calib_audio) == 0:
         raise CalibrationError("no calibration clips")
+    check_widths(widths)                      # before the calibration pass
     opt = dict(DEFAULT_OPTIONS)
     opt.update(options or {})
     stats = stats or collect_ranges(model, calib_audio, progress=progress)
@@ -1122,9 +1139,9 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
     folder = Path(folder)
     if folder.exists() and not force:
         raise BundleError(f"{folder}: report folder already exists (use --force to overwrite)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    from export.fileio import make_parent, umask_mode
+    make_parent(folder)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    from export.fileio import umask_mode
     umask_mode(tmp)
     try:
         tens = bundle.meta["tensors"]
@@ -1207,6 +1224,11 @@ def quantize_checkpoint(checkpoint, out, *, calib=None, force: bool = False, rep
     report_dir = None if report is None else (Path(report) if report else out.with_name(out.name + ".report"))
     if report_dir is not None and report_dir.exists() and not force:
         raise BundleError(f"{report_dir}: report folder already exists (use --force to overwrite)")
+    from export.fileio import check_output
+    inputs = [Path(p) for p in (checkpoint, calib, eval_dir) if p is not None]
+    for dest in [out] + ([report_dir] if report_dir is not None else []):
+        check_output(dest, True, inputs=inputs)   # not an input; its folder can be made
+    check_widths(widths)                          # before loading and calibrating
     model = load_checkpoint(checkpoint)
     if calib is None:
         audio, names = generated_calibration_set()

@@ -803,7 +803,8 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike, *,
     """
     from export.fileio import atomic_write_bytes, check_output
     from export.onnx_export import load_source, pick_clips, quantize_source
-    check_output(out, force, expect="file")
+    check_output(out, force, expect="file",
+                 inputs=[source] + ([calib] if calib is not None else []))
     src = load_source(source)
     if calib is not None:
         pick_clips(calib, None)      # a missing or empty --calib fails now, not after converting

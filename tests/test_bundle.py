@@ -26,7 +26,9 @@ def _bundle() -> Bundle:
     return Bundle(meta=meta, arrays=arrays)
 
 
-def test_round_trip_and_deterministic_bytes(tmp_path):
+def test_round_trip_and_deterministic_bytes(tmp_path, monkeypatch):
+    # the toy metadata is not a whole model: this test is about the container only
+    monkeypatch.setattr(B, "check_bundle_meta", lambda meta, arrays, path: None)
     p1, p2 = tmp_path / "a.npz", tmp_path / "b.npz"
     save_bundle(_bundle(), p1)
     save_bundle(_bundle(), p2)
@@ -189,3 +191,109 @@ def test_bundle_simulator_intmath_import_no_torch():
     code = ("import sys; import export.bundle, export.simulator, export.intmath; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+
+# ---- schema check of the metadata (check_bundle_meta), on a real tiny bundle ----------------
+
+@pytest.fixture(scope="module")
+def real_bundle(tmp_path_factory):
+    """A real tiny bundle (calibrated once per process by tests/qhelpers.small_bundle)."""
+    from qhelpers import small_bundle
+    b, _, _ = small_bundle("tiny")
+    path = tmp_path_factory.mktemp("schema") / "tiny.npz"
+    save_bundle(Bundle(meta=json.loads(json.dumps(b.meta)), arrays=dict(b.arrays)), path)
+    return path
+
+
+def _mutated(src, dst, edit):
+    b = load_bundle(src)
+    meta = json.loads(json.dumps(b.meta))
+    edit(meta)
+    save_bundle(Bundle(meta=meta, arrays=b.arrays), dst)
+
+
+def _fc(meta, name="classifier"):
+    return next(o for o in meta["ops"] if o["name"] == name)
+
+
+def _drop(d, key):
+    del d[key]
+
+
+_EDITS = [
+    ("no model", lambda m: _drop(m, "model"), "bundle has no 'model'"),
+    ("no ops", lambda m: _drop(m, "ops"), "bundle has no 'ops'"),
+    ("no tensors", lambda m: _drop(m, "tensors"), "bundle has no 'tensors'"),
+    ("no frontend", lambda m: _drop(m, "frontend"), "bundle has no 'frontend'"),
+    ("labels cut", lambda m: m["model"].__setitem__("labels", m["model"]["labels"][:5]),
+     "model.labels has 5 entries, model.config.n_classes is 12"),
+    ("d_model text", lambda m: m["model"]["config"].__setitem__("d_model", "sixteen"),
+     "model.config.d_model must be a positive integer"),
+    ("no n_layers", lambda m: _drop(m["model"]["config"], "n_layers"),
+     "model.config has no 'n_layers'"),
+    ("logits width", lambda m: m["tensors"]["logits"].__setitem__("shape", [5]),
+     "tensors.logits.shape is [5], the config says [12]"),
+    ("negative scale", lambda m: m["tensors"]["logits"].__setitem__("scale", -0.5),
+     "tensors.logits.scale must be positive and finite"),
+    ("unknown kernel", lambda m: _fc(m).__setitem__("kernel", "nosuch_kernel"),
+     "op 'classifier': unknown kernel 'nosuch_kernel'"),
+    ("unknown type", lambda m: _fc(m).__setitem__("type", "conv2d"),
+     "op 'classifier': unknown op type 'conv2d'"),
+    ("n_fft", lambda m: m["frontend"]["meta"].__setitem__("n_fft", 500),
+     "frontend.meta.n_fft is 500, this front end has 512"),
+    ("undeclared tensor", lambda m: _fc(m).__setitem__("inputs", ["nowhere"]),
+     "op 'classifier': input tensor 'nowhere' is not declared"),
+    ("fc rows", lambda m: _fc(m)["params"].__setitem__("rows", 11), "op 'classifier': weight"),
+]
+
+
+@pytest.mark.parametrize("what, edit, problem", _EDITS, ids=[e[0] for e in _EDITS])
+def test_schema_errors_name_file_and_first_problem(real_bundle, tmp_path, what, edit, problem):
+    p = tmp_path / "bad.npz"
+    _mutated(real_bundle, p, edit)
+    with pytest.raises(BundleError) as e:
+        load_bundle(p)
+    msg = _one_line(e)
+    assert msg.startswith(f"{p}: invalid bundle metadata: "), msg
+    assert problem in msg, msg
+
+
+def test_schema_metadata_list_and_bad_arrays_index(real_bundle, tmp_path):
+    """A __bundle__ that is a JSON list, or whose 'arrays' index is not an object: one line."""
+    with np.load(real_bundle, allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files}
+    for name, meta in [("list", [1, 2]), ("arrays", None)]:
+        if meta is None:
+            meta = json.loads(bytes(members[B.META_KEY]).decode())
+            meta["arrays"] = ["x"]
+        p = tmp_path / f"{name}.npz"
+        np.savez(p, **{**members, B.META_KEY: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+        with pytest.raises(BundleError) as e:
+            load_bundle(p)
+        assert _one_line(e).startswith(f"{p}: "), _one_line(e)
+
+
+def test_real_bundle_passes_and_kernel_types_match_simulator(real_bundle):
+    from export.simulator import Simulator
+    load_bundle(real_bundle)
+    ops = {n[len("_op_"):] for n in dir(Simulator) if n.startswith("_op_")}
+    assert set(B.KERNELS) == ops
+
+
+@pytest.mark.parametrize("command", [["generate", "-o", "{out}"], ["onnx", "-o", "{out}.onnx"],
+                                     ["tflite", "-o", "{out}.tflite"],
+                                     ["build", "--board", "mps2-an386", "-o", "{out}"]])
+def test_cli_refuses_invalid_bundle_in_one_line(real_bundle, tmp_path, command):
+    """QA: labels cut to 5 made `generate` emit kws_labels[12] with 5 initialisers."""
+    from click.testing import CliRunner
+    from export.cli import main
+    p = tmp_path / "cut.npz"
+    _mutated(real_bundle, p, lambda m: m["model"].__setitem__("labels", m["model"]["labels"][:5]))
+    out = tmp_path / "out"
+    args = [command[0], str(p)] + [a.format(out=out) for a in command[1:]]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    assert r.output.strip() == (f"error: {p}: invalid bundle metadata: model.labels has 5 "
+                                f"entries, model.config.n_classes is 12"), r.output
+    assert list(tmp_path.iterdir()) == [p]

@@ -51,3 +51,24 @@ def test_every_option_has_a_help_text():
     bare = [f"{name} {p.opts[0]}" for name, cmd in main.commands.items() for p in cmd.params
             if isinstance(p, click.Option) and not p.help and p.name != "help"]
     assert not bare, bare
+
+
+@pytest.mark.parametrize("width, problem", [
+    ("nosuch=8", "unknown bit-width key 'nosuch'"),
+    ("h=64", "bit width of 'h' must be 8, 16 or 32, not 64"),
+    ("w.in_proj=32", "bit width of 'w.in_proj' must be 8, 16, not 32"),
+])
+def test_quantize_width_checked_before_calibrating(tmp_path, monkeypatch, width, problem):
+    """QA: a bad --width was refused only after calibration (7-15 s wasted). The checkpoint
+    is not even loaded: a missing one must not be the error."""
+    import export.quantize as Q
+
+    def no_calibration(*a, **k):
+        raise AssertionError("calibrated before checking --width")
+    monkeypatch.setattr(Q, "collect_ranges", no_calibration)
+    monkeypatch.setattr(Q, "generated_calibration_set", no_calibration)
+    r = CliRunner().invoke(main, ["quantize", str(tmp_path / "absent.pt"), "-o",
+                                  str(tmp_path / "q.npz"), "--width", width])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith(f"error: {problem}") and r.output.count("\n") == 1, r.output
+    assert list(tmp_path.iterdir()) == []

@@ -81,3 +81,73 @@ def test_outputs_get_umask_permissions_not_mkstemp_0600(tmp_path, umask_022):
     c = save_checkpoint(NanoMamba(TINY), tmp_path / "c.pt")
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (f, tmp_path / "d", b, c)}
     assert modes == {"a.txt": 0o644, "d": 0o755, "b.npz": 0o644, "c.pt": 0o644}
+
+
+def test_unwritable_parent_is_one_line_error_before_work(tmp_path):
+    """QA: -o /proc/nope/x gave FileNotFoundError tracebacks (generate, onnx, tflite, build,
+    run --json). check_output now probes the nearest existing folder; nothing is left."""
+    from export.fileio import OutputPathError, check_output
+    for kind in ("file", "folder", None):
+        with pytest.raises(OutputPathError, match=r"^/proc/nope/x: cannot create the output in /proc: "):
+            check_output("/proc/nope/x", True, expect=kind)
+    with pytest.raises(OutputPathError):
+        atomic_write_text("/proc/nope/x.txt", "x")
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(OutputPathError, match="is not a folder"):
+        check_output(f / "sub" / "out", False)
+    check_output(tmp_path / "a" / "b" / "c", False)          # creatable: fine, nothing made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_output_that_is_or_contains_an_input_is_refused_even_with_force(tmp_path):
+    from export.fileio import check_output
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "b.npz").write_text("x")
+    with pytest.raises(OutputExistsError, match="the output is the input"):
+        check_output(src / "b.npz", True, inputs=[src / "b.npz"])
+    with pytest.raises(OutputExistsError, match="the output contains the input"):
+        check_output(src, True, inputs=[src / "b.npz"])
+    with pytest.raises(OutputExistsError, match="the output is the input"):
+        check_output(tmp_path / "." / "src", True, inputs=[src])
+    check_output(src / "other", True, inputs=[src / "b.npz"])   # a sibling is fine
+
+
+@pytest.mark.parametrize("cmd", [
+    ["generate", "{b}", "-o", "/proc/nope/x"], ["onnx", "{b}", "-o", "/proc/nope/x"],
+    ["tflite", "{b}", "-o", "/proc/nope/x.tflite"],
+    ["build", "{b}", "--board", "mps2-an386", "-o", "/proc/nope/fw"]])
+def test_cli_unwritable_output_parent(tmp_path, cmd):
+    """The output is checked before the bundle is read: a placeholder bundle is enough."""
+    from click.testing import CliRunner
+    from export.cli import main
+    b = tmp_path / "b.npz"
+    b.write_bytes(b"")
+    r = CliRunner().invoke(main, [a.format(b=b) for a in cmd])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith(f"error: {cmd[-1]}: cannot create the output in /proc: "), r.output
+    assert r.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("cmd, problem", [
+    (["tflite", "{d}/self.npz", "-o", "{d}/self.npz", "--force"], "is the input"),
+    (["onnx", "{d}/self.npz", "-o", "{d}", "--force"], "contains the input"),
+    (["generate", "{d}/self.npz", "-o", "{d}", "--force"], "contains the input"),
+    (["build", "{d}", "--board", "mps2-an386", "-o", "{d}", "--force"], "is the input"),
+    (["quantize", "{d}/self.npz", "-o", "{d}/self.npz", "--force"], "is the input"),
+])
+def test_cli_refuses_to_replace_its_own_input(tmp_path, cmd, problem):
+    """QA: --force with the output equal to (or around) the input deleted the input."""
+    from click.testing import CliRunner
+    from export.cli import main
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "self.npz").write_bytes(b"keep")
+    (d / "kws_model.c").write_text("keep")
+    r = CliRunner().invoke(main, [a.format(d=d) for a in cmd])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("error: ") and f"the output {problem} " in r.output, r.output
+    assert r.output.count("\n") == 1
+    assert (d / "self.npz").read_bytes() == b"keep" and (d / "kws_model.c").read_text() == "keep"
+    assert sorted(p.name for p in d.iterdir()) == ["kws_model.c", "self.npz"]

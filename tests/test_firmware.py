@@ -6,6 +6,8 @@ Skipped when arm-none-eabi-gcc / qemu-system-arm are absent.
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import warnings
 from pathlib import Path
@@ -268,8 +270,15 @@ def test_bench_splits_front_end_and_network(builds, tmp_path):
     assert a.ram_total_excl_audio == a.ram_static - 32000 + a.stack_peak
     # deterministic: the same numbers again
     assert fw.bench_firmware(builds["mps2-an386"]).int8 == a
-    # float32 column hook: any build of the same board fills it
+    # float32 column hook: a float32 build of the same board fills it; an int8 build is
+    # refused before QEMU runs (it gave a meaningless 1.00x). The stand-in model is int8 C:
+    # its manifest is relabelled float32 to stand in for a float build (fast, no float C).
     other = build_firmware(standin_model_dir(), "mps2-an386", tmp_path / "os", opt="Os").out
+    with pytest.raises(fw.FirmwareError, match=r"--float-build needs a float32 build, this one is int8"):
+        fw.bench_firmware(builds["mps2-an386"], float_build=other)
+    man = json.loads((other / "firmware.json").read_text())
+    man["model"]["precision"] = "float32"
+    (other / "firmware.json").write_text(json.dumps(man))
     res2 = fw.bench_firmware(builds["mps2-an386"], float_build=other, macs=1000)
     assert res2.float32 is not None and res2.float32.instructions_total > 0
     assert res2.mac_bound == 500

@@ -185,6 +185,9 @@ def test_run_json_output_is_checked_first_and_never_half_written(an386, tmp_path
     msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(existing)]))
     assert str(existing) in msg and "--force" in msg and existing.read_text() == "keep"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json",
+                                              "/proc/nope/j.json"]))
+    assert msg.startswith("error: /proc/nope/j.json: cannot create the output in /proc: ")
     nested = tmp_path / "new" / "dir" / "r.json"
     r = runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(nested)])
     assert r.exit_code == 0, r.output
@@ -252,3 +255,57 @@ def test_demo_clip_on_a_qemu_board_is_checked_then_ignored_with_a_warning(tmp_pa
     clip = write_f32(tmp_path / "c.f32", np.zeros(16000, np.int16))
     with pytest.warns(UserWarning, match="--demo-clip ignored: mps2-an386"):
         build_firmware(standin_model_dir(), "mps2-an386", tmp_path / "b", demo_clip=clip)
+
+
+def test_firmware_output_that_is_not_utf8_is_read_not_a_hang(tmp_path, monkeypatch):
+    """QA: bytes that are not UTF-8 killed the output reader thread (UnicodeDecodeError),
+    then run waited `timeout` s for a "hung" firmware. A fake QEMU prints such bytes."""
+    import time
+    fake = tmp_path / "fake-qemu"
+    fake.write_text("#!/bin/sh\nprintf '\\377\\376 noise\\nKWS boot\\n\\377KWS x\\nKWS done\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("KWS_QEMU", str(fake))
+    t0 = time.monotonic()
+    res = fw.run_qemu(tmp_path, load_board("mps2-an386"), [np.zeros(16000, np.int16)],
+                      timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert [t for t, _ in res.lines] == ["boot", "done"]
+
+
+def test_output_reader_failure_is_reported(tmp_path, monkeypatch):
+    """A reader thread that fails hands the error over instead of dying silently."""
+    fake = tmp_path / "fake-qemu"
+    fake.write_text("#!/bin/sh\nprintf 'KWS boot\\n'; sleep 20\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("KWS_QEMU", str(fake))
+    real_popen = fw.subprocess.Popen
+
+    class Broken:
+        def __iter__(self):
+            raise OSError("read failed")
+
+    def popen(*a, **k):
+        p = real_popen(*a, **k)
+        p.stdout = Broken()
+        return p
+    monkeypatch.setattr(fw.subprocess, "Popen", popen)
+    with pytest.raises(fw.FirmwareError, match="could not read the output .*read failed"):
+        fw.run_qemu(tmp_path, load_board("mps2-an386"), [np.zeros(16000, np.int16)], timeout=30)
+
+
+@needs_gcc
+@pytest.mark.parametrize("damage", ["truncated", "text", "host"])
+def test_damaged_elf_is_named_before_qemu(an386, tmp_path, damage):
+    """QA: a truncated or replaced firmware.elf made run/bench say "QEMU stopped ... Lockup"
+    without naming the file."""
+    import shutil
+    out = tmp_path / "fw"
+    shutil.copytree(an386, out)
+    elf = out / "firmware.elf"
+    data = elf.read_bytes()
+    elf.write_bytes({"truncated": data[:len(data) // 2], "text": b"not an elf\n",
+                     "host": Path(__import__("sys").executable).resolve().read_bytes()[:4096]}[damage])
+    clip = write_f32(tmp_path / "a.f32", np.zeros(16000, np.int16))
+    for args in (["run", str(out), str(clip)], ["bench", str(out)]):
+        line = _one_line_error(CliRunner().invoke(cli, args))
+        assert line.startswith(f"error: {elf}: not a valid ARM ELF ("), line

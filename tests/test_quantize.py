@@ -83,7 +83,9 @@ def test_cli_errors_write_nothing(tmp_path):
     for args, msg in [
         (["--calib", str(tmp_path / "empty")], "no audio clips"),
         (["--calib", str(tmp_path / "missing")], "no such calibration folder"),
-        (["--calib", str(tmp_path / "empty"), "--width", "h=12"], "no audio clips"),
+        # widths are checked first (before reading clips or calibrating)
+        (["--calib", str(tmp_path / "empty"), "--width", "h=12"],
+         "bit width of 'h' must be 8, 16 or 32, not 12"),
         (["--calib", str(tmp_path / "rate")], "b8k.wav: sample rate 8000 Hz"),
         (["--calib", str(tmp_path / "bad")], "broken.wav"),
         (["--calib", str(tmp_path / "bad"), "--report"], "broken.wav"),
