@@ -111,7 +111,7 @@ def run(build_dir: Path, clips: tuple[Path, ...], board: str | None, timeout: fl
     from export.firmware import run_firmware
     from export.firmware_report import check_json_output, print_run, write_run_json
     if json_out is not None:
-        check_json_output(json_out, force)        # before the emulator runs
+        check_json_output(json_out, force, build_dir, clips)   # before the emulator runs
     result = run_firmware(build_dir, list(clips), board=board, timeout=timeout, progress=True)
     print_run(result)
     if json_out is not None:

@@ -77,14 +77,26 @@ def print_run(result: RunResult, console: Console | None = None) -> None:
         c.print(f"accuracy {right}/{result.n_labelled} = {100 * result.accuracy:.2f} %")
 
 
-def check_json_output(path: Path, force: bool = False) -> Path:
+def check_json_output(path: Path, force: bool = False, build_dir: Path | None = None,
+                      clips=()) -> Path:
     """Check that ``path`` can take :func:`write_run_json`'s file.
 
+    Args:
+        path: the JSON file to write.
+        force: replace an existing file.
+        build_dir: the build folder being run: none of its files (``firmware.json``,
+            ``firmware.elf``, ...) may be the output, even with ``force``.
+        clips: the input clips/folders: never the output either.
     Raises:
-        OutputExistsError: ``path`` exists and not ``force``, or is a directory.
+        OutputExistsError: ``path`` exists and not ``force``, is a directory, or is one of
+            the inputs.
+        OutputPathError: the folder of ``path`` cannot be created.
     """
     from export.fileio import check_output
-    return check_output(path, force, expect="file")
+    inputs = list(clips)
+    if build_dir is not None and Path(build_dir).is_dir():
+        inputs += sorted(Path(build_dir).iterdir())
+    return check_output(path, force, expect="file", inputs=inputs)
 
 
 def write_run_json(result: RunResult, path: Path, *, force: bool = False) -> None:

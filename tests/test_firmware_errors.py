@@ -195,6 +195,12 @@ def test_run_json_output_is_checked_first_and_never_half_written(an386, tmp_path
     r = runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(existing), "--force"])
     assert r.exit_code == 0, r.output
     assert '"board": "mps2-an386"' in existing.read_text()
+    manifest = (an386 / "firmware.json").read_text()
+    for victim in (an386 / "firmware.json", clip):      # inputs: never overwritten, even with --force
+        msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(victim),
+                                                  "--force"]))
+        assert "is the input" in msg, msg
+    assert (an386 / "firmware.json").read_text() == manifest
 
 
 @needs_gcc
