@@ -272,26 +272,31 @@ def grid_table(res: GridResult, title: str = ""):
     t.add_column("clean", justify="right")
     for s in res.snrs:
         t.add_column(f"{s:+g} dB", justify="right")
-    for i, kind in enumerate(res.noises):
+    for i, kind in enumerate(res.noises or [None]):     # None: clean only (no noise types)
         for r in res.routes:
-            t.add_row(kind, r, f"{res.accuracy[r]['clean']:.1f}",
-                      *[f"{res.accuracy[r][cond_name(kind, s)]:.1f}" for s in res.snrs])
+            t.add_row(kind or "-", r, f"{res.accuracy[r]['clean']:.1f}",
+                      *[_cell(res.accuracy[r], kind, s) for s in res.snrs])
         for a, row in res.agreement.items():
-            t.add_row(kind, f"agree {a}", f"{row['clean']:.1f}",
-                      *[f"{row[cond_name(kind, s)]:.1f}" for s in res.snrs], style="dim")
+            t.add_row(kind or "-", f"agree {a}", f"{row['clean']:.1f}",
+                      *[_cell(row, kind, s) for s in res.snrs], style="dim")
         if i < len(res.noises) - 1:
             t.add_section()
     return t
+
+
+def _cell(row: dict, kind: str | None, snr: float) -> str:
+    """One SNR cell of a grid row ("-" when there is no noise type: clean only)."""
+    return "-" if kind is None else f"{row[cond_name(kind, snr)]:.1f}"
 
 
 def markdown_table(res: GridResult) -> str:
     """The grid as a Markdown table (for docs)."""
     head = "| noise | route | clean | " + " | ".join(f"{s:+g} dB" for s in res.snrs) + " |"
     lines = [head, "|" + "---|" * (3 + len(res.snrs))]
-    for kind in res.noises:
+    for kind in res.noises or [None]:                   # None: clean only (no noise types)
         for r in res.routes:
-            lines.append(f"| {kind} | {r} | {res.accuracy[r]['clean']:.1f} | "
-                         + " | ".join(f"{res.accuracy[r][cond_name(kind, s)]:.1f}" for s in res.snrs) + " |")
+            lines.append(f"| {kind or '-'} | {r} | {res.accuracy[r]['clean']:.1f} | "
+                         + " | ".join(_cell(res.accuracy[r], kind, s) for s in res.snrs) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,10 @@ def test_grid_with_fake_routes():
     assert "| white | oracle | 100.0 |" in E.markdown_table(res)
     png = E.plot_grid(res)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == E.plot_grid(res)
+    clean = E.evaluate_grid({"oracle": oracle, "const": const}, audio, labels,
+                            noises=(), snrs=(0, 10), progress=False)     # --noise '': clean only
+    assert "| - | oracle | 100.0 | - | - |" in E.markdown_table(clean)
+    assert E.grid_table(clean).row_count == 3                    # two routes + their agreement
 
 
 def test_mixtures_are_int16_at_the_snr():
