@@ -332,7 +332,12 @@ def plot_grid(res: GridResult, title: str = "") -> bytes:
             ax.set_ylabel("accuracy (%)")
     for i in range(k, rows * cols):
         axes[i // cols][i % cols].axis("off")
-    axes[0][0].legend(loc="lower right", fontsize=8)
+    if k:
+        axes[0][0].legend(loc="lower right", fontsize=8)
+    else:                                    # clean only: say so rather than an empty plot
+        axes[0][0].text(0.5, 0.5, "clean only: " + ", ".join(
+            f"{r} {res.accuracy[r]['clean']:.1f} %" for r in res.routes),
+            ha="center", va="center", fontsize=9, transform=axes[0][0].transAxes)
     fig.suptitle(title or f"{res.source} ({res.n_clips} clips; dotted: clean)", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
