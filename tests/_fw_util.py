@@ -25,6 +25,15 @@ QEMU_BOARDS = ("mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547")
 REAL_BOARDS = ("b-l475e-iot01a", "nucleo-l4r5zi", "arduino-nano33-ble-sense")
 
 
+def one_line_error(result) -> str:
+    """The CLI's error line of a click ``CliRunner`` result: asserts exit code 1 and exactly
+    one ``error: ...`` line, the last one, and returns it."""
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: ") and len([ln for ln in lines if "error" in ln]) == 1
+    return lines[-1]
+
+
 def synthetic_clips(n: int = 4, seed: int = 7) -> list[np.ndarray]:
     """``n`` deterministic int16 clips of 16,000 samples: tones of different pitch and
     loudness over noise (clip 0 is silence)."""

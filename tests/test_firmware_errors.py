@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from _fw_util import model_variant, needs_gcc, needs_qemu, write_f32
+from _fw_util import model_variant, needs_gcc, needs_qemu, one_line_error, write_f32
 from export import firmware as fw
 from export.boards import BoardError, load_board
 from export.cli import main as cli
@@ -20,13 +20,6 @@ from export.hostc import ToolError
 from nanomamba.errors import AudioError
 
 HAVE_PYOCD = importlib.util.find_spec("pyocd") is not None
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert lines[-1].startswith("error: ") and len([ln for ln in lines if "error" in ln]) == 1
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +41,7 @@ def l475(tmp_path_factory) -> Path:
 def test_unknown_board_lists_the_known_ones(tmp_path):
     r = CliRunner().invoke(cli, ["build", str(standin_model_dir()), "--board", "mps9",
                                  "-o", str(tmp_path / "x")])
-    line = _one_line_error(r)
+    line = one_line_error(r)
     assert "unknown board 'mps9'" in line and "mps2-an386" in line and "nucleo-l4r5zi" in line
     assert not (tmp_path / "x").exists()
 
@@ -73,7 +66,7 @@ def test_missing_qemu_says_how_to_install(an386, monkeypatch, tmp_path):
     monkeypatch.setenv("KWS_QEMU", "no-such-qemu-system-arm")
     clip = write_f32(tmp_path / "a.f32", np.zeros(16000, np.int16))
     r = CliRunner().invoke(cli, ["run", str(an386), str(clip)])
-    assert "apt-get install qemu-system-arm" in _one_line_error(r)
+    assert "apt-get install qemu-system-arm" in one_line_error(r)
 
 
 @needs_gcc
@@ -134,7 +127,7 @@ def test_fault_prints_the_fault_registers(tmp_path):
     bad[0] = 1234
     bad = write_f32(tmp_path / "bad.f32", bad)
     r = CliRunner().invoke(cli, ["run", str(out), str(ok), str(bad)])
-    line = _one_line_error(r)
+    line = one_line_error(r)
     for part in ("HardFault", "UNDEFINSTR", "CFSR=0x00010000", "HFSR=0x40000000", "MMFAR=",
                  "BFAR=", "PC=0x", "at kws_run+0x", "clip 2 of 2", "bad.f32"):
         assert part in line, part
@@ -178,14 +171,14 @@ def test_run_json_output_is_checked_first_and_never_half_written(an386, tmp_path
     runner = CliRunner()
     folder = tmp_path / "out"
     folder.mkdir()
-    msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(folder)]))
+    msg = one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(folder)]))
     assert str(folder) in msg and "is a directory" in msg
     existing = tmp_path / "r.json"
     existing.write_text("keep")
-    msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(existing)]))
+    msg = one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(existing)]))
     assert str(existing) in msg and "--force" in msg and existing.read_text() == "keep"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json",
+    msg = one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json",
                                               "/proc/nope/j.json"]))
     assert msg.startswith("error: /proc/nope/j.json: cannot create the output in /proc: ")
     nested = tmp_path / "new" / "dir" / "r.json"
@@ -197,7 +190,7 @@ def test_run_json_output_is_checked_first_and_never_half_written(an386, tmp_path
     assert '"board": "mps2-an386"' in existing.read_text()
     manifest = (an386 / "firmware.json").read_text()
     for victim in (an386 / "firmware.json", clip):      # inputs: never overwritten, even with --force
-        msg = _one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(victim),
+        msg = one_line_error(runner.invoke(cli, ["run", str(an386), str(clip), "--json", str(victim),
                                                   "--force"]))
         assert "is the input" in msg, msg
     assert (an386 / "firmware.json").read_text() == manifest
@@ -227,7 +220,7 @@ def test_flash_without_probe(l475):
     if ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False):
         pytest.skip("a debug probe is attached to this machine")
     r = CliRunner().invoke(cli, ["flash", str(l475), "--board", "b-l475e-iot01a"])
-    assert "no debug probe attached" in _one_line_error(r)
+    assert "no debug probe attached" in one_line_error(r)
 
 
 @needs_gcc
@@ -238,7 +231,7 @@ def test_flash_missing_cmsis_pack(tmp_path):
     out = build_firmware(standin_model_dir(), "nucleo-l4r5zi", tmp_path / "n").out
     for extra in ([], ["--dry-run"]):
         r = CliRunner().invoke(cli, ["flash", str(out), "--board", "nucleo-l4r5zi", *extra])
-        assert "pyocd pack install stm32l4r5zitx" in _one_line_error(r)
+        assert "pyocd pack install stm32l4r5zitx" in one_line_error(r)
 
 
 @needs_gcc
@@ -313,5 +306,5 @@ def test_damaged_elf_is_named_before_qemu(an386, tmp_path, damage):
                      "host": Path(__import__("sys").executable).resolve().read_bytes()[:4096]}[damage])
     clip = write_f32(tmp_path / "a.f32", np.zeros(16000, np.int16))
     for args in (["run", str(out), str(clip)], ["bench", str(out)]):
-        line = _one_line_error(CliRunner().invoke(cli, args))
+        line = one_line_error(CliRunner().invoke(cli, args))
         assert line.startswith(f"error: {elf}: not a valid ARM ELF ("), line

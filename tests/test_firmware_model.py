@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from _fw_util import HAVE_GCC, HAVE_QEMU, write_f32
+from _fw_util import HAVE_GCC, HAVE_QEMU, one_line_error, write_f32
 from export import firmware as fw
 from export.bundle import save_bundle
 from export.cli import main as cli
@@ -44,13 +44,6 @@ HAVE_PYOCD = importlib.util.find_spec("pyocd") is not None
 AUDIO = SHARED / "audio"
 FIXTURE_CLIPS = [AUDIO / "down.f32", AUDIO / "no.f32", AUDIO / "yes.f32"]
 OTHER_BOARDS = ("mps2-an500", "mps2-an505", "mps3-an547")
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert lines[-1].startswith("error: ") and len([ln for ln in lines if "error" in ln]) == 1
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +138,7 @@ def test_unknown_board_with_a_bundle_writes_nothing(tmp_path):
     bundle = save_bundle(small_bundle("tiny")[0], tmp_path / "tiny.npz")
     r = CliRunner().invoke(cli, ["build", str(bundle), "--board", "mps9",
                                  "-o", str(tmp_path / "x")])
-    line = _one_line_error(r)
+    line = one_line_error(r)
     assert "unknown board 'mps9'" in line and "mps2-an386" in line and "mps3-an547" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.npz"]
 
@@ -160,7 +153,7 @@ def test_missing_tools_with_the_real_model(builds, tmp_path, monkeypatch):
     monkeypatch.delenv("KWS_ARM_GCC")
     monkeypatch.setenv("KWS_QEMU", "no-such-qemu-system-arm")
     r = CliRunner().invoke(cli, ["run", str(builds["tiny"]), str(FIXTURE_CLIPS[0])])
-    assert "apt-get install qemu-system-arm" in _one_line_error(r)
+    assert "apt-get install qemu-system-arm" in one_line_error(r)
 
 
 def _generated_variant(folder: Path, dest: Path, prologue: str) -> Path:
@@ -183,7 +176,7 @@ def test_real_model_fault_and_hang_are_one_line_errors(builds, tmp_path):
                                "    if (audio[0] == 1234) {\n        __builtin_trap();\n    }\n")
     out = build_firmware(fault, "mps2-an386", tmp_path / "fw_fault").out
     r = CliRunner().invoke(cli, ["run", str(out), str(FIXTURE_CLIPS[2]), str(bad)])
-    line = _one_line_error(r)
+    line = one_line_error(r)
     for part in ("firmware fault on mps2-an386", "UNDEFINSTR", "CFSR=0x00010000", "HFSR=",
                  "PC=0x", "at kws_run+0x", "clip 2 of 2", "bad.f32"):
         assert part in line, part
@@ -193,7 +186,7 @@ def test_real_model_fault_and_hang_are_one_line_errors(builds, tmp_path):
     out = build_firmware(hang, "mps2-an386", tmp_path / "fw_hang").out
     r = CliRunner().invoke(cli, ["run", str(out), "--timeout", "1.5", str(FIXTURE_CLIPS[2]),
                                  str(bad)])
-    line = _one_line_error(r)
+    line = one_line_error(r)
     assert "printed nothing for 1.5 s" in line and "clip 2 of 2" in line
     assert "in kws_run+0x" in line
 
@@ -217,4 +210,4 @@ def test_real_board_firmware_classifies_its_demo_clip(builds, tmp_path):
     if ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False):
         return
     r = CliRunner().invoke(cli, ["flash", str(l475), "--board", "b-l475e-iot01a"])
-    assert "no debug probe attached" in _one_line_error(r)
+    assert "no debug probe attached" in one_line_error(r)
