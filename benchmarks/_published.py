@@ -43,3 +43,24 @@ def published_bundle(name: str, cache: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         Q.quantize_checkpoint(SHARED / "upstream" / f"nanomamba_{name}.pt", path, progress=False)
     return path
+
+
+def load_real_test_set():
+    """The 1,200 real clips of ``speech_commands_test`` and the recorded background noise,
+    for the quantization benchmarks (audio warnings about padding/trimming silenced).
+
+    Returns:
+        ``(audio, names, labels, noise)``: int16 (N, 16000) clips, their relative names,
+        int label indices (N,), and ``export.quantize.load_noise_bank``'s noise bank; or None
+        (after printing ``fixtures absent: ...``) when ../shared/fixtures is missing.
+    """
+    import warnings
+
+    from export import quantize as Q
+    from nanomamba.errors import AudioWarning
+    if not SHARED.exists():
+        print(f"fixtures absent: {SHARED}")
+        return None
+    warnings.simplefilter("ignore", AudioWarning)
+    audio, names = Q.load_clip_folder(SHARED / "speech_commands_test")
+    return audio, names, Q.labels_from_names(names), Q.load_noise_bank(SHARED / "background_noise")

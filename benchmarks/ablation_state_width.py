@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ FIX = ROOT.parent / "shared" / "fixtures"
 from export import quantize as Q  # noqa: E402
 from export.simulator import Simulator  # noqa: E402
 from nanomamba import load_checkpoint  # noqa: E402
-from nanomamba.errors import AudioWarning  # noqa: E402
+from _published import load_real_test_set  # noqa: E402
 
 D = Q.DEFAULT_WIDTHS
 ALL_W8 = {k: 8 for k in D if k.startswith("w.")}
@@ -115,12 +114,10 @@ def main(argv=None) -> int:
                     help="0 dB noise draws (a..d) to evaluate")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    if not FIX.exists():
-        print(f"fixtures absent: {FIX}")
+    data = load_real_test_set()
+    if data is None:
         return 1
-    warnings.simplefilter("ignore", AudioWarning)
-    audio, names = Q.load_clip_folder(FIX / "speech_commands_test")
-    noise = Q.load_noise_bank(FIX / "background_noise")
+    audio, names, _, noise = data
     out = {}
     for name in args.models:
         t0 = time.time()

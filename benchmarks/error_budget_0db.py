@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ import torch  # noqa: E402
 from export import quantize as Q  # noqa: E402
 from export.simulator import Simulator  # noqa: E402
 from nanomamba import load_checkpoint  # noqa: E402
-from nanomamba.errors import AudioWarning  # noqa: E402
+from _published import load_real_test_set  # noqa: E402
 
 WIDEN = [("w.classifier int16", {"w.classifier": 16}),
          ("final_norm + pooled int32", {"final_norm": 32, "pooled": 32}),
@@ -141,13 +140,10 @@ def main(argv=None) -> int:
     ap.add_argument("--widen", action="store_true", help="also the wider re-quantizations")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    if not FIX.exists():
-        print(f"fixtures absent: {FIX}")
+    data = load_real_test_set()
+    if data is None:
         return 1
-    warnings.simplefilter("ignore", AudioWarning)
-    audio, names = Q.load_clip_folder(FIX / "speech_commands_test")
-    labels = Q.labels_from_names(names)
-    noise = Q.load_noise_bank(FIX / "background_noise")
+    audio, names, labels, noise = data
     res = {name: run_model(name, audio, names, labels, noise, args.widen) for name in args.models}
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

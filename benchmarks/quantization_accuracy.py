@@ -31,7 +31,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ FIX = ROOT.parent / "shared" / "fixtures"
 
 from export import quantize as Q  # noqa: E402
 from nanomamba import LABELS, load_audio, load_checkpoint  # noqa: E402
-from nanomamba.errors import AudioWarning  # noqa: E402
+from _published import load_real_test_set  # noqa: E402
 
 
 def babble_bank(audio: np.ndarray, n: int = 200, talkers: int = 5, seed: int = 7) -> list:
@@ -136,13 +135,10 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=["tiny", "small"])
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
-    if not FIX.exists():
-        print(f"fixtures absent: {FIX}")
+    data = load_real_test_set()
+    if data is None:
         return 1
-    warnings.simplefilter("ignore", AudioWarning)
-    audio, names = Q.load_clip_folder(FIX / "speech_commands_test")
-    labels = Q.labels_from_names(names)
-    noise = Q.load_noise_bank(FIX / "background_noise")
+    audio, names, labels, noise = data
     report: dict = {}
     for name in args.models:
         run_model(name, audio, names, labels, noise, report)
