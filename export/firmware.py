@@ -647,8 +647,6 @@ def check_elf(elf: Path) -> None:
     Raises:
         FirmwareError: ``{elf}: not a valid ARM ELF (<first problem>)``.
     """
-    from elftools.common.exceptions import ELFError
-
     def bad(why: str):
         raise FirmwareError(f"{elf}: not a valid ARM ELF ({why}); rebuild with kws-export build")
 
@@ -681,7 +679,7 @@ def check_elf(elf: Path) -> None:
                 bad(f"no symbol {', '.join(missing)}: not a kws-export firmware")
     except FirmwareError:
         raise
-    except (ELFError, OSError, Exception) as err:   # noqa: BLE001 - any parse failure
+    except Exception as err:   # noqa: BLE001 - any parse failure (ELFError, OSError, ...)
         bad(f"{type(err).__name__}: {str(err).splitlines()[0][:60] if str(err) else 'unreadable'}")
 
 
@@ -1453,8 +1451,9 @@ def bench_firmware(build_dir: Path, *, clip: Path | None = None,
         before QEMU runs.
     """
     fcol = None
+    main_m = read_manifest(build_dir)
     if float_build is not None:
-        main_m, float_m = read_manifest(build_dir), read_manifest(float_build)
+        float_m = read_manifest(float_build)
         if float_m["board"] != main_m["board"]:
             raise BoardError(f"{float_build}: float32 build is for {float_m['board']}, the int8 "
                              f"build for {main_m['board']}; bench them on the same board")
@@ -1466,7 +1465,7 @@ def bench_firmware(build_dir: Path, *, clip: Path | None = None,
     if float_build is not None:
         fcol = bench_column(float_build, clip=clip, timeout=timeout)
     if macs is None:
-        macs = read_manifest(build_dir)["model"].get("macs_per_inference")
+        macs = main_m["model"].get("macs_per_inference")
     return BenchResult(col, fcol, int(macs) if macs is not None else None)
 
 
