@@ -100,12 +100,18 @@ def run_model(name: str, audio, names, labels, noise, report: dict) -> None:
                       "disagree_float_margins": [round(float(m), 4) for m in margins(r["logits_float"])[r["disagree"]]],
                       "clips_with_float_margin_below_0.05_pct": float((margins(r["logits_float"]) < 0.05).mean() * 100),
                       "seconds": round(time.time() - t, 1)}
-    fixture = {}
-    for clip in sorted((FIX / "audio").glob("*.f32")):
-        a = load_audio(clip, dtype="int16")[None]
-        lf = Q.float_taps(model, a, names={"logits"})[0][0]
-        li = int(sim.run(a, keep={"label"}, frontend_intermediates=False)["label"][0, 0])
-        fixture[clip.name] = {"float": LABELS[int(lf.argmax())], "int": LABELS[li]}
+    # the fixture clips: float label once, then each bundle's simulator label
+    fix_audio = {clip.name: load_audio(clip, dtype="int16")[None]
+                 for clip in sorted((FIX / "audio").glob("*.f32"))}
+    fix_float = {n: LABELS[int(Q.float_taps(model, a, names={"logits"})[0][0].argmax())]
+                 for n, a in fix_audio.items()}
+
+    def fixture_labels(s: Simulator) -> dict:
+        return {n: {"float": fix_float[n],
+                    "int": LABELS[int(s.run(a, keep={"label"}, frontend_intermediates=False)["label"][0, 0])]}
+                for n, a in fix_audio.items()}
+
+    fixture = fixture_labels(sim)
     # the default generated calibration set (no --calib), evaluated on all 1,200 clips
     gen_audio, _ = Q.generated_calibration_set()
     gb = Q.quantize_model(model, gen_audio, calibration={"source": "generated default set"})
@@ -117,13 +123,7 @@ def run_model(name: str, audio, names, labels, noise, report: dict) -> None:
                       "agreement_int8_argmax": r["agreement_int8_argmax"],
                       "accuracy_float": r["accuracy_float"],
                       "accuracy_int": r["accuracy_int"], "logits_sqnr_db": r["logits_sqnr_db"]}
-    gsim = Simulator(gb)
-    gen_fixture = {}
-    for clip in sorted((FIX / "audio").glob("*.f32")):
-        a = load_audio(clip, dtype="int16")[None]
-        lf = Q.float_taps(model, a, names={"logits"})[0][0]
-        li = int(gsim.run(a, keep={"label"}, frontend_intermediates=False)["label"][0, 0])
-        gen_fixture[clip.name] = {"float": LABELS[int(lf.argmax())], "int": LABELS[li]}
+    gen_fixture = fixture_labels(Simulator(gb))
     report[name] = {"quantize_seconds": round(t_q, 1), "calibration_clips": int(len(cal)),
                     "evaluation_clips": int(len(ev)), "sets": res, "fixture_audio": fixture,
                     "generated_calibration": {"clips": int(len(gen_audio)), "sets": gen,
