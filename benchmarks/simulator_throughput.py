@@ -97,10 +97,7 @@ def main(argv=None) -> int:
                                                   threads=threads), audio, args.batch, args.repeat)
             r_fe = r_net = float("nan")
             if threads == 1:
-                r_fe = clips_per_s(lambda a: sim._fe.run_frontend(sim.fe_params, a, intermediates=False,
-                                                                  chunk=sim.chunk if sim.engine == "numba"
-                                                                  else sim._fe.DEFAULT_CHUNK,
-                                                                  engine=sim.engine),
+                r_fe = clips_per_s(lambda a: sim.run_frontend(a, intermediates=False),
                                    audio, args.batch, args.repeat)
                 step = getattr(sim, "chunk", args.batch)      # run() works in chunks of this
                 r_net = clips_per_s(lambda idx: [sim.run_network(fe["features"][i], fe["snr_mel"][i])

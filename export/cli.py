@@ -2,11 +2,14 @@
 
 Each command parses options, calls one library function and prints its result. Errors
 derived from :class:`nanomamba.errors.KwsError` print as one ``error:`` line (exit 1);
-warnings about altered input print as one ``warning:`` line.
+usage errors (unknown option or command, missing argument, invalid option value) print as
+one ``error: ... (see 'kws-export CMD --help')`` line (exit 2); warnings about altered
+input print as one ``warning:`` line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import warnings
@@ -35,7 +38,62 @@ def handle_errors(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+USAGE_EXIT = 2
+"""Exit status of a command-line usage error (unknown option or command, missing argument,
+invalid option value): click's and POSIX's convention, distinct from a bad input (1)."""
+
+
+class _OneLineError(click.ClickException):
+    """A click error shown as ONE ``error: ...`` line on stderr, keeping its exit status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+def _one_line(err: click.ClickException) -> _OneLineError:
+    """click's message on one line; a usage error also names its command's ``--help``."""
+    msg = " ".join(err.format_message().split())
+    if isinstance(err, click.UsageError):
+        path = err.ctx.command_path if err.ctx is not None else "kws-export"
+        return _OneLineError(f"{msg.rstrip('.')} (see '{path} --help')", USAGE_EXIT)
+    return _OneLineError(msg, err.exit_code)
+
+
+@contextlib.contextmanager
+def _click_errors_on_one_line():
+    """Re-raise click's errors (but not the bare group's help text) as :class:`_OneLineError`."""
+    try:
+        yield
+    except (_OneLineError, click.exceptions.NoArgsIsHelpError):
+        raise
+    except click.ClickException as err:
+        raise _one_line(err) from err
+
+
+class OneLineErrorGroup(click.Group):
+    """click group whose usage errors (and other click errors) print one ``error: ...`` line
+    on stderr instead of click's usage block; exit status :data:`USAGE_EXIT` for usage
+    errors, click's own (1) for others.
+
+    The group's own options are parsed in ``make_context``; a subcommand is looked up and
+    its arguments parsed inside the group's ``invoke``. ``--help``, ``--version`` and the
+    help text of a bare ``kws-export`` are unchanged.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with _click_errors_on_one_line():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        with _click_errors_on_one_line():
+            return super().invoke(ctx)
+
+
+@click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kws-export")
 def main() -> None:
     """Deploy NanoMamba keyword spotters to Arm Cortex-M: quantize, simulate, export,
@@ -184,17 +242,17 @@ def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None
 def onnx_cmd(source: Path, out: Path, scan: str, stft: str, frontend_dtype: str,
              quantize: bool, calib: Path | None, opset: int, force: bool) -> None:
     """ONNX graphs of SOURCE (a bundle .npz; or a .pt checkpoint: float graphs)."""
-    from rich.console import Console
     from rich.table import Table
 
     from export.onnx_export import export_onnx
+    from export.report import output_console
     res = export_onnx(source, out, scan=scan, stft=stft, frontend_dtype=frontend_dtype,
                       quantize=quantize, calib=calib, opset=opset, force=force, progress=True)
     table = Table("file", "nodes (with subgraphs)", "bytes",
                   title=f"{out} (opset {res['opset']}, model {res['model_hash'][:16]})")
     for name, st in res["files"].items():
         table.add_row(name, f"{st['nodes']} ({st['nodes_total']})", f"{st['bytes']:,}")
-    Console().print(table)
+    output_console().print(table)
     click.echo(f"qdq: {res['qdq']}")
 
 
@@ -213,16 +271,16 @@ def tflite_cmd(source: Path, out: Path, calib: Path | None, calib_count: int | N
                force: bool) -> None:
     """16x8 TFLite of SOURCE (bundle, or a checkpoint quantized first) for TFLite Micro,
     carrying the bundle's scales, loaded and run in the TFLM interpreter."""
-    from rich.console import Console
     from rich.table import Table
 
+    from export.report import output_console
     from export.tflite_export import export_tflite
     res = export_tflite(source, out, calib=calib, calib_count=calib_count, force=force,
                         progress=True)
     table = Table("op", "by input type", title=f"{out}: {res['bytes']:,} bytes")
     for op, types in res["ops"].items():
         table.add_row(op, ", ".join(f"{t} x{n}" for t, n in types.items()))
-    Console().print(table)
+    output_console().print(table)
     hows: dict[str, int] = {}
     for r in res["scales"]:
         hows[r["how"]] = hows.get(r["how"], 0) + 1

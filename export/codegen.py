@@ -42,7 +42,6 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -50,7 +49,7 @@ from typing import Sequence
 import numpy as np
 
 from export import __version__
-from export.bundle import Bundle, BundleError, load_bundle, save_bundle
+from export.bundle import Bundle, load_bundle, save_bundle
 from export.c_emit import Buffer, c_array_body, plan_arena, stamp
 from export.fileio import atomic_output_dir
 from nanomamba.errors import KwsError

@@ -303,9 +303,10 @@ def _run_tflm(m, feats, progress: bool) -> np.ndarray:
 
 def print_compare(result: dict, console=None) -> None:
     """One rich table: route, agreement, SQNR, max |diff|, accuracy, time, note."""
-    from rich.console import Console
     from rich.table import Table
-    console = console or Console()
+
+    from export.report import output_console
+    console = console or output_console()
     table = Table("route", "top-1 agreement", "logits SQNR", "max |diff|", "accuracy", "time",
                   title=f"{result['clips']} clips, reference: {result['reference']} float")
     for r in result["routes"].values():

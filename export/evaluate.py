@@ -405,12 +405,11 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
         BundleError, OutputExistsError, CheckpointError, DatasetError, AudioError,
         EspeakError, NoiseError, CalibrationError.
     """
-    from rich.console import Console
-
     from nanomamba import load_checkpoint
     from nanomamba.data.noise import BabbleBank, GENERATED_KINDS, load_noise_files
 
-    console = console or Console()
+    from export.report import output_console
+    console = console or output_console()
     for r in routes:
         if r not in ("float", "int8"):
             raise EvaluateError(f"--route: unknown route '{r}' (expected float or int8)")

@@ -11,10 +11,11 @@ from rich.table import Table
 
 from export.boards import board_names, load_board
 from export.firmware import BenchResult, BuildResult, RunResult
+from export.report import output_console
 
 
 def _console(console: Console | None) -> Console:
-    return console or Console(highlight=False)
+    return console or output_console(highlight=False)
 
 
 def print_boards(console: Console | None = None) -> None:

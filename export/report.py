@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+UNWRAPPED_WIDTH = 100_000
+"""Console width (characters) used when stdout is not a terminal: nothing wraps."""
+
+
+def output_console(**kwargs) -> Console:
+    """The rich Console every CLI report prints on (stdout).
+
+    On a terminal it has the terminal's width. Otherwise (a pipe, a file, a CI log) rich
+    would assume 80 columns and wrap long lines and squeeze tables; here it gets
+    :data:`UNWRAPPED_WIDTH` so each line comes out whole, as on a wide terminal. An explicit
+    ``width=`` or a ``COLUMNS`` environment variable still wins.
+
+    Args:
+        **kwargs: passed to ``rich.console.Console``.
+    """
+    console = Console(**kwargs)
+    if "width" not in kwargs and "COLUMNS" not in os.environ and not console.is_terminal:
+        console.width = UNWRAPPED_WIDTH
+    return console
 
 
 def module_parameter_table(model) -> list[tuple[str, int]]:
@@ -39,7 +60,7 @@ def print_info(checkpoint: Path, clips: list[Path], console: Console | None = No
     from nanomamba.config import config_name
     from nanomamba.model import count_parameters, macs_per_inference
 
-    console = console or Console()
+    console = console or output_console()
     model = load_checkpoint(checkpoint)
     audio = [load_audio(c) for c in clips]   # read all clips before printing anything
     cfg = model.cfg

@@ -541,12 +541,30 @@ class Simulator:
             return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         return self._run_one(audio, keep, frontend_intermediates)
 
+    @property
+    def frontend_chunk(self) -> int:
+        """Clips per call of the front end's kernels in :meth:`run_frontend`: the numpy
+        engine keeps :data:`export.frontend_fixed.DEFAULT_CHUNK` (cache-sized working
+        arrays); the numba engine takes :attr:`chunk` clips at once (fewer, larger compiled
+        calls). Speed only: the integers do not depend on it (clips are independent)."""
+        return frontend_fixed.DEFAULT_CHUNK if self.engine == "numpy" else self.chunk
+
+    def run_frontend(self, audio, *, intermediates: bool = True) -> dict[str, np.ndarray]:
+        """The integer front end alone (:func:`export.frontend_fixed.run_frontend` with this
+        simulator's parameters, engine and :attr:`frontend_chunk`).
+
+        Args:
+            audio: int16 (B, 16000) PCM (not checked here; :meth:`run` checks it).
+            intermediates: also return the front end's intermediates (about 1 MB per clip).
+        Returns:
+            dict name -> integer array: ``features``, ``snr_mel`` and (with intermediates)
+            the rest, as :func:`export.frontend_fixed.run_frontend`.
+        """
+        return self._fe.run_frontend(self.fe_params, audio, intermediates=intermediates,
+                                     chunk=self.frontend_chunk, engine=self.engine)
+
     def _run_one(self, audio, keep, frontend_intermediates):
-        fe_out = self._fe.run_frontend(self.fe_params, audio,
-                                       intermediates=frontend_intermediates,
-                                       chunk=(frontend_fixed.DEFAULT_CHUNK if self.engine == "numpy"
-                                              else self.chunk),   # numba: fewer, larger calls
-                                       engine=self.engine)
+        fe_out = self.run_frontend(audio, intermediates=frontend_intermediates)
         env = {f"frontend.{k}": v for k, v in fe_out.items()}
         env["features"] = fe_out["features"]
         env["snr_mel"] = fe_out["snr_mel"]

@@ -31,7 +31,6 @@ import io
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -514,7 +513,6 @@ def float_islands(flat: bytes, ops: tuple[str, ...] = FLOAT_OPS, scope: str = IS
         island = [i for i in island if any(quantized(T[x]) for x in
                                            [*sg.operators[i].inputs, *sg.operators[i].outputs] if x >= 0)]
         in_island = set(island)
-        produced = {o for i in island for o in sg.operators[i].outputs}
         read_outside = set(sg.outputs)
         for i, op in enumerate(sg.operators):
             if i not in in_island:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import CLIP_SAMPLES, CONFIGS, LABELS, N_BINS, N_FFT, N_MELS, SAMPLE_RATE, NanoMambaConfig
+from .config import CONFIGS, LABELS, N_BINS, N_FFT, N_MELS, SAMPLE_RATE, NanoMambaConfig
 from .errors import KwsError
 from .model import NanoMamba, count_parameters
 

@@ -1,0 +1,104 @@
+"""CLI usage errors: one ``error: ...`` line on stderr and exit status 2 (README "Bad input");
+long output lines do not wrap when stdout is not a terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from export.cli import USAGE_EXIT, OneLineErrorGroup, main
+
+
+def _one_error_line(r) -> str:
+    """The single stderr line of a failed invocation (stdout must be empty)."""
+    assert r.stdout == "", r.stdout
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["build", "x.pt", "--board", "mps2-an386", "-o", "out", "--zzz"],
+     "error: No such option '--zzz' (see 'kws-export build --help')"),
+    (["build"], "error: Missing argument 'SOURCE' (see 'kws-export build --help')"),
+    (["nosuch"], "error: No such command 'nosuch' (see 'kws-export --help')"),
+    (["build", "x.pt", "--board", "mps2-an386", "-o", "out", "--opt", "O3"],
+     "error: Invalid value for '--opt': 'O3' is not one of 'O2', 'Os' "
+     "(see 'kws-export build --help')"),
+    (["--nope"], "error: No such option '--nope' (see 'kws-export --help')"),
+    (["run", "build", "clip.wav", "--timeout", "-1"],
+     "error: Invalid value for '--timeout': -1.0 is not in the range x>0 "
+     "(see 'kws-export run --help')"),
+])
+def test_usage_error_is_one_line_exit_2(args, expected):
+    r = CliRunner().invoke(main, args, prog_name="kws-export")
+    assert r.exit_code == USAGE_EXIT == 2, r.output
+    assert _one_error_line(r) == expected
+
+
+def test_usage_error_suggestion_stays_on_the_line():
+    r = CliRunner().invoke(main, ["build", "x.pt", "-b", "m", "-o", "o", "--forc"],
+                           prog_name="kws-export")
+    assert r.exit_code == 2
+    line = _one_error_line(r)
+    assert "No such option '--forc'" in line and "--force" in line, line
+
+
+def test_nonexistent_path_argument_is_one_line(tmp_path):
+    """click.Path(exists=True) errors (none of kws-export's arguments use it today: the
+    library checks paths and names the file) go through the same one-line handling."""
+    @click.group(cls=OneLineErrorGroup)
+    def grp():
+        pass
+
+    @grp.command()
+    @click.argument("src", type=click.Path(exists=True))
+    def cmd(src):
+        pass
+
+    absent = tmp_path / "absent.pt"
+    r = CliRunner().invoke(grp, ["cmd", str(absent)], prog_name="kws-export")
+    assert r.exit_code == 2
+    assert _one_error_line(r) == (f"error: Invalid value for 'SRC': Path '{absent}' does not "
+                                  "exist (see 'kws-export cmd --help')")
+
+
+def test_help_and_version_unchanged():
+    r = CliRunner().invoke(main, ["build", "--help"], prog_name="kws-export")
+    assert r.exit_code == 0 and r.stdout.startswith("Usage: kws-export build [OPTIONS] SOURCE")
+    r = CliRunner().invoke(main, ["--version"], prog_name="kws-export")
+    assert r.exit_code == 0 and r.stdout == "kws-export, version " + r.stdout.split()[-1] + "\n"
+    r = CliRunner().invoke(main, [], prog_name="kws-export")    # bare: click's help text
+    assert r.output.startswith("Usage: kws-export [OPTIONS] COMMAND") and "Commands:" in r.output
+
+
+def test_long_error_line_is_not_wrapped(tmp_path):
+    """A bad-input error naming a long path stays one line (stderr is not a terminal)."""
+    long_dir = tmp_path / ("d" * 150)
+    r = CliRunner().invoke(main, ["info", str(long_dir / "absent.pt")], prog_name="kws-export")
+    assert r.exit_code == 1, r.output
+    line = _one_error_line(r)
+    assert str(long_dir / "absent.pt") in line and len(line) > 160
+
+
+def test_report_console_does_not_wrap_when_not_a_terminal(monkeypatch, capsys):
+    """rich assumes 80 columns off a terminal: long report lines and tables used to wrap."""
+    from rich.table import Table
+
+    from export.report import output_console
+    monkeypatch.delenv("COLUMNS", raising=False)
+    con = output_console(highlight=False)
+    assert not con.is_terminal
+    long = "x" * 200
+    con.print(f"built {long}")
+    t = Table("symbol", "bytes")
+    t.add_row("s" * 150, "1,234")
+    con.print(t)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"built {long}"
+    assert any("s" * 150 in line and "1,234" in line for line in out), out
+    monkeypatch.setenv("COLUMNS", "60")          # an explicit width is still honoured
+    assert output_console().width == 60
