@@ -41,8 +41,10 @@ from nanomamba.errors import AudioError, AudioWarning, KwsError
 #: kind (``w.*``). Chosen by measurement (docs/QUANTIZATION.md,
 #: benchmarks/ablation_state_width.py): the residual stream int32 (one shared scale, exact
 #: adds), activations int16, the state h int16 with per-channel scales, dA Q15, int8 logits;
-#: int16 weights for the four layers whose int8 rounding alone costs agreement at 0 dB SNR,
-#: int8 for the others. ``dA`` 8/16/32 selects Q7/Q15/Q30; ``gate`` is fixed Q15.
+#: int16 weights for the layers whose int8 rounding costs agreement at 0 dB SNR (the
+#: depthwise conv1d: 20 dB below every other op in int8, benchmarks/op_local_sqnr.py) or
+#: would need a requantize multiplier above 1 (snr_proj with headroom_wide 1.5), int8 for
+#: dt_proj and the classifier. ``dA`` 8/16/32 selects Q7/Q15/Q30; ``gate`` is fixed Q15.
 DEFAULT_WIDTHS: dict[str, int] = {
     "residual": 32, "norm": 16, "u": 16, "z": 16, "conv": 16, "u_act": 16,
     "dt_raw": 16, "dt_shift": 16, "dt_in": 16, "dt_pre": 16, "delta": 16,
