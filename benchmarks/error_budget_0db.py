@@ -109,8 +109,11 @@ def run_model(name, audio, names, labels, noise, widen: bool) -> dict:
     bundles = {"defaults": Q.quantize_model(model, ctx["cal"], stats=ctx["stats"], progress=False)}
     if widen:
         for lab, w, o in WIDEN:
-            bundles[lab] = Q.quantize_model(model, ctx["cal"], stats=ctx["stats"], widths=w,
-                                            options=o, progress=False)
+            try:
+                bundles[lab] = Q.quantize_model(model, ctx["cal"], stats=ctx["stats"], widths=w,
+                                                options=o, progress=False)
+            except Q.QuantizationError as e:     # e.g. int32 final_norm: accumulator bound
+                print(f"  {lab}: not representable ({e})", flush=True)
     out = {}
     for k, d in ctx["data"].items():
         lf, y = d["lf"], ctx["labels"]
