@@ -15,7 +15,8 @@ with the float model, flips, accuracy vs float, logits SQNR over all 12 classes)
   the network's error alone;
 - logits SQNR: over the int8 logits for "int8 argmax" rows, over ``logits_fine`` (the
   classifier's output before int8 rounding) for "label op" rows;
-- ``--widen``: the integer pipeline re-quantized from the same statistics with wider tensors.
+- ``--widen``: the integer pipeline re-quantized from the same statistics with other widths
+  or options (:data:`WIDEN`: wider tensors, the previous defaults, headroom variants).
 
 Run: ``python benchmarks/error_budget_0db.py [--models tiny small] [--widen]``
 (about 10 minutes per model on 2 cores; more with --widen).
@@ -41,9 +42,17 @@ from export.simulator import Simulator  # noqa: E402
 from nanomamba import load_checkpoint  # noqa: E402
 from _published import load_real_test_set  # noqa: E402
 
-WIDEN = [("w.classifier int16", {"w.classifier": 16}),
-         ("final_norm + pooled int32", {"final_norm": 32, "pooled": 32}),
-         ("all weights int16", {k: 16 for k in Q.DEFAULT_WIDTHS if k.startswith("w.")})]
+#: --widen rows: (label, bit-width overrides, option overrides) over the defaults
+WIDEN = [("w.classifier int16", {"w.classifier": 16}, {}),
+         ("final_norm + pooled int32", {"final_norm": 32, "pooled": 32}, {}),
+         ("all weights int16", {k: 16 for k in Q.DEFAULT_WIDTHS if k.startswith("w.")}, {}),
+         ("previous defaults (conv1d, snr_proj int8; headroom_wide 2)",
+          {"w.conv1d": 8, "w.snr_proj": 8}, {"headroom_wide": 2.0}),
+         ("conv1d int8 only", {"w.conv1d": 8}, {}),
+         ("headroom_wide 2 only", {}, {"headroom_wide": 2.0}),
+         ("headroom_wide 1.25", {}, {"headroom_wide": 1.25}),
+         ("headroom_wide 1.0", {}, {"headroom_wide": 1.0}),
+         ("headroom_state 3", {}, {"headroom_state": 3.0})]
 
 
 def prepare(model, audio, names, labels, noise) -> dict:
@@ -99,9 +108,12 @@ def run_model(name, audio, names, labels, noise, widen: bool) -> dict:
     ctx = prepare(model, audio, names, labels, noise)
     bundles = {"defaults": Q.quantize_model(model, ctx["cal"], stats=ctx["stats"], progress=False)}
     if widen:
-        for lab, w in WIDEN:
-            bundles[lab] = Q.quantize_model(model, ctx["cal"], stats=ctx["stats"], widths=w,
-                                            progress=False)
+        for lab, w, o in WIDEN:
+            try:
+                bundles[lab] = Q.quantize_model(model, ctx["cal"], stats=ctx["stats"], widths=w,
+                                                options=o, progress=False)
+            except Q.QuantizationError as e:     # e.g. int32 final_norm: accumulator bound
+                print(f"  {lab}: not representable ({e})", flush=True)
     out = {}
     for k, d in ctx["data"].items():
         lf, y = d["lf"], ctx["labels"]
