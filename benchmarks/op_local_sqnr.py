@@ -67,12 +67,7 @@ def quantize_as(sim: Simulator, name: str, x: np.ndarray) -> np.ndarray:
     """Float values of tensor ``name`` rounded to its format (round half away from zero as
     the integer pipeline rounds, then saturation to its dtype)."""
     t = sim.tensors[name]
-    s = np.asarray(t["scale"], dtype=np.float64)
-    if s.ndim:
-        shape = [1] * len(t["shape"])
-        shape[t.get("channel_axis", 0)] = -1
-        s = s.reshape(shape)
-    v = np.asarray(x, dtype=np.float64) / s
+    v = np.asarray(x, dtype=np.float64) / sim.scale(name)
     q = np.sign(v) * np.floor(np.abs(v) + 0.5) + t["zero_point"]
     lo, hi = _QRANGE[t["dtype"]]
     return np.clip(q, lo, hi).astype(_NP[t["dtype"]])

@@ -484,16 +484,21 @@ class Simulator:
         """(qmin, qmax) of a tensor's dtype."""
         return _QRANGE[self.tensors[name]["dtype"]]
 
-    def dequantize(self, name: str, q) -> np.ndarray:
-        """Real values (float64) of tensor ``name``: (q - zero_point) * scale (per-channel
-        scales, a list, apply along the per-frame axis ``channel_axis``)."""
+    def scale(self, name: str) -> np.ndarray:
+        """Scale of tensor ``name`` as float64, broadcastable against its values: a scalar,
+        or per-channel scales (a list in the bundle) shaped to apply along the per-frame axis
+        ``channel_axis``."""
         t = self.tensors[name]
         scale = np.asarray(t["scale"], dtype=np.float64)
         if scale.ndim:
             shape = [1] * len(t["shape"])
             shape[t.get("channel_axis", 0)] = -1
             scale = scale.reshape(shape)
-        return (np.asarray(q, dtype=np.float64) - t["zero_point"]) * scale
+        return scale
+
+    def dequantize(self, name: str, q) -> np.ndarray:
+        """Real values (float64) of tensor ``name``: (q - zero_point) * :meth:`scale`."""
+        return (np.asarray(q, dtype=np.float64) - self.tensors[name]["zero_point"]) * self.scale(name)
 
     def _store(self, env: dict, name: str, value) -> None:
         env[name] = np.asarray(value).astype(_NP[self.tensors[name]["dtype"]])
