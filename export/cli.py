@@ -298,9 +298,11 @@ def tflite_cmd(source: Path, out: Path, calib: Path | None, calib_count: int | N
               type=click.Choice(["torch", "onnx", "onnx-qdq", "tflm", "simulator", "c"]),
               help="Routes to run (default: all).")
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder written by kws-export onnx (else graphs are built in memory).")
+              help="Folder written by kws-export onnx from SOURCE's model (else graphs are "
+                   "built in memory); must hold the graphs the routes read.")
 @click.option("--tflite", type=click.Path(path_type=Path), default=None,
-              help="File written by kws-export tflite (else converted in memory).")
+              help="File written by kws-export tflite from SOURCE's model (else converted "
+                   "in memory).")
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
               help="Clips for quantizing a checkpoint SOURCE and the in-memory TFLite "
                    "conversion (default: the generated set).")
