@@ -434,10 +434,10 @@ class BuildResult:
 def _atomic_folder(out: Path, force: bool, fill: Callable[[Path], None]) -> None:
     """Run ``fill(tmp)`` on a temporary sibling of ``out``, then move it into place."""
     out = Path(out)
+    if out.exists() and not out.is_dir():        # --force would not help: say so first
+        raise OutputExistsError(f"{out}: is a file, expected a folder name")
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out}: exists and is not a folder")
     make_parent(out)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -518,6 +518,8 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     gcc = arm_gcc()
     objcopy = _objcopy(gcc)
     out = Path(out)
+    if out.exists() and not out.is_dir():        # --force would not help: say so first
+        raise OutputExistsError(f"{out}: is a file, expected a folder name")
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
     # never replace (or put the output around) the source; the output's folder must be
