@@ -5,7 +5,9 @@ derived from :class:`nanomamba.errors.KwsError` print as one ``error:`` line (ex
 usage errors (unknown option or command, missing argument, invalid option value: click
 types, ranges, choices, :class:`WidthOverride`, callbacks raising ``click.BadParameter``,
 ``click.UsageError``) print as one ``error: ... (see 'kws-export CMD --help')`` line
-(exit 2); warnings about altered input print as one ``warning:`` line.
+(exit 2); warnings about altered input print as one ``warning:`` line. When the reader of
+stdout goes away (``kws-export boards | head -1``) the command stops silently with exit
+status 141 (128 + SIGPIPE, :data:`PIPE_CLOSED_EXIT`), as Unix tools killed by SIGPIPE do.
 """
 
 from __future__ import annotations
@@ -131,8 +133,31 @@ class OneLineErrorGroup(click.Group):
             return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx):
-        with _click_errors_on_one_line():
-            return super().invoke(ctx)
+        try:
+            with _click_errors_on_one_line():
+                rv = super().invoke(ctx)
+            sys.stdout.flush()               # a closed pipe shows here, not at exit
+            return rv
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+
+
+PIPE_CLOSED_EXIT = 141
+"""Exit status when stdout's reader went away (``kws-export boards | head -1``): 128 +
+SIGPIPE, what a shell reports for a tool killed by SIGPIPE, so ``set -o pipefail`` scripts
+see what they see with other Unix tools. No message is printed (the reader left on purpose)."""
+
+
+def _quiet_broken_pipe() -> None:
+    """Point stdout at /dev/null (so the interpreter's final flush cannot fail again) and
+    exit with :data:`PIPE_CLOSED_EXIT`, silently."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # not a real file (e.g. a test runner)
+        pass
+    sys.exit(PIPE_CLOSED_EXIT)
 
 
 @click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})

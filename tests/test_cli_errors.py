@@ -143,3 +143,18 @@ def test_report_console_does_not_wrap_when_not_a_terminal(monkeypatch, capsys):
     assert any("s" * 150 in line and "1,234" in line for line in out), out
     monkeypatch.setenv("COLUMNS", "60")          # an explicit width is still honoured
     assert output_console().width == 60
+
+
+def test_closed_stdout_pipe_exits_quietly():
+    """`kws-export boards | head -1` exited 1 (rich's broken-pipe handling) with no message:
+    now status 141 (128 + SIGPIPE, export.cli.PIPE_CLOSED_EXIT) and nothing on stderr."""
+    import subprocess
+    import sys
+
+    from export.cli import PIPE_CLOSED_EXIT
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.Popen([sys.executable, "-m", "export", "boards"], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()                 # the reader goes away before anything is written
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == PIPE_CLOSED_EXIT == 141 and err == b"", err
