@@ -106,7 +106,7 @@ def run_simulator(bundle, audio_i16: np.ndarray, progress: bool = True,
     sim = Simulator(bundle)
     out, lab = [], []
     for i in tqdm(range(0, len(audio_i16), batch), desc="simulator", leave=False,
-                  disable=not progress or None):
+                  disable=None if progress else True):
         r = sim.run(audio_i16[i:i + batch], keep=["logits", "label"],
                     frontend_intermediates=False)
         out.append(sim.dequantize("logits", r["logits"]))

@@ -1269,7 +1269,8 @@ def run_firmware(build_dir: Path, inputs: Sequence[Path], *, board: str | None =
     bar = None
     if progress and len(clips) >= 20:
         from tqdm import tqdm
-        bar = tqdm(total=len(clips), unit="clip", desc=f"QEMU {bd.name}", leave=False)
+        bar = tqdm(total=len(clips), unit="clip", desc=f"QEMU {bd.name}", leave=False,
+                   disable=None)          # None: a bar on a terminal only
 
     def on_line(tag: str, fields: dict) -> None:
         if bar is not None and tag == "clip":

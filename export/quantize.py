@@ -420,7 +420,7 @@ def collect_ranges(model, audio_int16, *, batch: int = 64, progress: bool = True
     from tqdm import tqdm
     stats = RangeStats()
     n = len(audio_int16)
-    for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=not progress, leave=False):
+    for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=None if progress else True, leave=False):
         _, taps = float_taps(model, audio_int16[s:s + batch])
         for k, v in taps.items():
             stats.update(k, v)
@@ -1110,7 +1110,7 @@ def evaluate(bundle: Bundle, model, audio, labels=None, *, batch: int = 100, pro
     den: dict[str, float] = {}
     lf_all, li_all, lab_all = [], [], []
     n = len(audio)
-    for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=not progress, leave=False):
+    for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=None if progress else True, leave=False):
         a = audio[s:s + batch]
         lf, taps = float_taps(model, a)
         out = sim.run(a, frontend_intermediates=False)

@@ -205,3 +205,19 @@ def test_generated_set_is_deterministic():
 
 def test_errors_are_kws_errors():
     assert issubclass(Q.CalibrationError, KwsError) and issubclass(Q.QuantizationError, KwsError)
+
+
+def test_progress_bars_only_on_a_terminal(capsys):
+    """tqdm bars wrote '\\r'-laden lines into stderr files/pipes (quantize, tflite, compare);
+    now they are drawn on a terminal only (tqdm's disable=None)."""
+    import numpy as np
+    import torch
+
+    from export.quantize import collect_ranges
+    from nanomamba import TINY
+    from nanomamba.model import NanoMamba
+    torch.manual_seed(0)
+    collect_ranges(NanoMamba(TINY).eval(), np.zeros((3, 16000), np.int16), batch=1,
+                   progress=True)
+    err = capsys.readouterr().err
+    assert err == "", repr(err[:200])
