@@ -1230,9 +1230,13 @@ def _emulated_board(build_dir: Path, board_name: str | None) -> tuple[dict, Boar
                          f"(rebuild with --board {board_name})")
     board = manifest_board(manifest)
     if not board.emulated:
-        raise BoardError(f"{build_dir}: board {board.name} is not emulated (QEMU runs "
-                         f"mps2-an386, mps2-an500, mps2-an505, mps3-an547); flash it with "
-                         f"kws-export flash")
+        qemu = "QEMU runs mps2-an386, mps2-an500, mps2-an505, mps3-an547"
+        if board.flashable:
+            raise BoardError(f"{build_dir}: board {board.name} is not emulated ({qemu}); "
+                             f"flash it with kws-export flash")
+        raise BoardError(f"{build_dir}: board {board.name} is build-only (no QEMU machine, no "
+                         f"pyOCD target: kws-export can neither run nor flash it; {qemu}); "
+                         f"program firmware.elf/.hex with your own tools")
     return manifest, board
 
 

@@ -323,3 +323,15 @@ def test_output_that_is_a_file_says_so_first(tmp_path, cmd):
         assert r.exit_code == 1, r.output
         assert r.output == f"error: {out}: is a file, expected a folder name\n", r.output
     assert out.read_text() == "mine"
+
+
+@pytest.mark.parametrize("board, hint", [("cortex-m0plus", "is build-only (no QEMU machine, "
+                                                           "no pyOCD target"),
+                                         ("b-l475e-iot01a", "flash it with kws-export flash")])
+def test_run_hint_matches_the_board_kind(tmp_path, monkeypatch, board, hint):
+    """run on a build-only board's build suggested 'kws-export flash', which refuses it."""
+    monkeypatch.setattr(fw, "read_manifest", lambda d: {"board": board})
+    with pytest.raises(BoardError, match=r"\b" + hint.replace("(", r"\(")) as info:
+        fw._emulated_board(tmp_path, None)
+    if board == "cortex-m0plus":
+        assert "kws-export flash" not in str(info.value)
