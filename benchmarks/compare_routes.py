@@ -40,6 +40,8 @@ def main() -> None:
     for path in args.bundles:
         src = ox.load_source(path)
         flat, info = tx.convert_bundle(src)
+        flat = tx.stamp(flat, f"benchmarks/compare_routes.py; source {path}; "
+                              f"model {src.model_hash[:16]}")     # compare checks the model hash
         tfl = args.out / f"{path.stem}.tflite"
         tfl.write_bytes(flat)
         res = cmp.compare(path, args.eval, tflite=tfl, limit=args.limit, progress=False)

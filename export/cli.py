@@ -2,9 +2,12 @@
 
 Each command parses options, calls one library function and prints its result. Errors
 derived from :class:`nanomamba.errors.KwsError` print as one ``error:`` line (exit 1);
-usage errors (unknown option or command, missing argument, invalid option value) print as
-one ``error: ... (see 'kws-export CMD --help')`` line (exit 2); warnings about altered
-input print as one ``warning:`` line.
+usage errors (unknown option or command, missing argument, invalid option value: click
+types, ranges, choices, :class:`WidthOverride`, callbacks raising ``click.BadParameter``,
+``click.UsageError``) print as one ``error: ... (see 'kws-export CMD --help')`` line
+(exit 2); warnings about altered input print as one ``warning:`` line. When the reader of
+stdout goes away (``kws-export boards | head -1``) the command stops silently with exit
+status 141 (128 + SIGPIPE, :data:`PIPE_CLOSED_EXIT`), as Unix tools killed by SIGPIPE do.
 """
 
 from __future__ import annotations
@@ -41,6 +44,47 @@ def handle_errors(fn):
 USAGE_EXIT = 2
 """Exit status of a command-line usage error (unknown option or command, missing argument,
 invalid option value): click's and POSIX's convention, distinct from a bad input (1)."""
+
+
+class WidthOverride(click.ParamType):
+    """``--width NAME=BITS``: a bit-width override, checked by click (unknown name, bits not
+    a number or not allowed: a usage error, exit 2) against
+    :func:`export.quantize.check_widths` (which Python callers get too)."""
+
+    name = "NAME=BITS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        name, sep, bits = str(value).partition("=")
+        if not sep or not name or not bits.strip().isdigit():
+            self.fail(f"{value!r}: expected NAME=BITS, e.g. h=32", param, ctx)
+        from export.quantize import QuantizationError, check_widths
+        try:
+            check_widths({name: int(bits)})
+        except QuantizationError as err:
+            self.fail(f"{value!r}: {err}", param, ctx)
+        return name, int(bits)
+
+
+def _comma_floats(ctx, param, value: str) -> list[float]:
+    """click callback: a comma-separated list of numbers (``--snr``)."""
+    try:
+        return [float(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"not a comma-separated list of numbers: {value!r}") from None
+
+
+def _noise_kinds(ctx, param, value: str) -> list[str]:
+    """click callback: comma-separated noise types (``--noise``), each a generated kind,
+    ``recorded`` or ``file:NAME``."""
+    from nanomamba.data.noise import GENERATED_KINDS
+    kinds = [n.strip() for n in value.split(",") if n.strip()]
+    for kind in kinds:
+        if kind not in GENERATED_KINDS and kind != "recorded" and not kind.startswith("file:"):
+            raise click.BadParameter(f"unknown noise type {kind!r} (expected "
+                                     f"{', '.join(GENERATED_KINDS)}, recorded or file:NAME)")
+    return kinds
 
 
 class _OneLineError(click.ClickException):
@@ -89,8 +133,31 @@ class OneLineErrorGroup(click.Group):
             return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx):
-        with _click_errors_on_one_line():
-            return super().invoke(ctx)
+        try:
+            with _click_errors_on_one_line():
+                rv = super().invoke(ctx)
+            sys.stdout.flush()               # a closed pipe shows here, not at exit
+            return rv
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+
+
+PIPE_CLOSED_EXIT = 141
+"""Exit status when stdout's reader went away (``kws-export boards | head -1``): 128 +
+SIGPIPE, what a shell reports for a tool killed by SIGPIPE, so ``set -o pipefail`` scripts
+see what they see with other Unix tools. No message is printed (the reader left on purpose)."""
+
+
+def _quiet_broken_pipe() -> None:
+    """Point stdout at /dev/null (so the interpreter's final flush cannot fail again) and
+    exit with :data:`PIPE_CLOSED_EXIT`, silently."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # not a real file (e.g. a test runner)
+        pass
+    sys.exit(PIPE_CLOSED_EXIT)
 
 
 @click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -154,7 +221,8 @@ def build(source: Path, board: str, out: Path, force: bool, opt: str,
 
 @main.command()
 @click.argument("build_dir", metavar="DIR", type=click.Path(path_type=Path))
-@click.argument("clips", metavar="CLIP|FOLDER...", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("clips", metavar="CLIP|FOLDER...", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
 @click.option("--board", "-b", default=None, help="Board (default: the one DIR was built for).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
               show_default=True, help="Seconds without firmware output before it counts as hung.")
@@ -235,7 +303,7 @@ def flash(build_dir: Path, board: str, dry_run: bool, probe: str | None) -> None
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
               help="Calibration clips for --quantize (default: the generated set; implies "
                    "--quantize).")
-@click.option("--opset", type=int, default=21, show_default=True,
+@click.option("--opset", type=click.IntRange(21, 28), default=21, show_default=True,
               help="ONNX opset version of the graphs (21..28).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @handle_errors
@@ -298,9 +366,11 @@ def tflite_cmd(source: Path, out: Path, calib: Path | None, calib_count: int | N
               type=click.Choice(["torch", "onnx", "onnx-qdq", "tflm", "simulator", "c"]),
               help="Routes to run (default: all).")
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder written by kws-export onnx (else graphs are built in memory).")
+              help="Folder written by kws-export onnx from SOURCE's model (else graphs are "
+                   "built in memory); must hold the graphs the routes read.")
 @click.option("--tflite", type=click.Path(path_type=Path), default=None,
-              help="File written by kws-export tflite (else converted in memory).")
+              help="File written by kws-export tflite from SOURCE's model (else converted "
+                   "in memory).")
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
               help="Clips for quantizing a checkpoint SOURCE and the in-memory TFLite "
                    "conversion (default: the generated set).")
@@ -324,12 +394,14 @@ def compare_cmd(source: Path, eval_dir: Path, routes: tuple[str, ...], onnx_dir:
               help="Instead of --data: N clips per label of the generated test split (espeak-ng).")
 @click.option("--data-seed", type=int, default=1, show_default=True, help="Seed of --generated.")
 @click.option("--route", "routes", multiple=True, default=("float",), show_default=True,
+              type=click.Choice(["float", "int8"]),
               help="Inference route(s): float, int8 (repeat the option).")
 @click.option("--noise", "noises", default=",".join(("white", "pink", "babble", "factory", "street")),
-              show_default=True, help="Comma-separated noise types (also 'recorded', 'file:NAME' "
+              show_default=True, callback=_noise_kinds,
+              help="Comma-separated noise types (also 'recorded', 'file:NAME' "
               "with --noise-dir); '' for clean only.")
 @click.option("--snr", "snrs", default="-15,-10,-5,0,5,10,15", show_default=True,
-              help="Comma-separated SNRs in dB.")
+              callback=_comma_floats, help="Comma-separated SNRs in dB.")
 @click.option("--noise-dir", type=click.Path(path_type=Path), default=None,
               help="Recorded noise (e.g. Speech Commands' _background_noise_).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
@@ -350,14 +422,13 @@ def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise
              limit_per_class, out, cache, espeak, calib, bundle, force) -> None:
     """Accuracy over noise types x SNR (plus clean) for each route: a table, and with --out
     a JSON, a Markdown table and a PNG plot."""
-    from export.evaluate import EvaluateError, run_evaluate
-    try:
-        snr_list = [float(s) for s in snrs.split(",") if s.strip()]
-    except ValueError:
-        raise EvaluateError(f"--snr: not a comma-separated list of numbers: '{snrs}'") from None
-    noise_list = [n.strip() for n in noises.split(",") if n.strip()]
+    from export.evaluate import run_evaluate
+    if (data is None) == (generated is None):
+        raise click.UsageError("give a dataset folder (--data) or a generated test split "
+                               "(--generated N)" if data is None else
+                               "give either --data or --generated, not both")
     run_evaluate(checkpoint, data=data, generated=generated, data_seed=data_seed, routes=routes,
-                 noises=noise_list, snrs=snr_list, seed=seed, noise_dir=noise_dir,
+                 noises=noises, snrs=snrs, seed=seed, noise_dir=noise_dir,
                  limit_per_class=limit_per_class, out=out, force=force,
                  cache_dir=str(cache), espeak=espeak, calib=calib, bundle=bundle)
 
@@ -374,7 +445,7 @@ def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise
               "per-tensor scales, per-layer SQNR, agreement, sqnr.png.")
 @click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of clips the report evaluates on (default: the calibration clips).")
-@click.option("--width", "widths", multiple=True, metavar="NAME=BITS",
+@click.option("--width", "widths", multiple=True, type=WidthOverride(),
               help="Bit-width override, e.g. h=32 or w.in_proj=8 (repeatable).")
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle / report.")
 @handle_errors
@@ -382,15 +453,10 @@ def quantize_cmd(checkpoint: Path, output: Path, calib: Path | None, report: str
                  eval_dir: Path | None, widths: tuple[str, ...], force: bool) -> None:
     """Quantize CHECKPOINT into an integer bundle (int16 audio in, int8 logits out)."""
     from export.bundle import BundleError
-    from export.quantize import QuantizationError, quantize_checkpoint
+    from export.quantize import quantize_checkpoint
     if output.is_dir():                   # before calibrating, not after (with or without --force)
         raise BundleError(f"{output}: is a directory, expected a bundle file name (.npz)")
-    overrides = {}
-    for w in widths:
-        name, _, bits = w.partition("=")
-        if not bits.isdigit():
-            raise QuantizationError(f"--width {w!r}: expected NAME=BITS, e.g. h=32")
-        overrides[name] = int(bits)
+    overrides = dict(widths)              # (name, bits) pairs, checked by WidthOverride
     res = quantize_checkpoint(checkpoint, output, calib=calib, force=force, report=report,
                               eval_dir=eval_dir, widths=overrides)
     click.echo(f"wrote {res['bundle']}")

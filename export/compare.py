@@ -106,7 +106,7 @@ def run_simulator(bundle, audio_i16: np.ndarray, progress: bool = True,
     sim = Simulator(bundle)
     out, lab = [], []
     for i in tqdm(range(0, len(audio_i16), batch), desc="simulator", leave=False,
-                  disable=not progress or None):
+                  disable=None if progress else True):
         r = sim.run(audio_i16[i:i + batch], keep=["logits", "label"],
                     frontend_intermediates=False)
         out.append(sim.dequantize("logits", r["logits"]))
@@ -168,6 +168,74 @@ def _read_tflite(path: str | os.PathLike) -> bytes:
     return flat
 
 
+#: The graphs of a ``kws-export onnx`` folder each route reads when ``--onnx-dir`` is given
+#: (the quantized routes take the float front end's features from ``frontend.onnx``).
+ROUTE_ONNX_FILES = {"onnx": ("full.onnx",), "onnx-qdq": ("frontend.onnx", "network_qdq.onnx"),
+                    "tflm": ("frontend.onnx",)}
+ONNX_FILE_ROUTES = {"full.onnx": "onnx", "frontend.onnx": "onnx-qdq/tflm",
+                    "network_qdq.onnx": "onnx-qdq"}
+_MAKE_HINT = {"full.onnx": "make the folder with kws-export onnx",
+              "frontend.onnx": "make the folder with kws-export onnx",
+              "network_qdq.onnx": "kws-export onnx writes it from a bundle, or a checkpoint "
+                                  "with --quantize"}
+
+
+def onnx_files_needed(routes) -> list[str]:
+    """File names an ``--onnx-dir`` folder must hold for ``routes`` (sorted, unique)."""
+    return sorted({f for r in routes for f in ROUTE_ONNX_FILES.get(r, ())})
+
+
+def onnx_model_hash(path: Path) -> str | None:
+    """The model hash an exported ONNX graph records (metadata ``model_hash``, written by
+    :func:`export.onnx_export.export_onnx`), or None when it carries none.
+
+    Raises:
+        CompareError: not a readable ONNX file.
+    """
+    import onnx
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:
+        raise CompareError(f"{path}: not an ONNX model ({str(err).splitlines()[0][:120]})") from None
+    return next((p.value for p in model.metadata_props if p.key == "model_hash"), None) or None
+
+
+def tflite_model_hash(flat: bytes) -> str | None:
+    """The model hash (16 hex digits) a ``kws-export tflite`` flatbuffer records in its
+    ``description`` (``...; model <hash>; ...``, :func:`export.tflite_export.stamp`), or None."""
+    import re
+
+    from export.tflite_export import _tflm
+    try:
+        desc = _tflm().schema_fb.Model.GetRootAs(flat, 0).Description()
+    except Exception:                  # a malformed table: no readable description
+        desc = None
+    desc = desc.decode("utf-8", "replace") if isinstance(desc, bytes) else (desc or "")
+    m = re.search(r"(?:^|; )model ([0-9a-f]{12,64})(?:;|$)", desc)
+    return m.group(1) if m else None
+
+
+def check_model_hash(path: Path, recorded: str | None, src) -> None:
+    """Refuse an exported file made from another model than ``src`` (an
+    :class:`export.onnx_export.ExportSource`); warn when the file records no model hash.
+
+    Hashes are compared on the digits the file records (a .tflite records 16).
+
+    Raises:
+        CompareError: the recorded hash differs from ``src.model_hash``.
+    """
+    import warnings
+    want = src.model_hash
+    if not recorded:
+        warnings.warn(f"{path}: records no model hash (an older or foreign export?); cannot "
+                      f"check it was made from {src.path.name}", stacklevel=2)
+        return
+    n = min(len(recorded), len(want))
+    if recorded[:n] != want[:n]:
+        raise CompareError(f"{path}: made from another model than {src.path.name} "
+                           f"(model sha256 {recorded[:12]}... vs {want[:12]}...)")
+
+
 def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
             routes: tuple[str, ...] = ROUTES, onnx_dir: str | os.PathLike | None = None,
             tflite: str | os.PathLike | None = None, calib: str | os.PathLike | None = None,
@@ -179,9 +247,11 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
             quantized routes).
         eval_dir: folder of clips (sub-folders named by label give accuracy).
         routes: subset of :data:`ROUTES`.
-        onnx_dir: an ``kws-export onnx`` folder (full.onnx, network_qdq.onnx, frontend.onnx);
-            without it the graphs are built in memory.
-        tflite: a ``kws-export tflite`` file; without it one is converted in memory.
+        onnx_dir: an ``kws-export onnx`` folder (full.onnx, network_qdq.onnx, frontend.onnx)
+            made from the same model; it must hold every graph the routes read
+            (:data:`ROUTE_ONNX_FILES`); without it the graphs are built in memory.
+        tflite: a ``kws-export tflite`` file of the same model; without it one is converted
+            in memory.
         calib: clips for quantizing a checkpoint and for the converter's calibration of the
             tensors outside the bundle (default: the quantizer's generated set).
         limit: evaluate at most this many clips (spread over sub-folders).
@@ -190,7 +260,9 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
         dict: ``clips`` (count), ``reference`` ("torch"), ``routes`` (name -> RouteResult),
         ``labelled``, ``quantization`` (the bundle's source, when a quantized route ran).
     Raises:
-        CompareError, BundleError, CheckpointError, AudioError, OnnxExportError,
+        CompareError (also: a graph missing from ``onnx_dir``; an exported file whose
+            recorded model hash differs from the source's), BundleError, CheckpointError,
+            AudioError, OnnxExportError,
         TfliteExportError, CalibrationError, QuantizationError.
     """
     import warnings
@@ -205,9 +277,18 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
     od = Path(onnx_dir) if onnx_dir else None
     if od is not None and not od.is_dir():
         raise CompareError(f"{od}: no such ONNX folder (make one with kws-export onnx)")
+    onnx_files = onnx_files_needed(routes) if od is not None else []
+    for name in onnx_files:
+        if not (od / name).is_file():
+            raise CompareError(f"{od / name}: missing (route {ONNX_FILE_ROUTES[name]} reads it "
+                               f"from --onnx-dir; {_MAKE_HINT[name]})")
     clips = ox.pick_clips(eval_dir, limit)
     labels = _labels(clips)
     src = ox.load_source(source)
+    for name in onnx_files:
+        check_model_hash(od / name, onnx_model_hash(od / name), src)
+    if user_flat is not None:
+        check_model_hash(Path(tflite), tflite_model_hash(user_flat), src)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         audio_i16 = np.stack([load_audio(c, dtype="int16") for c in clips])
@@ -224,7 +305,7 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
 
 
     def load_or_build(name: str, build):
-        if od is not None and (od / name).is_file():
+        if od is not None:               # checked above: present, made from this model
             return ox.session(od / name), f"{od / name}"
         return ox.session(build()), "built in memory"
 
@@ -232,7 +313,7 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
     qsrc = src
     if quantized and src.bundle is None and not (
             set(quantized) <= {"onnx-qdq", "tflm"}
-            and (("onnx-qdq" not in quantized) or (od and (od / "network_qdq.onnx").is_file()))
+            and (("onnx-qdq" not in quantized) or od is not None)
             and (("tflm" not in quantized) or tflite)):
         qsrc = ox.quantize_source(src, calib, progress)
 
@@ -249,7 +330,7 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
 
     if "onnx-qdq" in routes:
         t = time.perf_counter()
-        if od is not None and (od / "network_qdq.onnx").is_file():
+        if od is not None:
             sess, how = ox.session(od / "network_qdq.onnx"), str(od / "network_qdq.onnx")
         else:
             sess = ox.session(ox.build_network(qsrc.cfg, qsrc.params, scan="scan",

@@ -247,7 +247,10 @@ def evaluate_grid(routes: dict[str, Route], audio: np.ndarray, labels: np.ndarra
             if r != reference:
                 res.agreement[f"{r}~{reference}"][cond] = 100.0 * float((preds[r] == preds[reference]).mean())
 
-    with Progress(disable=not progress, transient=True) as bar:
+    from rich import get_console
+    # a bar on a terminal only (off one, rich would still write a stray line)
+    with Progress(disable=not progress or not get_console().is_terminal,
+                  transient=True) as bar:
         task = bar.add_task("evaluating", total=1 + len(noises) * len(snrs))
         score("clean", audio)
         bar.advance(task)

@@ -434,10 +434,10 @@ class BuildResult:
 def _atomic_folder(out: Path, force: bool, fill: Callable[[Path], None]) -> None:
     """Run ``fill(tmp)`` on a temporary sibling of ``out``, then move it into place."""
     out = Path(out)
+    if out.exists() and not out.is_dir():        # --force would not help: say so first
+        raise OutputExistsError(f"{out}: is a file, expected a folder name")
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out}: exists and is not a folder")
     make_parent(out)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -518,6 +518,8 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     gcc = arm_gcc()
     objcopy = _objcopy(gcc)
     out = Path(out)
+    if out.exists() and not out.is_dir():        # --force would not help: say so first
+        raise OutputExistsError(f"{out}: is a file, expected a folder name")
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
     # never replace (or put the output around) the source; the output's folder must be
@@ -1228,9 +1230,13 @@ def _emulated_board(build_dir: Path, board_name: str | None) -> tuple[dict, Boar
                          f"(rebuild with --board {board_name})")
     board = manifest_board(manifest)
     if not board.emulated:
-        raise BoardError(f"{build_dir}: board {board.name} is not emulated (QEMU runs "
-                         f"mps2-an386, mps2-an500, mps2-an505, mps3-an547); flash it with "
-                         f"kws-export flash")
+        qemu = "QEMU runs mps2-an386, mps2-an500, mps2-an505, mps3-an547"
+        if board.flashable:
+            raise BoardError(f"{build_dir}: board {board.name} is not emulated ({qemu}); "
+                             f"flash it with kws-export flash")
+        raise BoardError(f"{build_dir}: board {board.name} is build-only (no QEMU machine, no "
+                         f"pyOCD target: kws-export can neither run nor flash it; {qemu}); "
+                         f"program firmware.elf/.hex with your own tools")
     return manifest, board
 
 
@@ -1267,7 +1273,8 @@ def run_firmware(build_dir: Path, inputs: Sequence[Path], *, board: str | None =
     bar = None
     if progress and len(clips) >= 20:
         from tqdm import tqdm
-        bar = tqdm(total=len(clips), unit="clip", desc=f"QEMU {bd.name}", leave=False)
+        bar = tqdm(total=len(clips), unit="clip", desc=f"QEMU {bd.name}", leave=False,
+                   disable=None)          # None: a bar on a terminal only
 
     def on_line(tag: str, fields: dict) -> None:
         if bar is not None and tag == "clip":

@@ -170,7 +170,8 @@ def simulate_clips(bundle, samples: np.ndarray, *, batch: int = 64,
     starts = range(0, len(samples), batch)
     if progress and len(samples) > batch:
         from tqdm import tqdm
-        starts = tqdm(starts, unit="batch", desc="simulator", leave=False)
+        starts = tqdm(starts, unit="batch", desc="simulator", leave=False,
+                      disable=None)         # None: a bar on a terminal only
     out = [sim.run(samples[i:i + batch], keep=["logits", "label"], frontend_intermediates=False)
            for i in starts]
     return (np.concatenate([o["logits"] for o in out]).astype(np.int8),

@@ -420,7 +420,7 @@ def collect_ranges(model, audio_int16, *, batch: int = 64, progress: bool = True
     from tqdm import tqdm
     stats = RangeStats()
     n = len(audio_int16)
-    for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=not progress, leave=False):
+    for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=None if progress else True, leave=False):
         _, taps = float_taps(model, audio_int16[s:s + batch])
         for k, v in taps.items():
             stats.update(k, v)
@@ -769,6 +769,19 @@ def check_widths(widths: dict | None) -> dict:
     return W
 
 
+def check_label_count(cfg) -> None:
+    """Refuse a model whose classifier output count is not the Speech Commands label count:
+    a bundle names its outputs ``model.labels`` = :data:`nanomamba.config.LABELS` (12), and
+    the bundle check refuses any other count (never write a bundle the tool refuses).
+
+    Raises:
+        QuantizationError: ``cfg.n_classes != len(LABELS)``.
+    """
+    if cfg.n_classes != len(LABELS):
+        raise QuantizationError(f"model classifier has {cfg.n_classes} outputs; the Speech "
+                                f"Commands label set has {len(LABELS)} ({', '.join(LABELS)})")
+
+
 def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict | None = None,
                  options: dict | None = None, info: dict | None = None,
                  grams: dict | None = None, channel_ranges: dict | None = None) -> Bundle:
@@ -789,9 +802,11 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
     Returns:
         the :class:`Bundle` (not yet written).
     Raises:
-        QuantizationError: an unknown width key/value, or a bound that would overflow.
+        QuantizationError: an unknown width key/value, a bound that would overflow, or a
+            classifier output count other than the 12 labels (:func:`check_label_count`).
     """
     W = check_widths(widths)
+    check_label_count(cfg)
     opt = dict(DEFAULT_OPTIONS)
     opt.update(options or {})
     sd = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
@@ -1038,11 +1053,13 @@ def quantize_model(model, calib_audio, *, widths: dict | None = None, options: d
     Returns:
         the :class:`Bundle`.
     Raises:
-        CalibrationError: no calibration clips. QuantizationError: see build_bundle.
+        CalibrationError: no calibration clips. QuantizationError: see build_bundle (also:
+            a classifier output count other than the 12 labels, before calibrating).
     """
     if len(calib_audio) == 0:
         raise CalibrationError("no calibration clips")
     check_widths(widths)                      # before the calibration pass
+    check_label_count(model.cfg)
     opt = dict(DEFAULT_OPTIONS)
     opt.update(options or {})
     stats = stats or collect_ranges(model, calib_audio, progress=progress)
@@ -1093,7 +1110,7 @@ def evaluate(bundle: Bundle, model, audio, labels=None, *, batch: int = 100, pro
     den: dict[str, float] = {}
     lf_all, li_all, lab_all = [], [], []
     n = len(audio)
-    for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=not progress, leave=False):
+    for s in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=None if progress else True, leave=False):
         a = audio[s:s + batch]
         lf, taps = float_taps(model, a)
         out = sim.run(a, frontend_intermediates=False)

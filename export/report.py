@@ -12,18 +12,29 @@ UNWRAPPED_WIDTH = 100_000
 """Console width (characters) used when stdout is not a terminal: nothing wraps."""
 
 
+class _ReportConsole(Console):
+    """rich Console whose closed-pipe handling is left to the caller: rich's own
+    ``on_broken_pipe`` exits with status 1 (an error); this raises ``BrokenPipeError`` so the
+    CLI can stop quietly with its pipe-closed status (``export.cli.PIPE_CLOSED_EXIT``)."""
+
+    def on_broken_pipe(self) -> None:
+        if not self.quiet:
+            raise BrokenPipeError("stdout closed by its reader")
+
+
 def output_console(**kwargs) -> Console:
     """The rich Console every CLI report prints on (stdout).
 
     On a terminal it has the terminal's width. Otherwise (a pipe, a file, a CI log) rich
     would assume 80 columns and wrap long lines and squeeze tables; here it gets
     :data:`UNWRAPPED_WIDTH` so each line comes out whole, as on a wide terminal. An explicit
-    ``width=`` or a ``COLUMNS`` environment variable still wins.
+    ``width=`` or a ``COLUMNS`` environment variable still wins. A closed stdout pipe raises
+    ``BrokenPipeError`` (rich alone would exit with status 1).
 
     Args:
         **kwargs: passed to ``rich.console.Console``.
     """
-    console = Console(**kwargs)
+    console = _ReportConsole(**kwargs)
     if "width" not in kwargs and "COLUMNS" not in os.environ and not console.is_terminal:
         console.width = UNWRAPPED_WIDTH
     return console

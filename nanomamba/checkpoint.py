@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .config import NanoMambaConfig, config_name
+from .config import LABELS, NanoMambaConfig, config_name
 from .errors import CheckpointError
 from .model import NanoMamba
 
@@ -41,7 +41,10 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "checkpoint") -> 
     """Infer a :class:`NanoMambaConfig` from published-format tensor shapes.
 
     Raises:
-        CheckpointError: a key the inference needs is missing.
+        CheckpointError: a key the inference needs is missing; the classifier's output count
+            is not the Speech Commands label count (:data:`nanomamba.config.LABELS`, 12):
+            every consumer (info, the bundle's ``model.labels``, the firmware) names the
+            outputs with those labels, so another count is refused here, at load time.
     """
     def need(key: str) -> torch.Tensor:
         if key not in state:
@@ -52,6 +55,10 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "checkpoint") -> 
     n_layers = len({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
     if n_layers == 0:
         raise CheckpointError(f"{source}: not a NanoMamba checkpoint (no 'blocks.*' keys)")
+    n_classes = int(need("classifier.weight").shape[0])
+    if n_classes != len(LABELS):
+        raise CheckpointError(f"{source}: classifier has {n_classes} outputs; the Speech Commands "
+                              f"label set has {len(LABELS)} ({', '.join(LABELS)})")
     return NanoMambaConfig(
         d_model=int(patch.shape[0]),
         d_inner=int(need("blocks.0.in_proj.weight").shape[0]) // 2,
@@ -59,7 +66,7 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "checkpoint") -> 
         d_conv=int(need("blocks.0.conv1d.weight").shape[-1]),
         n_layers=n_layers,
         n_mels=int(patch.shape[1]),
-        n_classes=int(need("classifier.weight").shape[0]),
+        n_classes=n_classes,
     )
 
 

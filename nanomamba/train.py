@@ -326,7 +326,7 @@ def train(train_audio: np.ndarray, train_labels: np.ndarray, val_audio: np.ndarr
         order = rng.permutation(len(train_audio))
         tot_loss, tot_ok, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{tc.epochs}", unit="batch",
-                   disable=not progress, leave=False)
+                   disable=None if progress else True, leave=False)
         for step in bar:
             idx = order[step * tc.batch_size:(step + 1) * tc.batch_size]
             x = torch.from_numpy(train_audio[idx].astype(np.float32) / 32768.0)

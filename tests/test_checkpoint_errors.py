@@ -111,3 +111,34 @@ def test_legacy_pickle_format_still_loads(tmp_path):
     p = tmp_path / "legacy.pt"
     torch.save({"model_state_dict": _state()}, p, _use_new_zipfile_serialization=False)
     assert load_checkpoint(p).cfg.d_model == TINY.d_model
+
+
+def test_classifier_with_another_label_count_is_refused_at_load(tmp_path):
+    """A 7-output classifier used to pass info (mislabelled with the first 7 names) and
+    quantize (a bundle every later command refused): refused at load time now."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nanomamba import LABELS
+    state = _state()
+    state["classifier.weight"] = state["classifier.weight"][:7].clone()
+    state["classifier.bias"] = state["classifier.bias"][:7].clone()
+    p = tmp_path / "seven.pt"
+    torch.save({"model_state_dict": state}, p)
+    want = (f"{p}: classifier has 7 outputs; the Speech Commands label set has 12 "
+            f"({', '.join(LABELS)})")
+    assert _err(p) == want
+    root = Path(__file__).resolve().parents[1]
+    for cmd in (["info", str(p)], ["quantize", str(p), "-o", str(tmp_path / "b.npz")]):
+        r = subprocess.run([sys.executable, "-m", "export", *cmd], cwd=root,
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr == f"error: {want}\n", r.stderr
+    assert not (tmp_path / "b.npz").exists()
+    # Python callers with an explicit 7-class config: the quantizer refuses before calibrating
+    from export.quantize import QuantizationError, quantize_model
+    from nanomamba.config import NanoMambaConfig
+    cfg = NanoMambaConfig(**{**TINY.to_dict(), "n_classes": 7})
+    model = load_checkpoint(p, config=cfg)
+    with pytest.raises(QuantizationError, match="classifier has 7 outputs"):
+        quantize_model(model, torch.zeros(1, 16000, dtype=torch.int16).numpy())

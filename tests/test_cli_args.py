@@ -69,6 +69,7 @@ def test_quantize_width_checked_before_calibrating(tmp_path, monkeypatch, width,
     monkeypatch.setattr(Q, "generated_calibration_set", no_calibration)
     r = CliRunner().invoke(main, ["quantize", str(tmp_path / "absent.pt"), "-o",
                                   str(tmp_path / "q.npz"), "--width", width])
-    assert r.exit_code == 1, r.output
-    assert r.output.startswith(f"error: {problem}") and r.output.count("\n") == 1, r.output
+    assert r.exit_code == 2, r.output          # a usage error, found by click
+    assert r.output.startswith(f"error: Invalid value for '--width': '{width}': {problem}")
+    assert r.output.count("\n") == 1, r.output
     assert list(tmp_path.iterdir()) == []

@@ -32,11 +32,52 @@ def _one_error_line(r) -> str:
     (["run", "build", "clip.wav", "--timeout", "-1"],
      "error: Invalid value for '--timeout': -1.0 is not in the range x>0 "
      "(see 'kws-export run --help')"),
+    # robustness review: these used to exit 1 through the library's checks
+    (["quantize", "x.pt", "-o", "b.npz", "--width", "h=7"],
+     "error: Invalid value for '--width': 'h=7': bit width of 'h' must be 8, 16 or 32, not 7 "
+     "(see 'kws-export quantize --help')"),
+    (["quantize", "x.pt", "-o", "b.npz", "--width", "h=abc"],
+     "error: Invalid value for '--width': 'h=abc': expected NAME=BITS, e.g. h=32 "
+     "(see 'kws-export quantize --help')"),
+    (["quantize", "x.pt", "-o", "b.npz", "--width", "h"],
+     "error: Invalid value for '--width': 'h': expected NAME=BITS, e.g. h=32 "
+     "(see 'kws-export quantize --help')"),
+    (["onnx", "x.pt", "-o", "out", "--opset", "99"],
+     "error: Invalid value for '--opset': 99 is not in the range 21<=x<=28 "
+     "(see 'kws-export onnx --help')"),
+    (["evaluate", "x.pt", "--route", "bogus"],
+     "error: Invalid value for '--route': 'bogus' is not one of 'float', 'int8' "
+     "(see 'kws-export evaluate --help')"),
+    (["evaluate", "x.pt", "--generated", "1", "--snr", "abc"],
+     "error: Invalid value for '--snr': not a comma-separated list of numbers: 'abc' "
+     "(see 'kws-export evaluate --help')"),
+    (["evaluate", "x.pt", "--generated", "1", "--noise", "white,bogus"],
+     "error: Invalid value for '--noise': unknown noise type 'bogus' (expected white, pink, "
+     "babble, factory, street, recorded or file:NAME) (see 'kws-export evaluate --help')"),
+    (["evaluate", "x.pt"],
+     "error: give a dataset folder (--data) or a generated test split (--generated N) "
+     "(see 'kws-export evaluate --help')"),
+    (["run", "build"], "error: Missing argument 'CLIP|FOLDER...' (see 'kws-export run --help')"),
 ])
 def test_usage_error_is_one_line_exit_2(args, expected):
     r = CliRunner().invoke(main, args, prog_name="kws-export")
     assert r.exit_code == USAGE_EXIT == 2, r.output
     assert _one_error_line(r) == expected
+
+
+def test_unknown_width_key_is_a_usage_error():
+    r = CliRunner().invoke(main, ["quantize", "x.pt", "-o", "b.npz", "--width", "foo=8"],
+                           prog_name="kws-export")
+    assert r.exit_code == 2
+    assert _one_error_line(r).startswith("error: Invalid value for '--width': 'foo=8': unknown "
+                                         "bit-width key 'foo' (known: residual, ")
+
+
+def test_unknown_board_stays_an_input_error():
+    """--board may name a .toml file (input), so an unknown one is exit 1, not a usage error."""
+    r = CliRunner().invoke(main, ["build", "x.pt", "--board", "nosuch-board", "-o", "out"],
+                           prog_name="kws-export")
+    assert r.exit_code == 1, r.output
 
 
 def test_usage_error_suggestion_stays_on_the_line():
@@ -102,3 +143,18 @@ def test_report_console_does_not_wrap_when_not_a_terminal(monkeypatch, capsys):
     assert any("s" * 150 in line and "1,234" in line for line in out), out
     monkeypatch.setenv("COLUMNS", "60")          # an explicit width is still honoured
     assert output_console().width == 60
+
+
+def test_closed_stdout_pipe_exits_quietly():
+    """`kws-export boards | head -1` exited 1 (rich's broken-pipe handling) with no message:
+    now status 141 (128 + SIGPIPE, export.cli.PIPE_CLOSED_EXIT) and nothing on stderr."""
+    import subprocess
+    import sys
+
+    from export.cli import PIPE_CLOSED_EXIT
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.Popen([sys.executable, "-m", "export", "boards"], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()                 # the reader goes away before anything is written
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == PIPE_CLOSED_EXIT == 141 and err == b"", err

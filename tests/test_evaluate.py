@@ -94,18 +94,19 @@ def test_cli_evaluate_small(upstream_ckpt, speech_commands_test, tmp_path):
     assert res.exit_code == 1 and "--force" in res.output
 
 
-@pytest.mark.parametrize("extra,needle", [
-    (["--route", "fp16"], "unknown route 'fp16'"),
-    (["--noise", "rain"], "unknown noise type 'rain'"),
-    (["--noise", "recorded"], "needs --noise-dir"),
-    (["--snr", "a,b"], "--snr: not a comma-separated list"),
-    ([], "give a dataset folder"),
-    (["--data", "somewhere", "--generated", "2"], "either --data or --generated, not both"),
+@pytest.mark.parametrize("extra,needle,status", [
+    (["--route", "fp16"], "'fp16' is not one of 'float', 'int8'", 2),
+    (["--noise", "rain"], "unknown noise type 'rain'", 2),
+    (["--generated", "1", "--noise", "recorded"], "needs --noise-dir", 1),
+    (["--snr", "a,b"], "'--snr': not a comma-separated list", 2),
+    ([], "give a dataset folder", 2),
+    (["--data", "somewhere", "--generated", "2"], "either --data or --generated, not both", 2),
 ])
-def test_cli_evaluate_errors(upstream_ckpt, extra, needle):
+def test_cli_evaluate_errors(upstream_ckpt, extra, needle, status):
+    """Usage errors (found by click: choices, callbacks, UsageError) exit 2; input errors 1."""
     res = CliRunner().invoke(main, ["evaluate", str(upstream_ckpt("tiny")), *extra])
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert res.exit_code == status and len(lines) == 1 and lines[0].startswith("error: ")
     assert needle in lines[0]
 
 

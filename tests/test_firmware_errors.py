@@ -308,3 +308,30 @@ def test_damaged_elf_is_named_before_qemu(an386, tmp_path, damage):
     for args in (["run", str(out), str(clip)], ["bench", str(out)]):
         line = one_line_error(CliRunner().invoke(cli, args))
         assert line.startswith(f"error: {elf}: not a valid ARM ELF ("), line
+
+
+@pytest.mark.parametrize("cmd", [["build", "{src}", "-b", "mps2-an386", "-o", "{out}"],
+                                 ["onnx", "{src}", "-o", "{out}"]])
+def test_output_that_is_a_file_says_so_first(tmp_path, cmd):
+    """build -o FILE said 'output folder exists (use --force ...)', and with --force 'is a
+    file': the second message is the right one, with or without --force."""
+    out = tmp_path / "afile"
+    out.write_text("mine")
+    src = Path(__file__).resolve().parents[1] / "examples" / "default_model" / "nanomamba_tiny_kws.pt"
+    for force in ([], ["--force"]):
+        r = CliRunner().invoke(cli, [a.format(src=src, out=out) for a in cmd] + force)
+        assert r.exit_code == 1, r.output
+        assert r.output == f"error: {out}: is a file, expected a folder name\n", r.output
+    assert out.read_text() == "mine"
+
+
+@pytest.mark.parametrize("board, hint", [("cortex-m0plus", "is build-only (no QEMU machine, "
+                                                           "no pyOCD target"),
+                                         ("b-l475e-iot01a", "flash it with kws-export flash")])
+def test_run_hint_matches_the_board_kind(tmp_path, monkeypatch, board, hint):
+    """run on a build-only board's build suggested 'kws-export flash', which refuses it."""
+    monkeypatch.setattr(fw, "read_manifest", lambda d: {"board": board})
+    with pytest.raises(BoardError, match=r"\b" + hint.replace("(", r"\(")) as info:
+        fw._emulated_board(tmp_path, None)
+    if board == "cortex-m0plus":
+        assert "kws-export flash" not in str(info.value)

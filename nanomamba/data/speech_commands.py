@@ -211,7 +211,8 @@ class SpeechCommands:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # short clips are padded to 1 s, as in the dataset's use
             for i, (rel, _) in enumerate(tqdm(files, desc=f"reading {split}", unit="clip",
-                                              disable=not progress, leave=False)):
+                                              disable=None if progress else True,
+                                              leave=False)):
                 try:
                     audio[i] = load_audio(self.root / rel, dtype="int16")
                 except AudioError as err:

@@ -364,7 +364,7 @@ def generate_split(n_per_class: int, *, seed: int = 0, split: str = "train",
     chunk = 32
     jobs = [(specs[i:i + chunk], exe, noise_files) for i in range(0, len(specs), chunk)]
     from tqdm import tqdm
-    bar = tqdm(total=len(specs), desc=f"espeak-ng {split}", unit="clip", disable=not progress,
+    bar = tqdm(total=len(specs), desc=f"espeak-ng {split}", unit="clip", disable=None if progress else True,
                leave=False)
     out: list[np.ndarray] = []
     if workers > 1 and len(jobs) > 1:
