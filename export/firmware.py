@@ -618,10 +618,19 @@ def manifest_board(manifest: dict) -> Board:
 def read_manifest(build_dir: Path) -> dict:
     """The manifest of a build folder.
 
+    The one entry of every command taking a build DIR (run, bench, flash, check), so they
+    all say the same thing about a missing or wrong DIR.
+
     Raises:
-        FirmwareError: not a build folder (no firmware.json / firmware.elf).
+        FirmwareError: no such folder; a file given for it; not a build folder (no
+            firmware.json / firmware.elf).
     """
     build_dir = Path(build_dir)
+    if not build_dir.exists():
+        raise FirmwareError(f"{build_dir}: no such folder")
+    if not build_dir.is_dir():
+        raise FirmwareError(f"{build_dir}: is a file, expected a firmware build folder "
+                            f"(make one with kws-export build)")
     path = build_dir / MANIFEST
     if not path.is_file() or not (build_dir / ELF).is_file():
         raise FirmwareError(f"{build_dir}: not a firmware build folder (no {MANIFEST} and "
