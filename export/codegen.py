@@ -930,3 +930,61 @@ def generate_c(source, out_dir, *, force: bool = False, argv: Sequence[str] | No
         (tmp / MODEL_JSON).write_text(json.dumps(model_json(plan), indent=1) + "\n")
         written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
     return GenerateResult(out_dir, written, plan)
+
+
+# =======================================================================================
+# reading a generated folder back (verify, build, firmware checks)
+# =======================================================================================
+
+_HASH_MACRO_RE = re.compile(r'#define\s+KWS_MODEL_SHA256\s+"([0-9a-fA-F]+)"')
+
+
+def recorded_model_hash(folder) -> str | None:
+    """The model hash a generated folder's C code was made from.
+
+    Args:
+        folder: a ``kws-export generate`` folder (or any model C folder).
+    Returns:
+        the hex sha256 of ``KWS_MODEL_SHA256`` in ``kws_model.h`` (what the compiled code
+        says), else ``model.sha256`` of ``kws_model.json``; None when neither records one
+        (hand-written C, the stand-in model).
+    """
+    folder = Path(folder)
+    header = folder / "kws_model.h"
+    if header.is_file():
+        m = _HASH_MACRO_RE.search(header.read_text(errors="replace"))
+        if m:
+            return m.group(1).lower()
+    mj = folder / MODEL_JSON
+    if mj.is_file():
+        try:
+            h = json.loads(mj.read_text()).get("model", {}).get("sha256")
+        except (ValueError, AttributeError):
+            return None
+        return h.lower() if isinstance(h, str) and h else None
+    return None
+
+
+def load_folder_bundle(folder) -> Bundle:
+    """The bundle copy (``bundle.npz``) of a generated folder, checked to be the model its
+    C code was made from: the one check shared by ``kws-export verify`` and ``build``
+    (and the firmware-vs-simulator checks), so a ``bundle.npz`` swapped for another model's
+    is refused up front instead of showing up as a mismatching intermediate.
+
+    Args:
+        folder: a folder holding ``bundle.npz`` (and ``kws_model.h``/``kws_model.json``).
+    Returns:
+        the loaded :class:`Bundle`.
+    Raises:
+        BundleError: ``bundle.npz`` missing or corrupt (see :func:`load_bundle`).
+        CodegenError: its ``model.sha256`` differs from :func:`recorded_model_hash`
+            (one line naming ``bundle.npz`` and both hashes' first 12 hex digits).
+    """
+    path = Path(folder) / BUNDLE_COPY
+    bundle = load_bundle(path)
+    want = recorded_model_hash(folder)
+    have = str(bundle.meta["model"]["sha256"]).lower()
+    if want is not None and have != want:
+        raise CodegenError(f"{path}: model {have[:12]} does not match the generated code's "
+                           f"{want[:12]} (re-run kws-export generate)")
+    return bundle

@@ -216,6 +216,8 @@ def model_source_from_folder(folder: Path) -> ModelSource:
     Raises:
         FirmwareError: not a folder, no kws_model.h, an API name missing from it, no
             ``.c`` file, KWS_SAMPLES/KWS_HOP/KWS_N_CLASSES not integers.
+        CodegenError, BundleError: the folder has a ``bundle.npz`` that is corrupt or
+            another model's than its C code's (:func:`export.codegen.load_folder_bundle`).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -237,6 +239,9 @@ def model_source_from_folder(folder: Path) -> ModelSource:
     if not c_files:
         raise FirmwareError(f"{folder}: no model .c file (files defining main() are host "
                             f"drivers and are not compiled into the firmware)")
+    from export.codegen import BUNDLE_COPY, load_folder_bundle  # noqa: PLC0415
+    if (folder / BUNDLE_COPY).is_file():
+        load_folder_bundle(folder)      # a generate folder: its bundle.npz is its C's model
     headers = sorted(folder.glob("*.h"))
     h = hashlib.sha256()
     for p in c_files + headers:
@@ -618,10 +623,19 @@ def manifest_board(manifest: dict) -> Board:
 def read_manifest(build_dir: Path) -> dict:
     """The manifest of a build folder.
 
+    The one entry of every command taking a build DIR (run, bench, flash, check), so they
+    all say the same thing about a missing or wrong DIR.
+
     Raises:
-        FirmwareError: not a build folder (no firmware.json / firmware.elf).
+        FirmwareError: no such folder; a file given for it; not a build folder (no
+            firmware.json / firmware.elf).
     """
     build_dir = Path(build_dir)
+    if not build_dir.exists():
+        raise FirmwareError(f"{build_dir}: no such folder")
+    if not build_dir.is_dir():
+        raise FirmwareError(f"{build_dir}: is a file, expected a firmware build folder "
+                            f"(make one with kws-export build)")
     path = build_dir / MANIFEST
     if not path.is_file() or not (build_dir / ELF).is_file():
         raise FirmwareError(f"{build_dir}: not a firmware build folder (no {MANIFEST} and "

@@ -219,11 +219,11 @@ def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = Fals
         FirmwareError (not a build / no bundle / QEMU failure, fault, hang), BoardError,
         ToolError, AudioError, VerifyError (host C).
     """
-    from export.bundle import load_bundle
+    from export.codegen import load_folder_bundle
     from nanomamba.audio import load_audio
     build_dir = Path(build_dir)
     folder = generated_folder_of_build(build_dir)
-    bundle = load_bundle(folder / _BUNDLE_COPY)
+    bundle = load_folder_bundle(folder)
     t0 = time.monotonic()
     res = run_firmware(build_dir, inputs, timeout=timeout, progress=progress)
     seconds = {"qemu": time.monotonic() - t0}

@@ -190,8 +190,10 @@ def read_folder(folder) -> tuple[dict, "object"]:
     Raises:
         VerifyError: not a folder made by ``kws-export generate``.
         BundleError: its bundle copy is corrupt.
+        CodegenError: its bundle copy is another model's than the generated code's
+            (:func:`export.codegen.load_folder_bundle`).
     """
-    from export.bundle import load_bundle
+    from export.codegen import load_folder_bundle
     folder = Path(folder)
     if folder.is_file():
         raise VerifyError(f"{folder}: is a file, expected a folder made by kws-export generate")
@@ -205,7 +207,7 @@ def read_folder(folder) -> tuple[dict, "object"]:
         info = json.loads(mj.read_text())
     except ValueError:
         raise VerifyError(f"{mj}: corrupt JSON; regenerate the folder") from None
-    return info, load_bundle(folder / BUNDLE_COPY)
+    return info, load_folder_bundle(folder)
 
 
 def build_host(folder, build_dir, *, taps: bool = True, sanitize: bool = True,

@@ -48,6 +48,19 @@ def _fit_length(x: np.ndarray, path: Path, n: int) -> np.ndarray:
     return x
 
 
+def _warn_clipping(x: np.ndarray, path: Path) -> None:
+    """One :class:`AudioWarning` when float samples lie outside [-1, 1], so that
+    :func:`float_to_int16` saturates them (1.0 itself, one LSB over int16 full scale, is
+    in range: no warning)."""
+    over = np.abs(x) > 1.0
+    if over.any():
+        n = int(over.sum())
+        peak = float(np.max(np.abs(x)))
+        warnings.warn(f"{path}: float samples outside [-1, 1] (peak {round(peak, 4)}, "
+                      f"{n} of {x.size} samples = {100.0 * n / x.size:.2g}%) clipped",
+                      AudioWarning, stacklevel=3)
+
+
 def _read_wav(path: Path, want_int16: bool) -> tuple[np.ndarray, int, str]:
     import soundfile as sf
     try:
@@ -69,7 +82,10 @@ def load_audio(path: str | os.PathLike, *, dtype: str = "float32",
     FLAC, and raw little-endian float32 ``.f32`` (assumed 16 kHz mono). Other rates in
     [8, 192] kHz are resampled (scipy.signal.resample_poly) with an :class:`AudioWarning`;
     stereo is downmixed (mean of channels) with a warning; short clips are zero-padded at
-    the end and long ones trimmed to the first ``n_samples``, with a warning.
+    the end and long ones trimmed to the first ``n_samples``, with a warning. With
+    ``dtype="int16"``, float samples outside [-1, 1] (a float WAV/FLAC/.f32 out of range,
+    or resampling overshoot) saturate to int16 full scale, with one warning giving the peak
+    and the fraction clipped.
 
     Args:
         path: the clip.
@@ -127,7 +143,10 @@ def load_audio(path: str | os.PathLike, *, dtype: str = "float32",
         x = resample_poly(xf, SAMPLE_RATE // g, rate // g).astype(np.float32)
     x = _fit_length(x, path, n_samples)
     if dtype == "int16":
-        return x if x.dtype == np.int16 else float_to_int16(x)
+        if x.dtype == np.int16:
+            return x
+        _warn_clipping(x, path)
+        return float_to_int16(x)
     if x.dtype == np.int16:
         return x.astype(np.float32) / np.float32(32768.0)
     return x.astype(np.float32)

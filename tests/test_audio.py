@@ -80,6 +80,34 @@ def test_exact_length_gives_no_warning(tmp_path):
         load_audio(tmp_path / "ok.wav")
 
 
+def test_out_of_range_float_wav_warns_once_when_clipped(tmp_path):
+    x = _tone()
+    x[:160] = 50.0
+    x[160:320] = -50.0
+    sf.write(tmp_path / "clip.wav", x, 16000, subtype="FLOAT")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = load_audio(tmp_path / "clip.wav", dtype="int16")
+    assert [w.category for w in caught] == [AudioWarning]
+    msg = str(caught[0].message)
+    assert "\n" not in msg and str(tmp_path / "clip.wav") in msg
+    assert "outside [-1, 1]" in msg and "peak 50.0," in msg and "320 of 16000" in msg
+    assert "clipped" in msg
+    assert y[:160].tolist() == [32767] * 160 and y[160:320].tolist() == [-32768] * 160
+    assert np.array_equal(y[320:], float_to_int16(x[320:]))
+
+
+def test_in_range_float_wav_gives_no_clip_warning(tmp_path):
+    x = _tone()
+    x[0], x[1] = 1.0, -1.0                  # full scale is in range (1.0 saturates one LSB)
+    sf.write(tmp_path / "ok.wav", x, 16000, subtype="FLOAT")
+    x.astype("<f4").tofile(tmp_path / "ok.f32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_audio(tmp_path / "ok.wav", dtype="int16")
+        load_audio(tmp_path / "ok.f32", dtype="int16")
+
+
 def _err(path, match):
     with pytest.raises(AudioError, match=match) as info:
         load_audio(path)

@@ -273,3 +273,38 @@ def test_cli_generate_and_verify(tmp_path):
     res = runner.invoke(main, ["verify", str(out), "--audio", str(clip)])
     assert res.exit_code == 0, res.output
     assert "bit-exact on 1 clips" in res.output
+
+
+@needs_fixtures
+@needs_arm
+def test_swapped_bundle_is_refused_by_verify_and_build(tmp_path, tiny_folder):
+    """A generated folder whose bundle.npz is another model's: verify and build say so in
+    one line before any work (export.codegen.load_folder_bundle), nothing is written."""
+    import copy
+
+    from export.cli import main
+    folder = tmp_path / "c"
+    shutil.copytree(tiny_folder, folder)
+    bundle = load_bundle(folder / codegen.BUNDLE_COPY)
+    code_hash = codegen.recorded_model_hash(folder)
+    assert code_hash == bundle.meta["model"]["sha256"]
+    assert codegen.load_folder_bundle(folder).meta == bundle.meta
+    meta = copy.deepcopy(bundle.meta)
+    other = "0123456789ab" + "f" * 52
+    meta["model"]["sha256"] = other
+    (folder / codegen.BUNDLE_COPY).unlink()
+    save_bundle(type(bundle)(meta=meta, arrays=bundle.arrays), folder / codegen.BUNDLE_COPY)
+    want = (f"error: {folder / codegen.BUNDLE_COPY}: model 0123456789ab does not match the "
+            f"generated code's {code_hash[:12]} (re-run kws-export generate)")
+    runner = CliRunner()
+    clip = SHARED / "audio" / "yes.f32"
+    out = tmp_path / "fw"
+    for args in (["verify", str(folder), "--audio", str(clip)],
+                 ["build", str(folder), "--board", "mps2-an386", "-o", str(out)]):
+        res = runner.invoke(main, args)
+        assert res.exit_code == 1, (args, res.output)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert lines == [want], (args, res.output)
+    assert not out.exists()
+    with pytest.raises(codegen.CodegenError, match="does not match the generated code's"):
+        verify.read_folder(folder)

@@ -335,3 +335,21 @@ def test_run_hint_matches_the_board_kind(tmp_path, monkeypatch, board, hint):
         fw._emulated_board(tmp_path, None)
     if board == "cortex-m0plus":
         assert "kws-export flash" not in str(info.value)
+
+
+def test_missing_or_file_build_dir_is_named_by_every_command(tmp_path):
+    """run, bench and flash share read_manifest: a missing DIR is 'no such folder', a file is
+    'is a file', an empty folder 'not a firmware build folder' (no toolchain needed)."""
+    clip = write_f32(tmp_path / "a.f32", np.zeros(16000, np.int16))
+    missing, afile, empty = tmp_path / "nope", tmp_path / "f.txt", tmp_path / "empty"
+    afile.write_text("x")
+    empty.mkdir()
+    runner = CliRunner()
+    for d, want in ((missing, f"error: {missing}: no such folder"),
+                    (afile, f"error: {afile}: is a file, expected a firmware build folder"),
+                    (empty, f"error: {empty}: not a firmware build folder")):
+        for args in (["flash", str(d), "--board", "b-l475e-iot01a", "--dry-run"],
+                     ["run", str(d), str(clip)], ["bench", str(d)]):
+            r = runner.invoke(cli, args)
+            assert r.exit_code == 1, (args, r.output)
+            assert one_line_error(r).startswith(want), (args, r.output)
