@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 #: the read-only test data beside the project (../shared/fixtures)
 SHARED = ROOT.parent / "shared" / "fixtures"
@@ -64,3 +66,23 @@ def load_real_test_set():
     warnings.simplefilter("ignore", AudioWarning)
     audio, names = Q.load_clip_folder(SHARED / "speech_commands_test")
     return audio, names, Q.labels_from_names(names), Q.load_noise_bank(SHARED / "background_noise")
+
+
+def protocol_a(audio, names, noise):
+    """Protocol A of the quantization benchmarks (docs/QUANTIZATION.md, "Required figures"):
+    the fixed 20 % calibration split of the real clips (``export.quantize.split_names``) and
+    its calibration set, the split's clips clean plus the same clips mixed with the background
+    noise at 0 dB SNR (seed 1); the other 80 % is the evaluation split.
+
+    Args:
+        audio, names, noise: as returned by :func:`load_real_test_set`.
+    Returns:
+        ``(mask, cal, ev, ev_names)``: boolean mask of the calibration split (N,), the int16
+        calibration clips (2 x split size, 16000), the int16 evaluation clips and their names.
+    """
+    from export import quantize as Q
+    mask = Q.split_names(names, 0.2)
+    cal_names = [n for n, m in zip(names, mask) if m]
+    ev_names = [n for n, m in zip(names, mask) if not m]
+    cal = np.concatenate([audio[mask], Q.mix_at_snr(audio[mask], cal_names, noise, 0.0, seed=1)])
+    return mask, cal, audio[~mask], ev_names

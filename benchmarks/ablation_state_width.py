@@ -32,7 +32,7 @@ FIX = ROOT.parent / "shared" / "fixtures"
 from export import quantize as Q  # noqa: E402
 from export.simulator import Simulator  # noqa: E402
 from nanomamba import load_checkpoint  # noqa: E402
-from _published import load_real_test_set  # noqa: E402
+from _published import load_real_test_set, protocol_a  # noqa: E402
 
 D = Q.DEFAULT_WIDTHS
 ALL_W8 = {k: 8 for k in D if k.startswith("w.")}
@@ -72,12 +72,8 @@ def top2_sqnr(lf, li):
 
 def prepare(name: str, audio, names, noise, draws: int = 4) -> dict:
     model = load_checkpoint(FIX / "upstream" / f"nanomamba_{name}.pt")
-    mask = Q.split_names(names, 0.2)
-    cal_names = [n for n, m in zip(names, mask) if m]
-    ev_names = [n for n, m in zip(names, mask) if not m]
-    cal = np.concatenate([audio[mask], Q.mix_at_snr(audio[mask], cal_names, noise, 0.0, seed=1)])
+    _, cal, ev, ev_names = protocol_a(audio, names, noise)
     stats = Q.collect_ranges(model, cal)
-    ev = audio[~mask]
     sets = {"clean": ev}
     for tag, seed in list(zip("abcd", (2, 3, 4, 5)))[:draws]:
         sets[f"0 dB {tag}"] = Q.mix_at_snr(ev, ev_names, noise, 0.0, seed=seed)

@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from export import quantize as Q  # noqa: E402
 from export.simulator import Simulator  # noqa: E402
 from nanomamba import load_checkpoint  # noqa: E402
-from _published import load_real_test_set  # noqa: E402
+from _published import load_real_test_set, protocol_a  # noqa: E402
 
 #: --widen rows: (label, bit-width overrides, option overrides) over the defaults
 WIDEN = [("w.classifier int16", {"w.classifier": 16}, {}),
@@ -58,12 +58,8 @@ WIDEN = [("w.classifier int16", {"w.classifier": 16}, {}),
 def prepare(model, audio, names, labels, noise) -> dict:
     """Calibration statistics and, per evaluation set, the fixed-point and float front-end
     outputs and the float logits."""
-    mask = Q.split_names(names, 0.2)
-    cal_names = [n for n, m in zip(names, mask) if m]
-    ev_names = [n for n, m in zip(names, mask) if not m]
-    cal = np.concatenate([audio[mask], Q.mix_at_snr(audio[mask], cal_names, noise, 0.0, seed=1)])
+    mask, cal, ev, ev_names = protocol_a(audio, names, noise)
     stats = Q.collect_ranges(model, cal, progress=False)
-    ev = audio[~mask]
     sets = {"clean": ev, "0 dB (seed 2)": Q.mix_at_snr(ev, ev_names, noise, 0.0, seed=2),
             "0 dB (seed 3)": Q.mix_at_snr(ev, ev_names, noise, 0.0, seed=3)}
     base = Q.quantize_model(model, cal[:2], stats=stats, progress=False)

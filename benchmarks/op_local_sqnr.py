@@ -41,7 +41,7 @@ FIX = ROOT.parent / "shared" / "fixtures"
 from export import quantize as Q  # noqa: E402
 from export.simulator import _NP, _QRANGE, Simulator  # noqa: E402
 from nanomamba import load_checkpoint  # noqa: E402
-from _published import load_real_test_set  # noqa: E402
+from _published import load_real_test_set, protocol_a  # noqa: E402
 
 
 def parse_config(text: str) -> tuple[dict, dict]:
@@ -103,12 +103,9 @@ def main(argv=None) -> int:
         return 1
     audio, names, _labels, noise = data
     model = load_checkpoint(FIX / "upstream" / f"nanomamba_{args.model}.pt")
-    mask = Q.split_names(names, 0.2)
-    cal_names = [n for n, m in zip(names, mask) if m]
-    ev_names = [n for n, m in zip(names, mask) if not m]
-    cal = np.concatenate([audio[mask], Q.mix_at_snr(audio[mask], cal_names, noise, 0.0, seed=1)])
+    _, cal, ev, ev_names = protocol_a(audio, names, noise)
     stats = Q.collect_ranges(model, cal, progress=False)
-    ev = Q.mix_at_snr(audio[~mask], ev_names, noise, 0.0, seed=3)[:args.clips]
+    ev = Q.mix_at_snr(ev, ev_names, noise, 0.0, seed=3)[:args.clips]
     _, taps = Q.float_taps(model, ev)
     local, whole = {}, {}
     for label, widths, options in configs:

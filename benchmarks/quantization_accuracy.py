@@ -41,7 +41,7 @@ FIX = ROOT.parent / "shared" / "fixtures"
 
 from export import quantize as Q  # noqa: E402
 from nanomamba import LABELS, load_audio, load_checkpoint  # noqa: E402
-from _published import load_real_test_set  # noqa: E402
+from _published import load_real_test_set, protocol_a  # noqa: E402
 
 
 def babble_bank(audio: np.ndarray, n: int = 200, talkers: int = 5, seed: int = 7) -> list:
@@ -67,15 +67,11 @@ def top2_sqnr(lf: np.ndarray, li: np.ndarray) -> float:
 
 def run_model(name: str, audio, names, labels, noise, report: dict) -> None:
     model = load_checkpoint(FIX / "upstream" / f"nanomamba_{name}.pt")
-    mask = Q.split_names(names, 0.2)
-    cal_names = [n for n, m in zip(names, mask) if m]
-    ev_names = [n for n, m in zip(names, mask) if not m]
-    cal = np.concatenate([audio[mask], Q.mix_at_snr(audio[mask], cal_names, noise, 0.0, seed=1)])
+    mask, cal, ev, ev_names = protocol_a(audio, names, noise)
     t = time.time()
     bundle = Q.quantize_model(model, cal, calibration={
         "source": f"speech_commands_test 20 % split ({mask.sum()} clips) clean + 0 dB background noise"})
     t_q = time.time() - t
-    ev = audio[~mask]
     evl = labels[~mask]
     babble = babble_bank(audio[mask])
     sets = {
