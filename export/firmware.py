@@ -523,14 +523,13 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     gcc = arm_gcc()
     objcopy = _objcopy(gcc)
     out = Path(out)
-    if out.exists() and not out.is_dir():        # --force would not help: say so first
-        raise OutputExistsError(f"{out}: is a file, expected a folder name")
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
-    # never replace (or put the output around) the source; the output's folder must be
-    # creatable: both before compiling anything
+    # before compiling anything: never replace (or put the output around) the source; an
+    # existing file is refused even with --force (it is not a folder); the output's folder
+    # must be creatable; then an existing folder needs --force
     check_output(out, True, expect="folder",
                  inputs=[Path(source)] + ([Path(demo_clip)] if demo_clip is not None else []))
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
     if demo_clip is not None and board.output != "uart":
         _demo_clip(Path(demo_clip), 16000)        # a bad clip is still an error, not ignored
         warnings.warn(f"{demo_clip}: --demo-clip ignored: {board.name} reads its clips from "
