@@ -172,11 +172,10 @@ def _read_tflite(path: str | os.PathLike) -> bytes:
 #: (the quantized routes take the float front end's features from ``frontend.onnx``).
 ROUTE_ONNX_FILES = {"onnx": ("full.onnx",), "onnx-qdq": ("frontend.onnx", "network_qdq.onnx"),
                     "tflm": ("frontend.onnx",)}
-ONNX_FILE_ROUTES = {"full.onnx": "onnx", "frontend.onnx": "onnx-qdq/tflm",
-                    "network_qdq.onnx": "onnx-qdq"}
-_MAKE_HINT = {"full.onnx": "make the folder with kws-export onnx",
-              "frontend.onnx": "make the folder with kws-export onnx",
-              "network_qdq.onnx": "kws-export onnx writes it from a bundle, or a checkpoint "
+#: file name -> the routes that read it ("onnx-qdq/tflm"), for the missing-file message
+ONNX_FILE_ROUTES = {f: "/".join(r for r, fs in ROUTE_ONNX_FILES.items() if f in fs)
+                    for fs in ROUTE_ONNX_FILES.values() for f in fs}
+_MAKE_HINT = {"network_qdq.onnx": "kws-export onnx writes it from a bundle, or a checkpoint "
                                   "with --quantize"}
 
 
@@ -281,7 +280,8 @@ def compare(source: str | os.PathLike, eval_dir: str | os.PathLike, *,
     for name in onnx_files:
         if not (od / name).is_file():
             raise CompareError(f"{od / name}: missing (route {ONNX_FILE_ROUTES[name]} reads it "
-                               f"from --onnx-dir; {_MAKE_HINT[name]})")
+                               f"from --onnx-dir; "
+                               f"{_MAKE_HINT.get(name, 'make the folder with kws-export onnx')})")
     clips = ox.pick_clips(eval_dir, limit)
     labels = _labels(clips)
     src = ox.load_source(source)
