@@ -984,6 +984,27 @@ def _monitor_pc(sock_path: Path) -> int | None:
         return None
 
 
+def _hang_location(sock_path: Path, elf: Path, tries: int = 8) -> str:
+    """``; PC=0x... in function+0xoff`` for a hung firmware, or ``""`` if QEMU's monitor
+    does not answer.
+
+    One monitor sample can land on the SysTick wrap interrupt (``SysTick_Handler``) or on
+    QEMU's transient exception-return value (0xFFFFFFxx, an EXC_RETURN code in R15), which
+    name no code of the program. Up to ``tries`` samples, 20 ms apart, are taken; the first
+    that symbolizes to a thread-mode function is reported, else the last one seen.
+    """
+    seen: tuple[int, str] | None = None
+    for i in range(tries):
+        pc = _monitor_pc(sock_path)
+        if pc is not None:
+            seen = (pc, symbolize(elf, pc))
+            if seen[1] != "?" and not seen[1].startswith("SysTick_Handler+"):
+                break
+        if i + 1 < tries:
+            time.sleep(0.02)
+    return f"; PC=0x{seen[0]:08x} in {seen[1]}" if seen else ""
+
+
 _CFSR_BITS = {0: "IACCVIOL", 1: "DACCVIOL", 3: "MUNSTKERR", 4: "MSTKERR", 8: "IBUSERR",
               9: "PRECISERR", 10: "IMPRECISERR", 11: "UNSTKERR", 12: "STKERR",
               16: "UNDEFINSTR", 17: "INVSTATE", 18: "INVPC", 19: "NOCP", 20: "STKOF",
@@ -1090,9 +1111,7 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
                 try:
                     raw = lines_q.get(timeout=timeout)
                 except queue.Empty:
-                    pc = _monitor_pc(mon)
-                    where = (f"; PC=0x{pc:08x} in {symbolize(elf, pc)}" if pc is not None
-                             else "")
+                    where = _hang_location(mon, elf)
                     last = parsed[-1][0] if parsed else "nothing"
                     raise FirmwareTimeout(
                         f"firmware on {board.name} printed nothing for {timeout:g} s (hung?)"

@@ -224,6 +224,22 @@ def test_counter_arithmetic():
         counter_from_calib(1_000_000, fields)
 
 
+def test_hang_location_skips_samples_that_name_no_code(monkeypatch, tmp_path):
+    """A monitor sample can be QEMU's transient EXC_RETURN value (seen 4 in 500 on a
+    spinning kws_run) or the SysTick wrap handler; the next sample in code is reported."""
+    names = {0x32CC: "kws_run+0xc", 0x100: "SysTick_Handler+0x2"}
+    monkeypatch.setattr(fw, "symbolize", lambda elf, pc: names.get(pc, "?"))
+    monkeypatch.setattr(fw.time, "sleep", lambda s: None)
+    seq = iter([0xFFFFFFF8, 0x100, 0x32CC])
+    monkeypatch.setattr(fw, "_monitor_pc", lambda sock: next(seq))
+    assert fw._hang_location(tmp_path / "m", tmp_path / "e") == "; PC=0x000032cc in kws_run+0xc"
+    # never a code address: the last sample is still shown; no answer at all: nothing
+    monkeypatch.setattr(fw, "_monitor_pc", lambda sock: 0xFFFFFFF8)
+    assert fw._hang_location(tmp_path / "m", tmp_path / "e", tries=3) == "; PC=0xfffffff8 in ?"
+    monkeypatch.setattr(fw, "_monitor_pc", lambda sock: None)
+    assert fw._hang_location(tmp_path / "m", tmp_path / "e", tries=3) == ""
+
+
 # ---------------------------------------------------------------------- size, bench
 
 @needs_gcc
