@@ -427,6 +427,10 @@ def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise
         raise click.UsageError("give a dataset folder (--data) or a generated test split "
                                "(--generated N)" if data is None else
                                "give either --data or --generated, not both")
+    for kind in noises:                   # an option combination: a usage error (exit 2)
+        if (kind == "recorded" or kind.startswith("file:")) and noise_dir is None:
+            raise click.UsageError(f"--noise {kind} needs --noise-dir (a folder of noise "
+                                   "recordings)")
     run_evaluate(checkpoint, data=data, generated=generated, data_seed=data_seed, routes=routes,
                  noises=noises, snrs=snrs, seed=seed, noise_dir=noise_dir,
                  limit_per_class=limit_per_class, out=out, force=force,

@@ -97,7 +97,7 @@ def test_cli_evaluate_small(upstream_ckpt, speech_commands_test, tmp_path):
 @pytest.mark.parametrize("extra,needle,status", [
     (["--route", "fp16"], "'fp16' is not one of 'float', 'int8'", 2),
     (["--noise", "rain"], "unknown noise type 'rain'", 2),
-    (["--generated", "1", "--noise", "recorded"], "needs --noise-dir", 1),
+    (["--generated", "1", "--noise", "recorded"], "needs --noise-dir", 2),
     (["--snr", "a,b"], "'--snr': not a comma-separated list", 2),
     ([], "give a dataset folder", 2),
     (["--data", "somewhere", "--generated", "2"], "either --data or --generated, not both", 2),
