@@ -82,10 +82,11 @@ def load_audio(path: str | os.PathLike, *, dtype: str = "float32",
     FLAC, and raw little-endian float32 ``.f32`` (assumed 16 kHz mono). Other rates in
     [8, 192] kHz are resampled (scipy.signal.resample_poly) with an :class:`AudioWarning`;
     stereo is downmixed (mean of channels) with a warning; short clips are zero-padded at
-    the end and long ones trimmed to the first ``n_samples``, with a warning. With
-    ``dtype="int16"``, float samples outside [-1, 1] (a float WAV/FLAC/.f32 out of range,
-    or resampling overshoot) saturate to int16 full scale, with one warning giving the peak
-    and the fraction clipped.
+    the end and long ones trimmed to the first ``n_samples``, with a warning. Float
+    samples outside [-1, 1] (a float WAV/FLAC/.f32 out of range, or resampling overshoot)
+    are clipped, with one warning giving the peak and the fraction clipped: to [-1, 1]
+    with ``dtype="float32"``, to int16 full scale with ``dtype="int16"``, so that every
+    route sees the same clip.
 
     Args:
         path: the clip.
@@ -149,7 +150,8 @@ def load_audio(path: str | os.PathLike, *, dtype: str = "float32",
         return float_to_int16(x)
     if x.dtype == np.int16:
         return x.astype(np.float32) / np.float32(32768.0)
-    return x.astype(np.float32)
+    _warn_clipping(x, path)               # the same clip every route sees (int16 saturates)
+    return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
 def list_clips(folder: str | os.PathLike) -> list[Path]:

@@ -95,6 +95,15 @@ def test_out_of_range_float_wav_warns_once_when_clipped(tmp_path):
     assert "clipped" in msg
     assert y[:160].tolist() == [32767] * 160 and y[160:320].tolist() == [-32768] * 160
     assert np.array_equal(y[320:], float_to_int16(x[320:]))
+    # the float route sees the same clip, with the same one warning
+    x.astype("<f4").tofile(tmp_path / "clip.f32")
+    for path in (tmp_path / "clip.wav", tmp_path / "clip.f32"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            f = load_audio(path, dtype="float32")
+        assert [w.category for w in caught] == [AudioWarning] and "clipped" in str(caught[0].message)
+        assert f.dtype == np.float32 and f[:160].tolist() == [1.0] * 160
+        assert f[160:320].tolist() == [-1.0] * 160 and np.array_equal(f[320:], x[320:])
 
 
 def test_in_range_float_wav_gives_no_clip_warning(tmp_path):
@@ -106,6 +115,8 @@ def test_in_range_float_wav_gives_no_clip_warning(tmp_path):
         warnings.simplefilter("error")
         load_audio(tmp_path / "ok.wav", dtype="int16")
         load_audio(tmp_path / "ok.f32", dtype="int16")
+        load_audio(tmp_path / "ok.wav", dtype="float32")
+        load_audio(tmp_path / "ok.f32", dtype="float32")
 
 
 def _err(path, match):
