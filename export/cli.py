@@ -202,7 +202,8 @@ def boards() -> None:
 @click.option("--opt", type=click.Choice(["O2", "Os"]), default="O2", show_default=True,
               help="Optimisation level.")
 @click.option("--demo-clip", type=click.Path(path_type=Path), default=None,
-              help="Clip built into real-board firmware (default: a synthetic demo clip).")
+              help="Clip built into real-board firmware (default: examples/clips/yes.wav "
+              "of a checkout, else a synthetic demo clip).")
 @click.option("--precision", type=click.Choice(["int8", "float32"]), default="int8",
               show_default=True,
               help="Model C generated from a checkpoint/bundle: the int8 model, or its "
