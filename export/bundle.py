@@ -87,6 +87,33 @@ def model_hash(state: dict) -> str:
     return h.hexdigest()
 
 
+def bundle_digest(bundle: "Bundle") -> str:
+    """sha256 identifying one quantization of a model: its metadata and every array.
+
+    Two bundles of the same checkpoint quantized differently (other calibration clips,
+    widths or options) have the same :func:`model_hash` but different digests; a bundle
+    and its saved-and-loaded copy have the same digest.
+
+    Args:
+        bundle: a :class:`Bundle` (in memory or loaded).
+    Returns:
+        hex digest over the metadata as canonical JSON (sorted keys, no spaces; the
+        ``arrays`` integrity index left out, since :func:`save_bundle` computes it), a NUL
+        byte, then for each array key in sorted order: the key (UTF-8), a NUL byte, the
+        dtype (numpy ``dtype.str``), the shape as text, a NUL byte and the raw C-order bytes.
+    Raises:
+        TypeError / ValueError: metadata that is not JSON (as :func:`save_bundle` would).
+    """
+    meta = {k: v for k, v in bundle.meta.items() if k != "arrays"}
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True, separators=(",", ":"),
+                                  allow_nan=False).encode() + b"\0")
+    for key in sorted(bundle.arrays):
+        arr = np.ascontiguousarray(bundle.arrays[key])
+        h.update(key.encode() + b"\0" + arr.dtype.str.encode() + str(arr.shape).encode() + b"\0")
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def _sha(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 

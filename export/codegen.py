@@ -49,7 +49,7 @@ from typing import Sequence
 import numpy as np
 
 from export import __version__
-from export.bundle import Bundle, load_bundle, save_bundle
+from export.bundle import Bundle, bundle_digest, load_bundle, save_bundle
 from export.c_emit import Buffer, c_array_body, plan_arena, stamp
 from export.fileio import atomic_output_dir
 from nanomamba.errors import KwsError
@@ -826,7 +826,8 @@ def render(plan: Plan, argv: Sequence[str] | None = None) -> dict[str, str]:
         "plan": plan, "cfg": cfg, "labels": meta["model"]["labels"],
         "labels_c": [_c_string(s) for s in meta["model"]["labels"]],
         "model_name": meta["model"].get("name") or "nanomamba",
-        "model_hash": mh, "macs": macs, "n_frames": int(meta["model"]["n_frames"]),
+        "model_hash": mh, "bundle_hash": bundle_digest(b), "macs": macs,
+        "n_frames": int(meta["model"]["n_frames"]),
         "consts": [{"name": c.name, "ctype": c.ctype, "size": int(c.values.size),
                     "comment": c.comment.replace("*/", "* /"),
                     "body": c_array_body(c.values, per_line=12)} for c in plan.consts],
@@ -860,6 +861,7 @@ def model_json(plan: Plan) -> dict:
         "tool": f"kws-export {__version__}",
         "model": {"name": meta["model"].get("name"), "sha256": meta["model"]["sha256"],
                   "config": meta["model"]["config"], "labels": meta["model"]["labels"]},
+        "bundle": {"sha256": bundle_digest(plan.bundle)},
         "variant": plan.variant,
         "c_sources": c_sources(),
         "n_frames": int(meta["model"]["n_frames"]),
@@ -937,6 +939,33 @@ def generate_c(source, out_dir, *, force: bool = False, argv: Sequence[str] | No
 # =======================================================================================
 
 _HASH_MACRO_RE = re.compile(r'#define\s+KWS_MODEL_SHA256\s+"([0-9a-fA-F]+)"')
+_BUNDLE_MACRO_RE = re.compile(r'#define\s+KWS_BUNDLE_SHA256\s+"([0-9a-fA-F]+)"')
+
+
+def recorded_bundle_digest(folder) -> str | None:
+    """The :func:`export.bundle.bundle_digest` of the bundle a generated folder's C code
+    was made from: ``KWS_BUNDLE_SHA256`` in ``kws_model.h``, else ``bundle.sha256`` of
+    ``kws_model.json``; None when neither records one (older or hand-written folders).
+
+    Args:
+        folder: a ``kws-export generate`` folder.
+    Returns:
+        lower-case hex sha256, or None.
+    """
+    folder = Path(folder)
+    header = folder / "kws_model.h"
+    if header.is_file():
+        m = _BUNDLE_MACRO_RE.search(header.read_text(errors="replace"))
+        if m:
+            return m.group(1).lower()
+    mj = folder / MODEL_JSON
+    if mj.is_file():
+        try:
+            h = json.loads(mj.read_text()).get("bundle", {}).get("sha256")
+        except (ValueError, AttributeError):
+            return None
+        return h.lower() if isinstance(h, str) and h else None
+    return None
 
 
 def recorded_model_hash(folder) -> str | None:
@@ -977,8 +1006,10 @@ def load_folder_bundle(folder) -> Bundle:
         the loaded :class:`Bundle`.
     Raises:
         BundleError: ``bundle.npz`` missing or corrupt (see :func:`load_bundle`).
-        CodegenError: its ``model.sha256`` differs from :func:`recorded_model_hash`
-            (one line naming ``bundle.npz`` and both hashes' first 12 hex digits).
+        CodegenError: its ``model.sha256`` differs from :func:`recorded_model_hash`, or
+            its :func:`export.bundle.bundle_digest` from :func:`recorded_bundle_digest`
+            (the same model quantized differently); one line naming ``bundle.npz`` and
+            both hashes' first 12 hex digits.
     """
     path = Path(folder) / BUNDLE_COPY
     bundle = load_bundle(path)
@@ -987,4 +1018,10 @@ def load_folder_bundle(folder) -> Bundle:
     if want is not None and have != want:
         raise CodegenError(f"{path}: model {have[:12]} does not match the generated code's "
                            f"{want[:12]} (re-run kws-export generate)")
+    want = recorded_bundle_digest(folder)
+    have = bundle_digest(bundle)
+    if want is not None and have != want:
+        raise CodegenError(f"{path}: bundle {have[:12]} is another quantization of this model "
+                           f"than the generated code's {want[:12]} (re-run kws-export "
+                           "generate)")
     return bundle

@@ -6,6 +6,7 @@ cross-compiles for Cortex-M4 and M0+; the Makefile; bad input. The full 1,200-cl
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -308,3 +309,27 @@ def test_swapped_bundle_is_refused_by_verify_and_build(tmp_path, tiny_folder):
     assert not out.exists()
     with pytest.raises(codegen.CodegenError, match="does not match the generated code's"):
         verify.read_folder(folder)
+
+
+@needs_fixtures
+def test_requantized_bundle_of_the_same_model_is_refused(tmp_path, tiny_folder):
+    """The same checkpoint quantized differently has the same model hash: the bundle digest
+    the C records (KWS_BUNDLE_SHA256, kws_model.json) tells them apart."""
+    from export.bundle import bundle_digest
+    folder = tmp_path / "c"
+    shutil.copytree(tiny_folder, folder)
+    bundle = load_bundle(folder / codegen.BUNDLE_COPY)
+    digest = codegen.recorded_bundle_digest(folder)
+    assert digest == bundle_digest(bundle) == json.loads(
+        (folder / codegen.MODEL_JSON).read_text())["bundle"]["sha256"]
+    assert codegen.load_folder_bundle(folder).meta == bundle.meta
+    arrays = dict(bundle.arrays)
+    key = next(k for k in sorted(arrays) if not k.startswith(("float/", "frontend/")))
+    arrays[key] = arrays[key].copy()
+    arrays[key].flat[0] += 1                       # one weight of one op, same model hash
+    (folder / codegen.BUNDLE_COPY).unlink()
+    save_bundle(type(bundle)(meta=bundle.meta, arrays=arrays), folder / codegen.BUNDLE_COPY)
+    with pytest.raises(codegen.CodegenError,
+                       match=rf"bundle [0-9a-f]{{12}} is another quantization of this model "
+                             rf"than the generated code's {digest[:12]}"):
+        codegen.load_folder_bundle(folder)
