@@ -127,10 +127,9 @@ def load_audio(path: str | os.PathLike, *, dtype: str = "float32",
     if data.shape[1] > 1:
         warnings.warn(f"{path}: {data.shape[1]} channels, downmixed to mono", AudioWarning,
                       stacklevel=2)
-        data = data.astype(np.float32)
-        if np.issubdtype(np.asarray(data).dtype, np.integer):
-            data = data / 32768.0
-        data = data.mean(axis=1, keepdims=True)
+        if data.dtype == np.int16:        # exact PCM_16 read: to [-1, 1) before the mean
+            data = data.astype(np.float32) / np.float32(32768.0)
+        data = data.astype(np.float32).mean(axis=1, keepdims=True)
     x = data[:, 0]
     if rate != SAMPLE_RATE:
         if not MIN_RATE <= rate <= MAX_RATE:

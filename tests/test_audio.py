@@ -64,6 +64,11 @@ def test_stereo_downmixed(tmp_path):
     with pytest.warns(AudioWarning, match="downmixed"):
         y = load_audio(tmp_path / "s.wav")
     assert np.abs(y - x / 2).max() < 1e-4
+    # the int16 read (PCM_16 read exactly, then downmixed) gives the same samples
+    with pytest.warns(AudioWarning, match="downmixed") as caught:
+        z = load_audio(tmp_path / "s.wav", dtype="int16")
+    assert not any("clipped" in str(w.message) for w in caught)
+    assert z.dtype == np.int16 and np.array_equal(z, float_to_int16(y))
 
 
 @pytest.mark.parametrize("n,word", [(8000, "zero-padded"), (20000, "trimmed")])
