@@ -3,10 +3,13 @@ errors for every kind of bad bundle file."""
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,6 +249,56 @@ _EDITS = [
      "op 'classifier': input tensor 'nowhere' is not declared"),
     ("fc rows", lambda m: _fc(m)["params"].__setitem__("rows", 11), "op 'classifier': weight"),
 ]
+# defence in depth (a bundle built in memory, or one without meta_sha256): QA's edits and the
+# op contracts of export.bundle._OP_CONTRACT
+_DEFENCE = [
+    ("ops swapped", lambda m: m["ops"].insert(0, m["ops"].pop(1)),
+     "op 'blocks.0.norm': input tensor 'patch' is not made by an earlier op (ops out of order?)"),
+    ("per-channel scale length", lambda m: m["tensors"]["patch"].__setitem__("scale", [1.0, 2.0]),
+     "tensors.patch.scale has 2 per-channel entries, its shape [16] has 16 channels on axis 0"),
+    ("h scale length", lambda m: m["tensors"]["blocks.0.h"].__setitem__(
+        "scale", m["tensors"]["blocks.0.h"]["scale"][:4]),
+     "tensors.blocks.0.h.scale has 4 per-channel entries, its shape [24, 4] has 24 channels"),
+    ("patch int8", lambda m: m["tensors"]["patch"].__setitem__("dtype", "int8"),
+     "op 'blocks.0.residual': residual_add takes int32 tensors of one scale and zero point 0; "
+     "'patch' is int8"),
+    ("norm params", lambda m: m["ops"][1].__setitem__("params", {}),
+     "op 'blocks.0.norm'.params has no 'channels'"),
+    ("ssm params", lambda m: _fc(m, "blocks.0.sa_ssm").__setitem__("params", {}),
+     "op 'blocks.0.sa_ssm'.params has no 'd_inner'"),
+    ("ssm param not int", lambda m: _fc(m, "blocks.0.sa_ssm")["params"].__setitem__("d_shift", 2.5),
+     "op 'blocks.0.sa_ssm'.params.d_shift must be an integer, not 2.5"),
+    ("logits zero point", lambda m: m["tensors"]["logits"].__setitem__("zero_point", 10 ** 30),
+     f"tensors.logits.zero_point {10 ** 30} is outside the int8 range -128..127"),
+    ("p_shift", lambda m: _fc(m, "blocks.0.sa_ssm")["params"].__setitem__("p_shift", 40),
+     "op 'blocks.0.sa_ssm'.params.p_shift is 40, outside the range the kernels take (0..31)"),
+    ("requantize shift", lambda m: _fc(m, "blocks.0.B_gate")["params"].__setitem__("shift", -32),
+     "op 'blocks.0.B_gate'.params.shift is -32, outside the range the kernels take (-31..30)"),
+    ("multiplier", lambda m: _fc(m, "mean")["params"].__setitem__("multiplier", 2 ** 31),
+     "op 'mean'.params.multiplier is 2147483648, outside the range the kernels take"),
+    ("left_shift", lambda m: _fc(m, "blocks.0.dt_add")["params"].__setitem__("left_shift", 16),
+     "op 'blocks.0.dt_add': ('blocks.0.dt_raw' - zero point) << left_shift 16 overflows int32"),
+    ("lut kind", lambda m: _fc(m, "blocks.0.silu_u")["params"].__setitem__("kind", "s8"),
+     "op 'blocks.0.silu_u': a kind s8 table takes an int8 input"),
+    ("arity", lambda m: _fc(m, "blocks.0.B_gate")["inputs"].pop(),
+     "op 'blocks.0.B_gate': a mul op takes 2 input(s) and gives 1 output(s), not 1 and 1"),
+    ("no ssm internal", lambda m: _drop(m["tensors"], "blocks.0.du"),
+     "op 'blocks.0.sa_ssm': its internal tensor 'blocks.0.du' is not declared"),
+    ("frame after clip", lambda m: m["ops"][0].__setitem__("stage", "clip"),
+     "op 'blocks.0.norm': a frame op after the clip op 'patch_proj'"),
+    ("frame reads pooled", lambda m: _fc(m).__setitem__("stage", "frame"),
+     "op 'classifier': a frame op cannot read 'pooled', made once per clip by 'mean'"),
+    ("no finalize", lambda m: _drop(_fc(m, "mean"), "finalize_kernel"),
+     "op 'mean': finalize_kernel must be 'mean_pool_finalize', not null"),
+    ("ln channels", lambda m: _fc(m, "final_norm")["params"].__setitem__("channels", 24),
+     "op 'final_norm': array 'gamma' has shape [16], channels is [24]"),
+    ("features format", lambda m: m["tensors"]["features"].__setitem__("zero_point", 3),
+     "tensors.features (dtype, scale, zero_point) int16, 0.00048828125, 3 differ from the front "
+     "end's output format"),
+    ("written twice", lambda m: _fc(m, "blocks.0.in_proj_z").__setitem__("outputs", ["blocks.0.u"]),
+     "op 'blocks.0.in_proj_z': output tensor 'blocks.0.u' is already made by an earlier op"),
+]
+_EDITS += _DEFENCE
 
 
 @pytest.mark.parametrize("what, edit, problem", _EDITS, ids=[e[0] for e in _EDITS])
@@ -257,6 +310,127 @@ def test_schema_errors_name_file_and_first_problem(real_bundle, tmp_path, what, 
     msg = _one_line(e)
     assert msg.startswith(f"{p}: invalid bundle metadata: "), msg
     assert problem in msg, msg
+
+
+def test_schema_rejects_out_of_range_requantize_array(real_bundle, tmp_path):
+    """Per-channel requantize shifts live in arrays: their range is checked too."""
+    b = load_bundle(real_bundle)
+    key = b.op("classifier")["arrays"]["shift"]
+    arrays = dict(b.arrays)
+    arrays[key] = np.full_like(arrays[key], 31)
+    p = tmp_path / "shift.npz"
+    save_bundle(Bundle(meta=json.loads(json.dumps(b.meta)), arrays=arrays), p)
+    with pytest.raises(BundleError) as e:
+        load_bundle(p)
+    assert _one_line(e) == (f"{p}: invalid bundle metadata: op 'classifier': array 'shift' "
+                            f"holds 31..31, outside the range the kernels take (-31..30)")
+
+
+# ---- the metadata digest (meta_sha256): hand edits of __bundle__ inside the zip -----------
+
+def _rewrite_meta(src, dst, edit):
+    """Copy bundle ``src`` to ``dst`` with ``edit(meta)`` applied to the ``__bundle__`` member
+    directly (as a hand edit of the zip would: nothing recomputed)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == B.META_KEY + ".npy":
+                meta = json.loads(bytes(np.load(io.BytesIO(data))).decode())
+                edit(meta)
+                text = json.dumps(meta, indent=1)
+                data = B._npy_bytes(np.frombuffer(text.encode(), np.uint8))
+            zout.writestr(item, data)
+
+
+def _swap01(meta):
+    meta["ops"][0], meta["ops"][1] = meta["ops"][1], meta["ops"][0]
+
+
+def test_hand_edited_metadata_is_refused(real_bundle, tmp_path):
+    """QA: swapping ops[0] and ops[1] inside the zip passed load_bundle, generate and build,
+    and the firmware said `down` for `yes`."""
+    meta = json.loads(bytes(np.load(real_bundle)[B.META_KEY]).decode())
+    assert meta[B.META_DIGEST_KEY] == B.meta_digest(meta)
+    for what, edit in [("swap", _swap01),
+                       ("scale", lambda m: m["tensors"]["logits"].__setitem__("scale", 0.5)),
+                       ("label", lambda m: m["model"]["labels"].reverse())]:
+        p = tmp_path / f"{what}.npz"
+        _rewrite_meta(real_bundle, p, edit)
+        with pytest.raises(BundleError) as e:
+            load_bundle(p)
+        assert _one_line(e) == (f"{p}: metadata was edited after it was written (meta_sha256 "
+                                f"mismatch); re-run kws-export quantize")
+    # a NaN is never written: refused as corrupt, not a ValueError from the digest
+    p = tmp_path / "nan.npz"
+    _rewrite_meta(real_bundle, p, lambda m: m["tensors"]["logits"].__setitem__("scale", math.nan))
+    with pytest.raises(BundleError) as e:
+        load_bundle(p)
+    assert _one_line(e).startswith(f"{p}: corrupt bundle metadata (a NaN value")
+
+
+def test_bundle_without_digest_loads_and_is_still_checked(real_bundle, tmp_path):
+    """A format-2 bundle written before meta_sha256 existed: read without the digest check
+    (same format version), its bundle_digest unchanged; check_bundle_meta still runs."""
+    old = tmp_path / "old.npz"
+    _rewrite_meta(real_bundle, old, lambda m: m.pop(B.META_DIGEST_KEY))
+    b_old, b_new = load_bundle(old), load_bundle(real_bundle)
+    assert B.META_DIGEST_KEY not in b_old.meta
+    assert B.bundle_digest(b_old) == B.bundle_digest(b_new)
+    # saved again: the digest key is added, the bundle digest stays, the bytes are those of
+    # a bundle written by this version
+    again = tmp_path / "again.npz"
+    save_bundle(b_old, again)
+    assert again.read_bytes() == real_bundle.read_bytes()
+    assert B.bundle_digest(load_bundle(again)) == B.bundle_digest(b_new)
+    bad = tmp_path / "old_swapped.npz"
+    _rewrite_meta(real_bundle, bad, lambda m: (_swap01(m), m.pop(B.META_DIGEST_KEY)))
+    with pytest.raises(BundleError) as e:
+        load_bundle(bad)
+    assert _one_line(e) == (f"{bad}: invalid bundle metadata: op 'blocks.0.norm': input tensor "
+                            f"'patch' is not made by an earlier op (ops out of order?)")
+
+
+def test_truncated_bundle_is_not_called_pickled_data(real_bundle, tmp_path):
+    """QA: the first 2 bytes of a bundle were 'pickled (object) data' to np.load."""
+    data = real_bundle.read_bytes()
+    for n, what in [(2, "2 bytes"), (4, "no zip directory at the end"),
+                    (len(data) // 2, "no zip directory at the end")]:
+        p = tmp_path / f"cut{n}.npz"
+        p.write_bytes(data[:n])
+        with pytest.raises(BundleError) as e:
+            load_bundle(p)
+        assert _one_line(e) == (f"{p}: not a nanomamba-kws-bundle file: truncated or not a zip "
+                                f"archive ({what})")
+
+
+def test_generate_refuses_hand_edited_bundle(real_bundle, tmp_path):
+    """`python -m export generate BAD -o out`: exit 1, one line, nothing written."""
+    bad = tmp_path / "bad.npz"
+    _rewrite_meta(real_bundle, bad, _swap01)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "export", "generate", str(bad), "-o", str(out)],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 1, r.stderr
+    assert r.stdout == ""
+    assert r.stderr == (f"error: {bad}: metadata was edited after it was written (meta_sha256 "
+                        f"mismatch); re-run kws-export quantize\n")
+    assert sorted(tmp_path.iterdir()) == [bad]
+
+
+@pytest.mark.parametrize("what, edit, problem", _DEFENCE, ids=[e[0] for e in _DEFENCE])
+def test_generate_refuses_invalid_metadata(real_bundle, tmp_path, what, edit, problem):
+    """The defence-in-depth cases through the CLI (a bundle whose digest matches its edited
+    metadata, as a buggy quantizer would write): exit 1, one line, nothing written."""
+    from click.testing import CliRunner
+    from export.cli import main
+    p = tmp_path / "bad.npz"
+    _mutated(real_bundle, p, edit)
+    r = CliRunner().invoke(main, ["generate", str(p), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {p}: invalid bundle metadata: ")
+    assert problem in lines[0], lines[0]
+    assert list(tmp_path.iterdir()) == [p]
 
 
 def test_schema_metadata_list_and_bad_arrays_index(real_bundle, tmp_path):
