@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -76,6 +77,12 @@ class CodegenError(KwsError):
 # source -> bundle
 # =======================================================================================
 
+def _check_source(source) -> None:
+    if not isinstance(source, (Bundle, str, os.PathLike)):
+        raise TypeError(f"source: expected a bundle path, a float checkpoint path (str or "
+                        f"PathLike) or an export.bundle.Bundle, got {type(source).__name__}")
+
+
 def load_source(source, *, progress: bool = False) -> Bundle:
     """The bundle to generate from.
 
@@ -87,9 +94,11 @@ def load_source(source, *, progress: bool = False) -> Bundle:
     Returns:
         the bundle.
     Raises:
+        TypeError: ``source`` is neither a Bundle nor a str/PathLike path.
         BundleError: missing/corrupt bundle, unknown format version.
         CheckpointError, CalibrationError, QuantizationError: checkpoint route.
     """
+    _check_source(source)
     if isinstance(source, Bundle):
         return source
     path = Path(source)
@@ -905,13 +914,21 @@ def generate_c(source, out_dir, *, force: bool = False, argv: Sequence[str] | No
     Returns:
         :class:`GenerateResult`.
     Raises:
+        TypeError: ``source`` not a Bundle or str/PathLike, ``out_dir`` not a str/PathLike.
+        CodegenError: unknown ``variant`` (these three checked before any work), an
+            unsupported op or width.
         OutputExistsError: ``out_dir`` exists and not ``force`` (checked before any work).
         BundleError, CheckpointError, ...: see :func:`load_source`.
-        CodegenError: unsupported op or width.
     """
     from cmsis_stub import stub_root
     from export.fileio import check_output
     from firmware_templates import template_root
+    _check_source(source)
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir: expected a folder path (str or PathLike), got "
+                        f"{type(out_dir).__name__}")
+    if variant not in VARIANTS:
+        raise CodegenError(f"kernel variant '{variant}': must be one of {', '.join(VARIANTS)}")
     out_dir = Path(out_dir)
     check_output(out_dir, force, expect="folder", inputs=[source])
     bundle = load_source(source, progress=progress)

@@ -175,3 +175,32 @@ def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def path_list(value, what: str = "inputs") -> list[Path]:
+    """A list of paths given to a function that takes several (clips, folders).
+
+    A single str, bytes or PathLike is refused, not taken as one path: iterating a string
+    would treat each character as a path (``"/"`` then globs the whole file system).
+
+    Args:
+        value: a list, tuple or other iterable of str/PathLike.
+        what: the argument's name, for the message.
+    Returns:
+        the paths as :class:`pathlib.Path`, in order.
+    Raises:
+        TypeError: ``value`` is a single path, not iterable, or holds a non-path item.
+    """
+    if isinstance(value, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what} must be a list of paths, got a single "
+                        f"{type(value).__name__} {str(value)!r}; pass [path]")
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a list of paths, got "
+                        f"{type(value).__name__}") from None
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"{what} must be a list of paths, got an item of type "
+                            f"{type(item).__name__} ({item!r})")
+    return [Path(p) for p in items]

@@ -1059,7 +1059,9 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
         FirmwareFault: the firmware printed a fault report (registers in the message).
         FirmwareError: QEMU failed or exited without finishing, or the firmware reported
             an error.
+        TypeError, ValueError: ``timeout`` not a number > 0 (:func:`check_timeout`).
     """
+    timeout = check_timeout(timeout)
     elf = Path(build_dir) / ELF
     qemu = qemu_system_arm()
     with tempfile.TemporaryDirectory(prefix="kws-qemu-") as tmpname:
@@ -1212,19 +1214,40 @@ def softmax_confidence(logits: Sequence[int], scale: float | None, zero_point: i
     return float(z.max() / z.sum())
 
 
+def check_timeout(timeout) -> float:
+    """``timeout`` (seconds of emulator silence) checked: a finite number > 0.
+
+    Raises:
+        TypeError: not a number. ValueError: not finite and > 0.
+    """
+    import math
+    import numbers
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"timeout: expected seconds (a number > 0), got {timeout!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout: expected seconds > 0 (finite), got {timeout!r}")
+    return float(timeout)
+
+
 def collect_clips(inputs: Sequence[Path]) -> list[tuple[Path, str | None]]:
     """Clips named on the command line: files as given, folders expanded recursively.
 
+    Args:
+        inputs: a list of clip files and folders (str/PathLike); a single path is refused
+            (:func:`export.fileio.path_list`).
     Returns:
         (clip, candidate label) pairs; the candidate is the name of the clip's first
         folder below the given folder (Speech Commands layout), else None.
     Raises:
+        TypeError: ``inputs`` is a single path or not a list of paths.
         AudioError: a missing path; FirmwareError: nothing to run.
     """
+    from export.fileio import path_list
     from nanomamba.audio import list_clips
     from nanomamba.errors import AudioError
+    inputs = path_list(inputs)
     out: list[tuple[Path, str | None]] = []
-    for p in map(Path, inputs):
+    for p in inputs:
         if p.is_dir():
             for clip in list_clips(p):
                 rel = clip.relative_to(p).parts
@@ -1278,19 +1301,25 @@ def run_firmware(build_dir: Path, inputs: Sequence[Path], *, board: str | None =
 
     Args:
         build_dir: build folder of an emulated board.
-        inputs: clips (WAV, FLAC, .f32) and folders (searched recursively; a folder in
-            Speech Commands layout, one subfolder per label, gives each clip its truth).
-            Must be empty for a UART board emulated in QEMU (mps2-an386-uart), whose
-            real-board firmware classifies its built-in demo clip.
+        inputs: a list of clips (WAV, FLAC, .f32) and folders (searched recursively; a
+            folder in Speech Commands layout, one subfolder per label, gives each clip its
+            truth); a single str/Path is refused (write ``[path]``). Must be empty for a
+            UART board emulated in QEMU (mps2-an386-uart), whose real-board firmware
+            classifies its built-in demo clip.
         board: must match the board the folder was built for (default: that board).
-        timeout: seconds of silence after which the firmware counts as hung.
+        timeout: seconds (> 0) of silence after which the firmware counts as hung.
         progress: show a progress bar (stderr) over the clips.
     Returns:
         :class:`RunResult` (per clip: label, confidence, int8 logits, exact instructions).
     Raises:
+        TypeError: ``inputs`` not a list of paths (e.g. a single str/Path), ``timeout``
+        not a number; ValueError: ``timeout`` <= 0 (both before any work).
         FirmwareError (not a build folder, QEMU failure, fault, hang), BoardError (board
         mismatch or not emulated), ToolError (no QEMU), AudioError (bad clip).
     """
+    from export.fileio import path_list
+    inputs = path_list(inputs)
+    timeout = check_timeout(timeout)
     manifest, bd = _emulated_board(Path(build_dir), board)
     if bd.output != "semihosting":
         if inputs:

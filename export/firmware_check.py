@@ -204,9 +204,10 @@ def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = Fals
     Args:
         build_dir: int8 build of an emulated board, made from a checkpoint, bundle or
             generated folder.
-        inputs: clips and folders, as ``kws-export run`` takes them.
+        inputs: a list of clips and folders, as ``kws-export run`` takes them (a single
+            str/Path is refused: write ``[path]``).
         host: also compile and run the generated C on the host.
-        timeout: QEMU silence timeout (seconds).
+        timeout: QEMU silence timeout (seconds, > 0).
         progress: progress bars (QEMU clips, simulator batches).
         simulator_logits: int8 (n, n_classes) from an earlier :func:`simulate_clips` of
             the same bundle and clips (e.g. the same model built for several boards);
@@ -216,11 +217,17 @@ def check_firmware(build_dir: Path, inputs: Sequence[Path], *, host: bool = Fals
     Returns:
         :class:`FirmwareCheck` (compare with its properties; nothing is asserted here).
     Raises:
+        TypeError: ``inputs`` not a list of paths (e.g. a single str/Path), ``timeout`` not
+        a number; ValueError: ``timeout`` <= 0 (both before any work).
         FirmwareError (not a build / no bundle / QEMU failure, fault, hang), BoardError,
         ToolError, AudioError, VerifyError (host C).
     """
     from export.codegen import load_folder_bundle
+    from export.fileio import path_list
+    from export.firmware import check_timeout
     from nanomamba.audio import load_audio
+    inputs = path_list(inputs)
+    timeout = check_timeout(timeout)
     build_dir = Path(build_dir)
     folder = generated_folder_of_build(build_dir)
     bundle = load_folder_bundle(folder)

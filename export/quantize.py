@@ -769,6 +769,67 @@ def check_widths(widths: dict | None) -> dict:
     return W
 
 
+#: allowed values of each :data:`DEFAULT_OPTIONS` key: a tuple of choices, or a
+#: (type, low, high, low_open) numeric range (checked by :func:`check_options`)
+OPTION_RULES: dict = {
+    "exp_table_bits": (int, 1, 16, False),
+    "range": ("minmax", "percentile"),
+    "percentile": (float, 50.0, 100.0, True),
+    "headroom": (float, 0.0, math.inf, True),
+    "headroom_wide": (float, 0.0, math.inf, True),
+    "headroom_state": (float, 0.0, math.inf, True),
+    "weight_rounding": ("gptq", "nearest"),
+    "logits_range": ("full", "top2", "runnerup"),
+}
+
+
+def check_options(options: dict | None) -> dict:
+    """:data:`DEFAULT_OPTIONS` with ``options`` applied, checked (cheap: callers run it
+    before calibrating, like :func:`check_widths`).
+
+    Allowed values (:data:`OPTION_RULES`): ``exp_table_bits`` an int in [1, 16] (the exp2
+    table has 2^bits entries); ``range`` "minmax" or "percentile"; ``percentile`` in
+    (50, 100] (the range is [100 - p, p] percentiles); ``headroom``, ``headroom_wide``,
+    ``headroom_state`` finite numbers > 0; ``weight_rounding`` "gptq" or "nearest";
+    ``logits_range`` "full", "top2" or "runnerup".
+
+    Args:
+        options: overrides, key -> value (None: the defaults).
+    Returns:
+        the full option dict.
+    Raises:
+        QuantizationError: an unknown key (lists the known ones), or a value outside the
+            key's allowed set or range (names the key and what it allows).
+    """
+    import numbers
+    if options is not None and not isinstance(options, dict):
+        raise QuantizationError(f"options: expected a dict of quantizer options, got "
+                                f"{type(options).__name__}")
+    opt = dict(DEFAULT_OPTIONS)
+    for k, v in (options or {}).items():
+        rule = OPTION_RULES.get(k)
+        if rule is None:
+            raise QuantizationError(f"unknown quantizer option '{k}' "
+                                    f"(known: {', '.join(DEFAULT_OPTIONS)})")
+        if isinstance(rule[0], str):
+            if not isinstance(v, str) or v not in rule:
+                raise QuantizationError(f"option '{k}' must be one of "
+                                        f"{', '.join(map(repr, rule))}, not {v!r}")
+        else:
+            kind, lo, hi, lo_open = rule
+            want = numbers.Integral if kind is int else numbers.Real
+            ok = not isinstance(v, bool) and isinstance(v, want) and math.isfinite(v)
+            ok = ok and (v > lo if lo_open else v >= lo) and v <= hi
+            if not ok:
+                what = "an int" if kind is int else "a number"
+                rng = (f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]" if math.isfinite(hi)
+                       else f"> {lo:g}" if lo_open else f">= {lo:g}")
+                fin = "" if math.isfinite(hi) else " (finite)"
+                raise QuantizationError(f"option '{k}' must be {what} {rng}{fin}, not {v!r}")
+        opt[k] = v
+    return opt
+
+
 def check_label_count(cfg) -> None:
     """Refuse a model whose classifier output count is not the Speech Commands label count:
     a bundle names its outputs ``model.labels`` = :data:`nanomamba.config.LABELS` (12), and
@@ -794,7 +855,7 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
         frontend: {"impl", "meta", "arrays"} of the front end (its outputs' formats are
             taken from meta["outputs"]).
         widths: overrides of :data:`DEFAULT_WIDTHS`.
-        options: overrides of :data:`DEFAULT_OPTIONS`.
+        options: overrides of :data:`DEFAULT_OPTIONS` (checked by :func:`check_options`).
         info: extra metadata: ``source``, ``name``, ``calibration``.
         grams: layer-input Gram matrices (``RangeStats.gram``) for GPTQ weight rounding.
         channel_ranges: per-channel max |x| (``RangeStats.chan``) of ``blocks.{i}.h`` and
@@ -802,13 +863,13 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
     Returns:
         the :class:`Bundle` (not yet written).
     Raises:
-        QuantizationError: an unknown width key/value, a bound that would overflow, or a
-            classifier output count other than the 12 labels (:func:`check_label_count`).
+        QuantizationError: an unknown width or option key or a value it does not allow, a
+            bound that would overflow, or a classifier output count other than the 12
+            labels (:func:`check_label_count`).
     """
     W = check_widths(widths)
     check_label_count(cfg)
-    opt = dict(DEFAULT_OPTIONS)
-    opt.update(options or {})
+    opt = check_options(options)
     sd = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
     E, N, D, M = cfg.d_inner, cfg.d_state, cfg.d_model, cfg.n_mels
     bld = _Builder(ranges, W, opt, grams)
@@ -1033,6 +1094,29 @@ def frontend_params(state: dict) -> dict:
     return {"impl": "frontend_fixed", "meta": params["meta"], "arrays": params["arrays"]}
 
 
+def check_calibration_audio(audio) -> np.ndarray:
+    """Calibration clips as the quantizer takes them: int16 PCM (n, 16000), n >= 1
+    (:data:`nanomamba.config.CLIP_SAMPLES` samples per clip; no conversion: float audio
+    would need a scale the caller knows, int32 may hold out-of-range samples).
+
+    Returns:
+        ``np.asarray(audio)``.
+    Raises:
+        CalibrationError: empty, not int16, or not (n, 16000) (names what was given).
+    """
+    a = np.asarray(audio)
+    if a.ndim >= 1 and a.shape[0] == 0:
+        raise CalibrationError("no calibration clips")
+    if a.dtype != np.int16:
+        raise CalibrationError(f"calibration audio: expected int16 PCM (n, {CLIP_SAMPLES}), "
+                               f"got {a.dtype} (nanomamba.audio.load_audio(p, dtype='int16') "
+                               f"or float_to_int16 make int16)")
+    if a.ndim != 2 or a.shape[1] != CLIP_SAMPLES:
+        raise CalibrationError(f"calibration audio: expected shape (n, {CLIP_SAMPLES}) "
+                               f"(n clips of 1 s at 16 kHz), got {a.shape}")
+    return a
+
+
 def _state_numpy(model) -> dict:
     from nanomamba.checkpoint import published_state_dict
     return {k: v.numpy() for k, v in published_state_dict(model).items()}
@@ -1045,23 +1129,25 @@ def quantize_model(model, calib_audio, *, widths: dict | None = None, options: d
 
     Args:
         model: float :class:`nanomamba.model.NanoMamba` (from load_checkpoint).
-        calib_audio: int16 (n, 16000) calibration clips.
-        widths, options: overrides of :data:`DEFAULT_WIDTHS`, :data:`DEFAULT_OPTIONS`.
+        calib_audio: int16 (n, 16000) calibration clips (PCM), n >= 1 (a numpy array or
+            anything ``np.asarray`` makes one of; no dtype conversion).
+        widths, options: overrides of :data:`DEFAULT_WIDTHS`, :data:`DEFAULT_OPTIONS`
+            (checked by :func:`check_widths`, :func:`check_options`).
         calibration: description stored in the bundle.
         progress: show a progress bar.
         stats: precomputed :class:`RangeStats` (skips the float calibration pass).
     Returns:
         the :class:`Bundle`.
     Raises:
-        CalibrationError: no calibration clips. QuantizationError: see build_bundle (also:
-            a classifier output count other than the 12 labels, before calibrating).
+        CalibrationError: no calibration clips, or clips not int16 (n, 16000).
+        QuantizationError: an unknown width/option key or a value it does not allow, or a
+            classifier output count other than the 12 labels (all before calibrating);
+            see build_bundle.
     """
-    if len(calib_audio) == 0:
-        raise CalibrationError("no calibration clips")
+    calib_audio = check_calibration_audio(calib_audio)
     check_widths(widths)                      # before the calibration pass
+    opt = check_options(options)
     check_label_count(model.cfg)
-    opt = dict(DEFAULT_OPTIONS)
-    opt.update(options or {})
     stats = stats or collect_ranges(model, calib_audio, progress=progress)
     ranges = stats.ranges(opt["range"], opt["percentile"])
     state = _state_numpy(model)
@@ -1229,7 +1315,7 @@ def quantize_checkpoint(checkpoint, out, *, calib=None, force: bool = False, rep
         report: report folder, or "" for ``<out>.report``, or None for no report.
         eval_dir: folder of clips the report evaluates on (default: the calibration clips,
             said so in the report).
-        widths, options: see :func:`build_bundle`.
+        widths, options: see :func:`build_bundle` (checked before loading anything).
     Returns:
         {"bundle": path, "report": path or None, "results": {...}}.
     Raises:
@@ -1248,6 +1334,7 @@ def quantize_checkpoint(checkpoint, out, *, calib=None, force: bool = False, rep
     for dest in [out] + ([report_dir] if report_dir is not None else []):
         check_output(dest, True, inputs=inputs)   # not an input; its folder can be made
     check_widths(widths)                          # before loading and calibrating
+    check_options(options)
     model = load_checkpoint(checkpoint)
     if calib is None:
         audio, names = generated_calibration_set()

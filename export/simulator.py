@@ -39,6 +39,8 @@ falls back to it when numba is not installed.
 
 from __future__ import annotations
 
+import numbers
+import os
 from typing import Iterable
 
 import numpy as np
@@ -447,16 +449,49 @@ class SimulatorError(KwsError):
     """Input the simulator cannot run (wrong audio dtype or shape)."""
 
 
+class SimulatorArgumentError(SimulatorError, ValueError):
+    """A bad argument value (``threads`` < 1, an unknown ``keep`` name): both a
+    :class:`SimulatorError` and a ValueError."""
+
+
+def _as_bundle(bundle):
+    """``bundle`` itself when it is a loaded bundle, else the bundle file it names.
+
+    Raises:
+        TypeError: neither a bundle (``meta`` and ``arrays``) nor a str/PathLike path.
+        BundleError: a path that is not a readable bundle (:func:`export.bundle.load_bundle`).
+    """
+    if isinstance(bundle, (str, os.PathLike)):
+        from export.bundle import load_bundle
+        return load_bundle(bundle)
+    if not (hasattr(bundle, "meta") and hasattr(bundle, "arrays")):
+        raise TypeError(f"bundle: expected an export.bundle.Bundle or a bundle file path "
+                        f"(str or PathLike), got {type(bundle).__name__}")
+    return bundle
+
+
+def _check_threads(threads) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads: expected an int >= 1, got {threads!r} "
+                        f"({type(threads).__name__})")
+    if threads < 1:
+        raise SimulatorArgumentError(f"threads: expected an int >= 1, got {threads}")
+    return int(threads)
+
+
 class Simulator:
     """Integer execution of a :class:`export.bundle.Bundle`.
 
     Args:
-        bundle: a loaded bundle (:func:`export.bundle.load_bundle`).
+        bundle: a loaded bundle (:func:`export.bundle.load_bundle`) or the path (str or
+            PathLike) of a bundle file, loaded with :func:`export.bundle.load_bundle`.
         engine: "auto" (default: numba kernels when numba imports, else numpy), "numpy"
             (the reference implementation) or "numba" (:mod:`export.sim_jit`: the front
             end's window/FFT/split/magnitude chain and the SA-SSM dA/recurrence/readout
             sum compiled; the same integers, checked by tests/test_sim_jit.py).
     Raises:
+        TypeError: ``bundle`` is neither a bundle nor a path.
+        BundleError: ``bundle`` is a path that is not a readable bundle file.
         ValueError: unknown engine, or "numba" without numba installed.
     """
 
@@ -465,6 +500,7 @@ class Simulator:
     chunk = 16
 
     def __init__(self, bundle, engine: str = "auto") -> None:
+        bundle = _as_bundle(bundle)
         self.engine = sim_jit.resolve_engine(engine)
         self.bundle = bundle
         self.meta = bundle.meta
@@ -500,6 +536,49 @@ class Simulator:
         """Real values (float64) of tensor ``name``: (q - zero_point) * :meth:`scale`."""
         return (np.asarray(q, dtype=np.float64) - self.tensors[name]["zero_point"]) * self.scale(name)
 
+    def names(self, frontend_intermediates: bool = True) -> list[str]:
+        """Every tensor name :meth:`run` returns (what ``keep`` may ask for), sorted.
+
+        Args:
+            frontend_intermediates: include the front end's intermediates ``frontend.*``
+                (:data:`export.frontend_fixed.INTERMEDIATES`); False: only
+                ``frontend.features`` and ``frontend.snr_mel`` of them.
+        Returns:
+            the bundle's tensors (``features``, ``snr_mel``, every op output and SA-SSM
+            internal) and the ``frontend.*`` names.
+        """
+        fe = frontend_fixed.INTERMEDIATES if frontend_intermediates else ("features", "snr_mel")
+        return sorted(set(self.tensors) | {f"frontend.{k}" for k in fe})
+
+    def _check_keep(self, keep, frontend_intermediates: bool) -> set[str] | None:
+        """``keep`` as a set of known names (a str is one name); None stays None."""
+        if keep is None:
+            return None
+        if isinstance(keep, (str, bytes)):
+            keep = [keep]
+        try:
+            keep = list(keep)
+        except TypeError:
+            raise TypeError(f"keep: expected a tensor name or an iterable of names, got "
+                            f"{type(keep).__name__}") from None
+        bad = [k for k in keep if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"keep: tensor names must be str, got {bad[0]!r}")
+        known = set(self.names(True))
+        unknown = [k for k in keep if k not in known]
+        if unknown:
+            raise SimulatorArgumentError(
+                f"keep: unknown tensor name{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} (Simulator.names() lists all {len(known)}; "
+                f"e.g. 'logits', 'label', 'features', 'blocks.0.h')")
+        if not frontend_intermediates:
+            off = [k for k in keep if k not in set(self.names(False))]
+            if off:
+                raise SimulatorArgumentError(
+                    f"keep: {off[0]!r} is a front-end intermediate; run with "
+                    f"frontend_intermediates=True to get it")
+        return set(keep)
+
     def _store(self, env: dict, name: str, value) -> None:
         env[name] = np.asarray(value).astype(_NP[self.tensors[name]["dtype"]])
 
@@ -510,17 +589,25 @@ class Simulator:
 
         Args:
             audio: int16 (B, 16000) or (16000,) PCM.
-            keep: names to return (None: every tensor).
+            keep: names to return: one name (a str) or an iterable of names (None: every
+                tensor). :meth:`names` lists the valid ones.
             frontend_intermediates: also return the front end's intermediates
                 (``frontend.*``, about 1 MB per clip); False is faster.
-            threads: split the batch into this many parts run in parallel threads (numpy
-                releases the GIL in its loops); clips are independent, so the integers are
-                the same for any value.
+            threads: an int >= 1: split the batch into this many parts run in parallel
+                threads (numpy releases the GIL in its loops); clips are independent, so
+                the integers are the same for any value.
         Returns:
             dict name -> integer array (see the module docstring).
         Raises:
-            SimulatorError: audio not int16 or not (B, 16000); threads < 1.
+            SimulatorError: audio not int16 or not (B, 16000).
+            SimulatorArgumentError (a SimulatorError and a ValueError): threads < 1; a
+                ``keep`` name the simulator does not produce (the message points to
+                :meth:`names`), or a front-end intermediate with
+                ``frontend_intermediates=False``.
+            TypeError: threads not an int; keep not a str or an iterable of str.
         """
+        threads = _check_threads(threads)
+        keep = self._check_keep(keep, frontend_intermediates)
         audio = np.asarray(audio)
         if audio.ndim == 1:
             audio = audio[None]
@@ -529,8 +616,6 @@ class Simulator:
         if audio.ndim != 2 or audio.shape[1] != self.fe_params["meta"]["clip_samples"]:
             raise SimulatorError(f"audio: expected shape (B, {self.fe_params['meta']['clip_samples']}), "
                                  f"got {audio.shape}")
-        if threads < 1:
-            raise SimulatorError(f"threads: expected >= 1, got {threads}")
         if threads > 1 and len(audio) > 1:
             from concurrent.futures import ThreadPoolExecutor
             parts = np.array_split(audio, min(threads, len(audio)))
@@ -538,7 +623,6 @@ class Simulator:
                 outs = list(ex.map(lambda a: self.run(a, keep, frontend_intermediates=frontend_intermediates),
                                    parts))
             return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-        keep = set(keep) if keep is not None else None
         if len(audio) > self.chunk:
             # clips are independent: run them in chunks (smaller working arrays: faster)
             outs = [self._run_one(audio[s:s + self.chunk], keep, frontend_intermediates)
@@ -582,15 +666,34 @@ class Simulator:
         """Run the network ops on quantized front-end outputs.
 
         Args:
-            features: (B, T, n_mels) in the bundle's ``features`` dtype/scale.
-            snr_mel: (B, T, n_mels) in the bundle's ``snr_mel`` dtype/scale.
+            features: (B, T, n_mels) in the bundle's ``features`` dtype (int16) and scale,
+                T = the front end's frame count (101).
+            snr_mel: (B, T, n_mels) in the bundle's ``snr_mel`` dtype (int8) and scale.
         Returns:
             dict of every op output and SA-SSM internal tensor.
+        Raises:
+            SimulatorError: either input not of shape (B, T, n_mels) with B >= 1 (the
+                message gives the expected shape), or not in its tensor's dtype.
         """
+        if _env is None:
+            features, snr_mel = np.asarray(features), np.asarray(snr_mel)
+            self._check_network_input("features", features)
+            self._check_network_input("snr_mel", snr_mel)
         env = _env if _env is not None else {"features": features, "snr_mel": snr_mel}
         for op in self.ops:
             getattr(self, "_op_" + op["type"])(op, env)
         return env
+
+    def _check_network_input(self, name: str, x: np.ndarray) -> None:
+        t = self.tensors[name]
+        want = (int(self.fe_params["meta"]["n_frames"]), *map(int, t["shape"]))
+        shape_txt = "(B, " + ", ".join(map(str, want)) + ")"
+        if x.ndim != 1 + len(want) or tuple(x.shape[1:]) != want or x.shape[0] < 1:
+            raise SimulatorError(f"{name}: expected shape {shape_txt} with B >= 1, "
+                                 f"got {x.shape}")
+        if x.dtype != _NP[t["dtype"]]:
+            raise SimulatorError(f"{name}: expected {t['dtype']} (the bundle's {name} dtype), "
+                                 f"got {x.dtype}")
 
     # ---- op implementations ------------------------------------------------------------
     def _io(self, op):
@@ -712,6 +815,17 @@ class Simulator:
         self._store(env, y_name, y)
 
 
-def run_bundle(bundle, audio, keep: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-    """Convenience: ``Simulator(bundle).run(audio, keep)``."""
+def run_bundle(bundle, audio, keep: Iterable[str] | str | None = None) -> dict[str, np.ndarray]:
+    """Convenience: ``Simulator(bundle).run(audio, keep)``.
+
+    Args:
+        bundle: a :class:`export.bundle.Bundle` or a bundle file path (str or PathLike).
+        audio: int16 (B, 16000) or (16000,) PCM.
+        keep: one name, names, or None (every tensor); see :meth:`Simulator.run`.
+    Returns:
+        dict name -> integer array.
+    Raises:
+        TypeError, BundleError: see :class:`Simulator`; SimulatorError,
+        SimulatorArgumentError: see :meth:`Simulator.run`.
+    """
     return Simulator(bundle).run(audio, keep)

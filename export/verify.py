@@ -434,6 +434,22 @@ def compare_chunk(info: dict, sim_out: dict, c_out: dict, names: list[str], base
     return ntens, values, None
 
 
+def _check_clips(clips, names) -> np.ndarray:
+    """clips as an int16 (n >= 1, 16000) array, names (if given) one per clip."""
+    clips = np.asarray(clips)
+    if clips.ndim != 2 or clips.shape[1] != CLIP or clips.dtype != np.int16:
+        raise VerifyError(f"clips: expected int16 (n, {CLIP}), got {clips.dtype} {clips.shape}")
+    if len(clips) == 0:
+        raise VerifyError(f"no clips to verify (clips has shape {clips.shape})")
+    if names is not None:
+        if isinstance(names, (str, bytes)):
+            raise TypeError("names: expected a list of clip names, got a single str")
+        if len(names) != len(clips):
+            raise ValueError(f"names: {len(names)} names for {len(clips)} clips "
+                             f"(one name per clip)")
+    return clips
+
+
 def verify_dir(folder, clips: np.ndarray | None = None, names: list[str] | None = None, *,
                audio: Sequence[Path] = (), frontend: bool = True, sanitize: bool = True,
                chunk: int = 50, build_dir=None,
@@ -443,32 +459,49 @@ def verify_dir(folder, clips: np.ndarray | None = None, names: list[str] | None 
 
     Args:
         folder: made by :func:`export.codegen.generate_c`.
-        clips: int16 (n, 16000) clips; else ``audio`` files; else :func:`default_clips`.
-        names: names of ``clips`` (for the report).
-        audio: clip files (used when ``clips`` is None).
+        clips: int16 (n, 16000) clips, n >= 1; else ``audio`` files; else
+            :func:`default_clips`.
+        names: names of ``clips`` (for the report), one per clip; only with ``clips``.
+        audio: a list of clip files (used when ``clips`` is None; not with ``clips``); a
+            single str/Path is refused (write ``[path]``).
         frontend: also compare the front end's intermediates (about 1 MB per clip; use
             False for large sets: features and snr_mel are still compared).
         sanitize: UBSan build (any undefined behaviour fails the run).
-        chunk: clips per host process / simulator batch.
+        chunk: clips per host process / simulator batch, an int >= 1.
         build_dir: where to compile (default: a temp folder).
         progress: called with (clips done, total).
     Returns:
         :class:`VerifyResult` (``ok``, counts, the first mismatch).
     Raises:
-        VerifyError, ToolError (no host compiler: names the package), AudioError,
-        BundleError.
+        VerifyError: clips not int16 (n, 16000), or no clips (n = 0: nothing verified).
+        TypeError: ``audio`` not a list of paths, ``chunk`` not an int.
+        ValueError: ``chunk`` < 1; ``names`` not one per clip, or given without ``clips``;
+            both ``clips`` and ``audio``. These argument checks come before any work.
+        ToolError (no host compiler: names the package), AudioError, BundleError.
     """
+    import numbers
+
+    from export.fileio import path_list
     from export.simulator import Simulator
+    audio = path_list(audio, "audio")
+    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral):
+        raise TypeError(f"chunk: expected an int >= 1, got {chunk!r}")
+    if chunk < 1:
+        raise ValueError(f"chunk: expected an int >= 1, got {chunk}")
+    if clips is not None and audio:
+        raise ValueError("give clips or audio, not both")
+    if names is not None and clips is None:
+        raise ValueError("names: only used with clips (audio files are named by their paths)")
+    if clips is not None:
+        clips = _check_clips(clips, names)
     folder = Path(folder)
     info, bundle = read_folder(folder)
     if clips is None:
         if audio:
-            clips, names = load_clips([Path(a) for a in audio])
+            clips, names = load_clips(audio)
         else:
             clips, names = default_clips()
-    clips = np.asarray(clips)
-    if clips.ndim != 2 or clips.shape[1] != CLIP or clips.dtype != np.int16:
-        raise VerifyError(f"clips: expected int16 (n, {CLIP}), got {clips.dtype} {clips.shape}")
+    clips = _check_clips(clips, names)
     names = list(names) if names is not None else [f"clip{i}" for i in range(len(clips))]
     res = VerifyResult(folder)
     sim = Simulator(bundle)

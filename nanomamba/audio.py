@@ -6,6 +6,7 @@ generated C and the firmware all see the same samples.
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from math import gcd
@@ -92,13 +93,24 @@ def load_audio(path: str | os.PathLike, *, dtype: str = "float32",
         path: the clip.
         dtype: "float32" -> samples in [-1, 1] (int16 PCM divided by 32768);
             "int16" -> int16 PCM (exact for 16-bit WAV, else :func:`float_to_int16`).
-        n_samples: window length in samples (16,000 = 1 s at 16 kHz).
+        n_samples: window length in samples, an int >= 1 (16,000 = 1 s at 16 kHz).
     Returns:
         1-D array of ``n_samples`` float32 or int16 samples.
     Raises:
         AudioError: missing file, unknown format, empty or corrupt file, non-finite
             samples, a sample rate outside [8, 192] kHz.
+        TypeError: ``path`` not a str/PathLike, ``n_samples`` not an int.
+        ValueError: ``dtype`` not "float32"/"int16", ``n_samples`` < 1 (argument checks
+            come before the file is opened).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or PathLike), got "
+                        f"{type(path).__name__}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
+        raise TypeError(f"n_samples: expected an int >= 1, got {n_samples!r}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples: expected an int >= 1 (samples per clip), got {n_samples}")
+    n_samples = int(n_samples)
     path = Path(path)
     if dtype not in ("float32", "int16"):
         raise ValueError(f"dtype must be 'float32' or 'int16', not {dtype!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -272,8 +273,31 @@ class NanoMamba(nn.Module):
         return self.network(features, snr_mel, taps)
 
     @torch.no_grad()
-    def classify(self, audio: torch.Tensor) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-        """Labels, softmax confidences (B,) and logits (B, 12) for a batch of clips."""
+    def classify(self, audio) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        """Labels, softmax confidences (B,) and logits (B, 12) for a batch of clips.
+
+        Args:
+            audio: float samples in [-1, 1], (B, 16000) or one clip (16000,): a
+                torch.Tensor or a numpy array (what :func:`nanomamba.audio.load_audio`
+                returns; converted with ``torch.as_tensor``, no copy for float32).
+        Returns:
+            (labels: B label strings, confidences float (B,), logits float (B, 12)).
+        Raises:
+            TypeError: ``audio`` not a torch.Tensor or numpy array, or not floating point
+                (int16 PCM: divide by 32768, or use ``load_audio(path)``'s float32).
+            ValueError: ``audio`` not 1-D or 2-D, or empty.
+        """
+        if isinstance(audio, np.ndarray):
+            audio = torch.as_tensor(audio)
+        if not isinstance(audio, torch.Tensor):
+            raise TypeError(f"audio: expected a torch.Tensor or numpy array of float samples "
+                            f"in [-1, 1], got {type(audio).__name__}")
+        if not audio.is_floating_point():
+            raise TypeError(f"audio: expected float samples in [-1, 1], got {audio.dtype} "
+                            f"(int16 PCM: divide by 32768)")
+        if audio.dim() not in (1, 2) or audio.numel() == 0:
+            raise ValueError(f"audio: expected shape (B, 16000) or (16000,), got "
+                             f"{tuple(audio.shape)}")
         logits = self(audio)
         prob = torch.softmax(logits, dim=-1)
         conf, idx = prob.max(dim=-1)

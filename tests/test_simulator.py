@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from export import simulator as S
-from export.bundle import load_bundle, save_bundle
+from export.bundle import BundleError, load_bundle, save_bundle
 from nanomamba import LABELS, load_audio
 
 from qhelpers import SHARED, small_bundle
@@ -153,3 +153,56 @@ def test_bad_audio_is_a_one_line_error(tiny):
         sim.run(np.zeros((1, 16000), dtype=np.float32))
     with pytest.raises(S.SimulatorError, match=r"\(B, 16000\)"):
         sim.run(np.zeros((1, 8000), dtype=np.int16))
+
+
+# ---- argument checks (before any work) ----------------------------------------------------
+
+_Z = np.zeros((1, 16000), dtype=np.int16)
+
+
+@pytest.mark.parametrize("call, err, match", [
+    (lambda s: s.run(_Z, keep=["nope"]), S.SimulatorArgumentError, r"unknown tensor name 'nope'.*names\(\)"),
+    (lambda s: s.run(_Z, keep=["logits", "nope", "nah"]), ValueError, r"names 'nope', 'nah'"),
+    (lambda s: s.run(_Z, keep="nope"), S.SimulatorError, "unknown tensor name 'nope'"),
+    (lambda s: s.run(_Z, keep=[1]), TypeError, "keep: tensor names must be str"),
+    (lambda s: s.run(_Z, keep=5), TypeError, "keep: expected a tensor name"),
+    (lambda s: s.run(_Z, keep="frontend.mag", frontend_intermediates=False), ValueError,
+     "frontend_intermediates=True"),
+    (lambda s: s.run(_Z, threads="2"), TypeError, r"threads: expected an int >= 1, got '2'"),
+    (lambda s: s.run(_Z, threads=2.5), TypeError, "threads: expected an int"),
+    (lambda s: s.run(_Z, threads=True), TypeError, "threads: expected an int"),
+    (lambda s: s.run(_Z, threads=0), ValueError, "threads: expected an int >= 1, got 0"),
+    (lambda s: s.run_network(np.zeros((1, 5, 5), np.int16), np.zeros((1, 5, 5), np.int8)),
+     S.SimulatorError, r"features: expected shape \(B, 101, 40\) with B >= 1, got \(1, 5, 5\)"),
+    (lambda s: s.run_network(np.zeros((1, 101, 40), np.int16), np.zeros((101, 40), np.int8)),
+     S.SimulatorError, r"snr_mel: expected shape \(B, 101, 40\)"),
+    (lambda s: s.run_network(np.zeros((1, 101, 40), np.float32), np.zeros((1, 101, 40), np.int8)),
+     S.SimulatorError, "features: expected int16"),
+    (lambda s: S.Simulator(None), TypeError, "bundle: expected an export.bundle.Bundle or a bundle file path"),
+    (lambda s: S.Simulator("/nonexistent/b.npz"), BundleError, "b.npz: no such file"),
+    (lambda s: S.run_bundle(42, _Z), TypeError, "bundle: expected"),
+])
+def test_bad_arguments_are_one_line_errors(tiny, call, err, match):
+    sim = S.Simulator(tiny[0])
+    with pytest.raises(err, match=match) as ei:
+        call(sim)
+    assert "\n" not in str(ei.value)
+
+
+def test_keep_str_names_paths_and_network_run(tiny, tmp_path):
+    """A str keep is one name; names() is exactly what run returns; a bundle path runs like
+    the bundle; run_network on the front end's outputs gives run's integers."""
+    bundle, _, audio = tiny
+    sim = S.Simulator(bundle)
+    one = sim.run(audio[:2], keep="logits", frontend_intermediates=False)
+    assert list(one) == ["logits"]
+    full = sim.run(audio[:1])
+    assert sorted(full) == sim.names()
+    assert sorted(sim.run(audio[:1], frontend_intermediates=False)) == sim.names(False)
+    p = save_bundle(bundle, tmp_path / "b.npz")
+    for b in (p, str(p)):
+        assert np.array_equal(S.Simulator(b).run(audio[:2], keep="logits")["logits"], one["logits"])
+        assert np.array_equal(S.run_bundle(b, audio[:2], keep="label")["label"],
+                              sim.run(audio[:2], keep="label")["label"])
+    net = sim.run_network(full["features"], full["snr_mel"])
+    assert np.array_equal(net["logits"], full["logits"])
