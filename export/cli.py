@@ -8,6 +8,9 @@ types, ranges, choices, :class:`WidthOverride`, callbacks raising ``click.BadPar
 (exit 2); warnings about altered input print as one ``warning:`` line. When the reader of
 stdout goes away (``kws-export boards | head -1``) the command stops silently with exit
 status 141 (128 + SIGPIPE, :data:`PIPE_CLOSED_EXIT`), as Unix tools killed by SIGPIPE do.
+Ctrl-C and SIGTERM stop a command through the same cleanup (temp folders deleted, QEMU and
+compilers killed), print ``Aborted!`` and exit 130 / 143 (128 + SIGINT / SIGTERM,
+:data:`INTERRUPT_EXIT`, :data:`TERMINATE_EXIT`).
 """
 
 from __future__ import annotations
@@ -134,18 +137,65 @@ class OneLineErrorGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            with _click_errors_on_one_line():
+            with _click_errors_on_one_line(), _sigterm_as_interrupt():
                 rv = super().invoke(ctx)
             sys.stdout.flush()               # a closed pipe shows here, not at exit
             return rv
         except BrokenPipeError:
             _quiet_broken_pipe()
+        except KeyboardInterrupt as err:     # Ctrl-C, or SIGTERM (:class:`Terminated`)
+            _interrupted(err)
 
 
 PIPE_CLOSED_EXIT = 141
 """Exit status when stdout's reader went away (``kws-export boards | head -1``): 128 +
 SIGPIPE, what a shell reports for a tool killed by SIGPIPE, so ``set -o pipefail`` scripts
 see what they see with other Unix tools. No message is printed (the reader left on purpose)."""
+
+
+INTERRUPT_EXIT = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as a shell reports for a tool killed by it."""
+
+TERMINATE_EXIT = 143
+"""Exit status after SIGTERM (``kill PID``, a CI timeout, ``docker stop``): 128 + SIGTERM."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt so the same
+    cleanup runs: ``finally`` blocks delete half-built temp folders
+    (:func:`export.fileio.atomic_output_dir`) and kill QEMU / compiler process groups."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While a command runs, turn SIGTERM into :class:`Terminated` (Python's default is to
+    die at once, leaving temp folders and emulator processes behind); further SIGTERMs
+    are ignored until the command has cleaned up. The previous handler is restored
+    afterwards; nothing is installed off the main thread (a test runner's
+    worker), where Python allows no signal handlers."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second kill cannot cut cleanup
+        raise Terminated()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _interrupted(err: KeyboardInterrupt) -> None:
+    """After Ctrl-C or SIGTERM (cleanup already done by the ``finally`` blocks on the way
+    out): one ``Aborted!`` line on stderr and exit :data:`INTERRUPT_EXIT` /
+    :data:`TERMINATE_EXIT`, not 1, so a script tells an interrupted run from bad input."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo("Aborted!", err=True)
+    sys.exit(TERMINATE_EXIT if isinstance(err, Terminated) else INTERRUPT_EXIT)
 
 
 def _quiet_broken_pipe() -> None:

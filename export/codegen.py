@@ -1042,3 +1042,42 @@ def load_folder_bundle(folder) -> Bundle:
                            f"than the generated code's {want[:12]} (re-run kws-export "
                            "generate)")
     return bundle
+
+
+#: the host driver of a generated folder (``kws-export verify`` compiles it; the firmware
+#: does not).
+HOST_MAIN = "host/kws_host_main.c"
+
+
+def missing_c_sources(folder, info: dict | None = None, *, host: bool = False) -> list[str]:
+    """The C files a generated folder's ``kws_model.json`` lists (``c_sources``) that are
+    not in the folder, checked before anything is compiled so a deleted file is named
+    instead of showing up as a link error or a traceback.
+
+    Args:
+        folder: a ``kws-export generate`` folder; any other folder (no ``kws_model.json``:
+            the stand-in model, hand-written C) has no list and gives ``[]``.
+        info: its ``kws_model.json`` when already read.
+        host: also require :data:`HOST_MAIN` (what ``kws-export verify`` compiles).
+    Returns:
+        folder-relative names of the missing files, in list order ([] when complete).
+    Raises:
+        CodegenError: ``kws_model.json`` is corrupt or has no list of file names under
+            ``c_sources``.
+    """
+    folder = Path(folder)
+    mj = folder / MODEL_JSON
+    if info is None:
+        if not mj.is_file():
+            return []
+        try:
+            info = json.loads(mj.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise CodegenError(f"{mj}: corrupt JSON; regenerate the folder") from None
+    names = info.get("c_sources") if isinstance(info, dict) else None
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n and not Path(n).is_absolute()
+                       for n in names)):
+        raise CodegenError(f"{mj}: missing or invalid 'c_sources' (a list of the folder's "
+                           f".c files); regenerate the folder with kws-export generate")
+    return [n for n in names + ([HOST_MAIN] if host else []) if not (folder / n).is_file()]

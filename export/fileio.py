@@ -7,6 +7,7 @@ or folder behind and an existing output is never lost by accident.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -77,6 +78,71 @@ def umask_mode(path: os.PathLike | str) -> None:
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
 
 
+_RENAME_NOREPLACE = 1          # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _renameat2_noreplace(src: str, dst: str) -> bool:
+    """Linux ``renameat2(src, dst, RENAME_NOREPLACE)``: False when unavailable (no glibc
+    wrapper, an old kernel, a file system without the flag); raises FileExistsError when
+    ``dst`` exists, OSError for any other failure."""
+    import ctypes
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), dst)
+
+
+def _place_new(tmp: Path, path: Path) -> None:
+    """Rename the finished ``tmp`` (file or folder) to ``path`` only if ``path`` does not
+    exist, as one step: a path that appeared since :func:`check_output` (even an empty
+    folder, which a plain ``os.rename`` would silently replace) is never touched.
+
+    Linux: ``renameat2(RENAME_NOREPLACE)``. Elsewhere a file is hard-linked into place
+    (``link`` never replaces) and a folder is renamed after a last existence check
+    (``rename`` onto a non-empty folder or a file fails anyway).
+
+    Raises:
+        OutputExistsError: ``path`` exists (``tmp`` is left for the caller to delete).
+        OutputPathError: any other OS failure.
+    """
+    appeared = "appeared while this command ran; nothing was replaced"
+    try:
+        if _renameat2_noreplace(str(tmp), str(path)):
+            return
+        if not tmp.is_dir():
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError:                  # no hard links on this file system
+                pass
+            else:
+                os.unlink(tmp)
+                return
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        os.rename(tmp, path)
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise OutputExistsError(_exists_message(path, appeared)) from None
+        raise _os_error(path, err) from None
+
+
+def _exists_message(path: Path, why: str = "") -> str:
+    kind = "folder" if path.is_dir() else "file" if path.exists() else "path"
+    why = f" ({why})" if why else ""
+    return f"{path}: output {kind} exists{why}; use --force to overwrite it"
+
+
 def check_output(path: os.PathLike | str, force: bool, expect: str | None = None,
                  inputs: "list[os.PathLike | str] | tuple" = ()) -> Path:
     """Refuse an existing output unless ``force``, an output that is or contains one of the
@@ -109,17 +175,19 @@ def check_output(path: os.PathLike | str, force: bool, expect: str | None = None
     if expect == "folder" and path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path}: is a file, expected a folder name")
     if path.exists() and not force:
-        kind = "folder" if path.is_dir() else "file"
-        raise OutputExistsError(f"{path}: output {kind} exists; use --force to overwrite it")
+        raise OutputExistsError(_exists_message(path))
     check_parent_writable(path)
     return path
 
 
 def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, force: bool = False) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+    """Write ``data`` to ``path`` via a temp file in the same folder, then rename it into
+    place (``os.replace`` with ``force``; without it a rename that never replaces a file
+    that appeared meanwhile, :func:`_place_new`).
 
     Raises:
-        OutputExistsError: ``path`` exists and not ``force``.
+        OutputExistsError: ``path`` exists and not ``force`` (checked at the start and
+            again, atomically, at the final rename).
         OutputPathError: the folder of ``path`` cannot be created or written.
     """
     path = check_output(path, force, expect="file")
@@ -132,7 +200,10 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, force: bool = Fa
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         umask_mode(tmp)
-        os.replace(tmp, path)
+        if force:
+            os.replace(tmp, path)
+        else:
+            _place_new(Path(tmp), path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -148,11 +219,15 @@ def atomic_write_text(path: os.PathLike | str, text: str, *, force: bool = False
 def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterator[Path]:
     """Build an output folder in a temp sibling, then swap it into place.
 
-    Yields the temp folder to fill. On success the old folder (if any, with ``force``) is
-    replaced; on any exception the temp folder is deleted and the old one is untouched.
+    Yields the temp folder to fill (relative when ``path`` is). On success the old folder
+    (if any, with ``force``) is replaced; on any exception the temp folder is deleted and
+    the old one is untouched. Without ``force`` the final rename never replaces anything:
+    a path that appeared while the folder was being filled (another run, a user's
+    ``mkdir``) is kept and the new output discarded (:func:`_place_new`).
 
     Raises:
-        OutputExistsError: ``path`` exists and not ``force``.
+        OutputExistsError: ``path`` exists and not ``force`` (checked at the start and
+            again, atomically, at the final rename).
         OutputPathError: the folder of ``path`` cannot be created or written.
     """
     path = check_output(path, force, expect="folder")
@@ -164,7 +239,9 @@ def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterat
     try:
         yield tmp
         umask_mode(tmp)
-        if path.exists():
+        if not force:
+            _place_new(tmp, path)
+        elif path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
             os.rmdir(old)
             os.replace(path, old)

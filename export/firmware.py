@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import queue
 import re
@@ -45,7 +46,7 @@ import numpy as np
 from cmsis_stub import stub_root
 from export import __version__
 from export.boards import BOARDS_DIR, Board, BoardError, load_board, parse_board, uart_context
-from export.fileio import OutputPathError, check_output, make_parent, umask_mode
+from export.fileio import OutputExistsError, atomic_output_dir, check_output
 from export.hostc import STRICT_CFLAGS, ToolError
 from firmware_templates import template_root
 from nanomamba.errors import KwsError
@@ -99,10 +100,6 @@ class FirmwareTimeout(FirmwareError):
 
 class FlashError(KwsError):
     """Flashing is impossible: no pyOCD, no probe, a missing CMSIS-Pack, wrong board."""
-
-
-class OutputExistsError(KwsError):
-    """The output folder exists and ``force`` was not given."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,7 +212,10 @@ def model_source_from_folder(folder: Path) -> ModelSource:
         the :class:`ModelSource`.
     Raises:
         FirmwareError: not a folder, no kws_model.h, an API name missing from it, no
-            ``.c`` file, KWS_SAMPLES/KWS_HOP/KWS_N_CLASSES not integers.
+            ``.c`` file, a ``.c`` file its ``kws_model.json`` lists is missing (a
+            ``kws-export generate`` folder; all named), KWS_SAMPLES/KWS_HOP/KWS_N_CLASSES
+            not integers.
+        CodegenError: its ``kws_model.json`` is corrupt or lists no ``c_sources``.
         CodegenError, BundleError: the folder has a ``bundle.npz`` that is corrupt or
             another model's than its C code's (:func:`export.codegen.load_folder_bundle`).
     """
@@ -234,12 +234,18 @@ def model_source_from_folder(folder: Path) -> ModelSource:
     for key in ("KWS_SAMPLES", "KWS_HOP", "KWS_N_CLASSES"):
         if not isinstance(macros.get(key), int) or macros[key] <= 0:
             raise FirmwareError(f"{header}: {key} must be #defined as a positive integer")
+    from export.codegen import (BUNDLE_COPY, load_folder_bundle,  # noqa: PLC0415
+                                missing_c_sources)
+    missing = [n for n in missing_c_sources(folder) if "/" not in n]
+    if missing:
+        raise FirmwareError(f"{folder}: incomplete generated folder: {', '.join(missing)} "
+                            f"missing (listed in kws_model.json); regenerate it with "
+                            f"kws-export generate")
     c_files = sorted(p for p in folder.glob("*.c")
                      if not _MAIN_RE.search(p.read_text(errors="replace")))
     if not c_files:
         raise FirmwareError(f"{folder}: no model .c file (files defining main() are host "
                             f"drivers and are not compiled into the firmware)")
-    from export.codegen import BUNDLE_COPY, load_folder_bundle  # noqa: PLC0415
     if (folder / BUNDLE_COPY).is_file():
         load_folder_bundle(folder)      # a generate folder: its bundle.npz is its C's model
     headers = sorted(folder.glob("*.h"))
@@ -436,42 +442,31 @@ class BuildResult:
     manifest: dict
 
 
-def _atomic_folder(out: Path, force: bool, fill: Callable[[Path], None]) -> None:
-    """Run ``fill(tmp)`` on a temporary sibling of ``out``, then move it into place."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():        # --force would not help: say so first
-        raise OutputExistsError(f"{out}: is a file, expected a folder name")
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
-    make_parent(out)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    except OSError as err:
-        raise OutputPathError(f"{out}: cannot write the output: {err.strerror or err}") from None
-    try:
-        fill(tmp)
-        umask_mode(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _run_tool(cmd: list[str], cwd: Path, what: str,
               paths: Sequence[tuple[str, str]] = ()) -> None:
-    """Run a tool; on failure raise FirmwareError with its first error line, with the
-    build's relative source paths (``paths``: (prefix, replacement)) mapped back."""
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    """Run a tool; on failure raise FirmwareError with its first error line (a linker's
+    first ``undefined reference to`` line rather than collect2's summary), with the
+    build's relative source paths (``paths``: (prefix, replacement)) mapped back.
+
+    The tool runs in its own process group, killed as a whole (gcc's cc1/as/ld too) when
+    this process is interrupted (Ctrl-C, or SIGTERM through the CLI), so nothing keeps
+    writing into a build folder that is being deleted."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace",
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
-        lines = lines or proc.stderr.strip().splitlines() or ["(no message)"]
-        msg = lines[0].strip()
+        err = stderr.splitlines()
+        lines = ([ln for ln in err if "undefined reference to" in ln]
+                 or [ln for ln in err if "error" in ln.lower()]
+                 or stderr.strip().splitlines() or ["(no message)"])
+        msg = re.sub(r"^\S*\bld(\.\w+)?: ", "", lines[0].strip())   # the linker's own path
+        msg = msg.replace("./../", "../")      # debug-info paths (-ffile-prefix-map .)
         for prefix, repl in paths:
             msg = msg.replace(prefix, repl)
         raise FirmwareError(f"{what} failed: {msg}")
@@ -498,9 +493,13 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     """Build firmware for a board from model C sources (or, via the generator hook, a
     checkpoint/bundle): ELF, BIN, HEX, linker map, manifest and size report.
 
-    The build runs in a temporary sibling of ``out`` that is renamed into place only when
-    everything succeeded. ``out/src/`` keeps the exact sources compiled (rendered app,
-    model, kernel headers), so the folder is self-contained.
+    The build runs in a temporary sibling of ``out``
+    (:func:`export.fileio.atomic_output_dir`) that is renamed into place only when
+    everything succeeded; without ``force`` that rename never replaces a folder that
+    appeared while the build ran (another build, a user's ``mkdir``). The ELF is
+    byte-identical for the same inputs whatever ``out`` is (relative or absolute):
+    debug-info paths are mapped to ``.``. ``out/src/`` keeps the exact sources compiled
+    (rendered app, model, kernel headers), so the folder is self-contained.
 
     Args:
         source: model C folder (kws_model.h API); see :func:`resolve_model_source`.
@@ -515,9 +514,11 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     Returns:
         :class:`BuildResult`.
     Raises:
-        BoardError, OutputExistsError, ToolError (no arm-none-eabi-gcc: says how to
-        install it), FirmwareError (bad model folder, compile or link error, image does
-        not fit), AudioError (demo clip).
+        BoardError, OutputExistsError (``out`` exists, or appeared during the build,
+        and not ``force``), ToolError (no arm-none-eabi-gcc: says how to install it),
+        FirmwareError (bad model folder, a generated folder missing a listed ``.c`` file,
+        compile or link error (a link error names the first undefined reference), image
+        does not fit), AudioError (demo clip).
     """
     board = load_board(board_name)
     gcc = arm_gcc()
@@ -538,6 +539,7 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     result: dict = {}
 
     def fill(tmp: Path) -> None:
+        tmp = tmp.resolve()          # absolute, so -ffile-prefix-map matches the debug info
         model = resolve_model_source(Path(source), tmp, precision=precision)
         src = tmp / "src"
         app_dir, model_dir, inc_dir = src / "app", src / "model", src / "include"
@@ -562,15 +564,15 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
         includes = ["-I../src/app", "-I../src/model", "-I../src/include"]
         prefix = [f"-ffile-prefix-map={tmp}=.", f"-ffile-prefix-map={obj}=."]
         rel = [str(p.relative_to(tmp)) for p in c_files]
+        src_paths = [("../src/model/", f"{model.folder}/"), ("../src/app/", f"{out}/src/app/"),
+                     ("../src/include/", f"{out}/src/include/")]
         _run_tool([gcc, *cflags, *prefix, *includes, "-c", *[f"../{r}" for r in rel]],
-                  obj, f"compiling for {board.name} ({board.core})",
-                  paths=[("../src/model/", f"{model.folder}/"),
-                         ("../src/app/", f"{out}/src/app/"),
-                         ("../src/include/", f"{out}/src/include/")])
+                  obj, f"compiling for {board.name} ({board.core})", paths=src_paths)
         objs = [f"obj/{Path(r).stem}.o" for r in rel]
         lflags = link_flags(board)
         _run_tool([gcc, *lflags, "-Tsrc/app/kws_linker.ld", f"-Wl,-Map={MAP}",
-                   *objs, "-lm", "-o", ELF], tmp, f"linking for {board.name}")
+                   *objs, "-lm", "-o", ELF], tmp, f"linking for {board.name}",
+                  paths=src_paths)
         _run_tool([objcopy, "-O", "binary", ELF, BIN], tmp, "objcopy (BIN)")
         _run_tool([objcopy, "-O", "ihex", ELF, HEX], tmp, "objcopy (HEX)")
         shutil.rmtree(obj)
@@ -607,7 +609,8 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         result["manifest"] = manifest
 
-    _atomic_folder(out, force, fill)
+    with atomic_output_dir(out, force=force) as tmp:   # never replaces without force
+        fill(tmp)
     return BuildResult(out, out / ELF, out / BIN, out / HEX, result["manifest"])
 
 
@@ -620,14 +623,20 @@ def manifest_board(manifest: dict) -> Board:
 
 
 def read_manifest(build_dir: Path) -> dict:
-    """The manifest of a build folder.
+    """The manifest of a build folder, checked.
 
     The one entry of every command taking a build DIR (run, bench, flash, check), so they
-    all say the same thing about a missing or wrong DIR.
+    all say the same thing about a missing or wrong DIR, and a hand-edited or damaged
+    ``firmware.json`` is one line naming the key instead of a KeyError later.
 
+    Returns:
+        the manifest dict; every key of :data:`MANIFEST_KEYS` is present with the
+        documented type (optional ones may be absent or null).
     Raises:
         FirmwareError: no such folder; a file given for it; not a build folder (no
-            firmware.json / firmware.elf).
+            firmware.json / firmware.elf); firmware.json not JSON, not an object, or a
+            key missing or of the wrong type (``BUILD/firmware.json: missing or invalid
+            'model.samples' (...); rebuild with kws-export build``).
     """
     build_dir = Path(build_dir)
     if not build_dir.exists():
@@ -641,9 +650,69 @@ def read_manifest(build_dir: Path) -> dict:
                             f"{ELF}; make one with kws-export build)")
     check_elf(build_dir / ELF)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise FirmwareError(f"{path}: corrupt manifest ({err})") from None
+        manifest = json.loads(path.read_text())
+    except ValueError as err:                 # JSONDecodeError, UnicodeDecodeError
+        raise FirmwareError(f"{path}: corrupt manifest ({err}); rebuild with "
+                            f"kws-export build") from None
+    check_manifest(manifest, path)
+    return manifest
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v))
+
+
+#: the manifest keys read back by run / bench / flash / check (dotted path, required,
+#: what it must be, test). Optional keys may be absent or null.
+MANIFEST_KEYS: tuple = (
+    ("board", True, "a board name", lambda v: isinstance(v, str) and bool(v)),
+    ("board_file", False, "a board .toml path", lambda v: isinstance(v, str)),
+    ("model", True, "an object", lambda v: isinstance(v, dict)),
+    ("model.samples", True, "a positive integer", lambda v: _is_int(v) and v > 0),
+    ("model.precision", False, "a string", lambda v: isinstance(v, str)),
+    ("model.source", False, "a string", lambda v: isinstance(v, str)),
+    ("model.logit_scale", False, "a positive number", lambda v: _is_num(v) and v > 0),
+    ("model.logit_zero_point", False, "an integer", _is_int),
+    ("model.macs_per_inference", False, "a non-negative integer",
+     lambda v: _is_int(v) and v >= 0),
+    ("sizes", True, "an object", lambda v: isinstance(v, dict)),
+    ("sizes.flash_total", True, "a non-negative integer", lambda v: _is_int(v) and v >= 0),
+    ("sizes.ram_static", True, "a non-negative integer", lambda v: _is_int(v) and v >= 0),
+    ("sizes.audio_buffer", False, "a non-negative integer", lambda v: _is_int(v) and v >= 0),
+    ("sizes.components", False, "an object", lambda v: isinstance(v, dict)),
+)
+
+
+def check_manifest(manifest, path: Path | str = MANIFEST) -> None:
+    """Check a build manifest (``firmware.json``) has every key of :data:`MANIFEST_KEYS`
+    that run/bench/flash/check read, with the right type.
+
+    Raises:
+        FirmwareError: ``{path}: missing or invalid 'model.samples' (expected a positive
+            integer, got "x"); rebuild with kws-export build`` (the first bad key), or
+            ``{path}: not a build manifest (a JSON list, expected an object); ...``.
+    """
+    hint = "rebuild with kws-export build"
+    if not isinstance(manifest, dict):
+        raise FirmwareError(f"{path}: not a build manifest (a JSON {type(manifest).__name__}, "
+                            f"expected an object); {hint}")
+    for key, required, what, ok in MANIFEST_KEYS:
+        *parents, leaf = key.split(".")
+        node = manifest
+        for part in parents:
+            node = node[part]                 # parents are checked first (table order)
+        value = node.get(leaf)
+        if value is None and not required:
+            continue
+        if value is None or not ok(value):
+            got = "absent" if leaf not in node else f"got {json.dumps(value)[:40]}"
+            raise FirmwareError(f"{path}: missing or invalid '{key}' (expected {what}, "
+                                f"{got}); {hint}")
 
 
 #: symbols every firmware built by :func:`build_firmware` has (entry, vector table, model).
@@ -1036,6 +1105,22 @@ class QemuRun:
     boot_seconds: float
 
 
+#: what the firmware's ``KWS error what=...`` codes mean (semihosting clip file).
+_FIRMWARE_ERRORS = {
+    "open": "could not open {file} (the clip file the host writes next to QEMU)",
+    "length": "rejected {file}: its size is not a whole number of clips of the firmware's "
+              "sample count",
+    "read": "could not read {file}",
+}
+
+
+def _firmware_error_message(board: Board, fields: dict) -> str:
+    """The one-line message of a ``KWS error what=W file=F`` line."""
+    what, file = fields.get("what", "?"), fields.get("file", CLIPS_FILE)
+    text = _FIRMWARE_ERRORS.get(what, "reported error '{what}' on {file}")
+    return f"firmware on {board.name} " + text.format(what=what, file=file)
+
+
 def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
              mode: str = "run", timeout: float = DEFAULT_TIMEOUT,
              on_line: Callable[[str, dict], None] | None = None,
@@ -1057,8 +1142,9 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
         FirmwareTimeout: no output for ``timeout`` s; the message names the PC and the
             function the firmware was in (from the QEMU monitor).
         FirmwareFault: the firmware printed a fault report (registers in the message).
-        FirmwareError: QEMU failed or exited without finishing, or the firmware reported
-            an error.
+        FirmwareError: QEMU failed or exited without finishing, the firmware's clip size
+            (KWS_SAMPLES on its boot line) is not the length of ``samples`` (a manifest
+            that disagrees with its ELF), or the firmware reported an error.
         TypeError, ValueError: ``timeout`` not a number > 0 (:func:`check_timeout`).
     """
     timeout = check_timeout(timeout)
@@ -1131,9 +1217,14 @@ def run_qemu(build_dir: Path, board: Board, samples: Sequence[np.ndarray], *,
                     boot_seconds = time.monotonic() - t_start
                 if tag == "fault":
                     raise FirmwareFault(_fault_message(board, elf, fields) + current())
+                if (tag == "boot" and samples and "samples" in fields
+                        and fields["samples"] != str(len(samples[0]))):
+                    raise FirmwareError(
+                        f"{build_dir}: {ELF} takes clips of {fields['samples']} "
+                        f"samples but {MANIFEST} says {len(samples[0])} (the build folder was "
+                        f"edited or mixed up); rebuild with kws-export build")
                 if tag == "error":
-                    raise FirmwareError(f"firmware on {board.name} could not "
-                                        f"{fields.get('what', '?')} {fields.get('file', '')}")
+                    raise FirmwareError(_firmware_error_message(board, fields))
                 parsed.append(item)
                 if tag in ("clip", "stream"):
                     done_clips += 1

@@ -188,12 +188,15 @@ def read_folder(folder) -> tuple[dict, "object"]:
     """(kws_model.json, bundle) of a generated folder.
 
     Raises:
-        VerifyError: not a folder made by ``kws-export generate``.
+        VerifyError: not a folder made by ``kws-export generate``, or one of the C files
+            its ``kws_model.json`` lists (or ``host/kws_host_main.c``) is missing (all
+            named, before anything is compiled).
+        CodegenError: ``kws_model.json`` has no valid ``c_sources`` list.
         BundleError: its bundle copy is corrupt.
         CodegenError: its bundle copy is another model's than the generated code's
             (:func:`export.codegen.load_folder_bundle`).
     """
-    from export.codegen import load_folder_bundle
+    from export.codegen import load_folder_bundle, missing_c_sources
     folder = Path(folder)
     if folder.is_file():
         raise VerifyError(f"{folder}: is a file, expected a folder made by kws-export generate")
@@ -207,6 +210,13 @@ def read_folder(folder) -> tuple[dict, "object"]:
         info = json.loads(mj.read_text())
     except ValueError:
         raise VerifyError(f"{mj}: corrupt JSON; regenerate the folder") from None
+    if not isinstance(info, dict):
+        raise VerifyError(f"{mj}: not a kws_model.json object; regenerate the folder")
+    missing = missing_c_sources(folder, info, host=True)
+    if missing:
+        raise VerifyError(f"{folder}: incomplete generated folder: {', '.join(missing)} "
+                          f"missing (listed in {MODEL_JSON}); regenerate it with "
+                          f"kws-export generate")
     return info, load_folder_bundle(folder)
 
 

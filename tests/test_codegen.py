@@ -333,3 +333,42 @@ def test_requantized_bundle_of_the_same_model_is_refused(tmp_path, tiny_folder):
                        match=rf"bundle [0-9a-f]{{12}} is another quantization of this model "
                              rf"than the generated code's {digest[:12]}"):
         codegen.load_folder_bundle(folder)
+
+
+@needs_fixtures
+def test_missing_listed_c_file_is_named_before_any_compile(tmp_path, tiny_folder):
+    """verify with kws_nn.c or host/kws_host_main.c deleted: FileNotFoundError traceback;
+    build with kws_nn.c deleted: only 'collect2: error: ld returned 1 exit status'. The
+    files kws_model.json lists (c_sources) are now checked first, all missing ones named."""
+    from export.cli import main as cli
+    from export.firmware import FirmwareError, model_source_from_folder
+    for gone in (["kws_nn.c"], ["host/kws_host_main.c"], ["kws_nn.c", "kws_weights.c"]):
+        folder = tmp_path / "-".join(g.replace("/", "_") for g in gone)
+        shutil.copytree(tiny_folder, folder)
+        for g in gone:
+            (folder / g).unlink()
+        r = CliRunner().invoke(cli, ["verify", str(folder)])
+        assert r.exit_code == 1, r.output
+        assert r.output == (f"error: {folder}: incomplete generated folder: {', '.join(gone)} "
+                            f"missing (listed in kws_model.json); regenerate it with "
+                            f"kws-export generate\n"), r.output
+        fw_gone = [g for g in gone if "/" not in g]   # the host driver is not firmware
+        if fw_gone:
+            with pytest.raises(FirmwareError, match=re.escape(
+                    f"{folder}: incomplete generated folder: {', '.join(fw_gone)} missing")):
+                model_source_from_folder(folder)
+            r = CliRunner().invoke(cli, ["build", str(folder), "-b", "mps2-an386",
+                                         "-o", str(tmp_path / "fw")])
+            assert r.exit_code == 1 and r.output.startswith(f"error: {folder}: incomplete "
+                                                            f"generated folder: "), r.output
+        else:
+            model_source_from_folder(folder)
+    assert not (tmp_path / "fw").exists()
+    mj = tmp_path / "kws_nn.c" / codegen.MODEL_JSON
+    info = json.loads(mj.read_text())
+    for bad in (None, [], "kws_nn.c", [1]):
+        info["c_sources"] = bad
+        mj.write_text(json.dumps(info))
+        with pytest.raises(codegen.CodegenError, match="missing or invalid 'c_sources'"):
+            verify.read_folder(mj.parent)
+    assert codegen.missing_c_sources(tmp_path) == []          # not a generated folder

@@ -151,3 +151,49 @@ def test_cli_refuses_to_replace_its_own_input(tmp_path, cmd, problem):
     assert r.output.count("\n") == 1
     assert (d / "self.npz").read_bytes() == b"keep" and (d / "kws_model.c").read_text() == "keep"
     assert sorted(p.name for p in d.iterdir()) == ["kws_model.c", "self.npz"]
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "fallback"])
+@pytest.mark.parametrize("appears", ["folder", "empty-folder", "file"])
+def test_output_that_appears_meanwhile_is_never_replaced_without_force(
+        tmp_path, monkeypatch, renameat2, appears):
+    """`kws-export build` replaced a folder created while it ran (data loss: the only check
+    was at the start). Without force the final rename now never replaces anything, even an
+    empty folder (which a plain os.rename would): the new output is dropped, the path kept."""
+    import export.fileio as fio
+    if not renameat2:
+        monkeypatch.setattr(fio, "_renameat2_noreplace", lambda src, dst: False)
+
+    def appear(path):
+        if appears == "file":
+            path.write_text("mine")
+        else:
+            path.mkdir()
+            if appears == "folder":
+                (path / "notes.txt").write_text("mine")
+
+    out = tmp_path / "out"
+    with pytest.raises(OutputExistsError, match="appeared while this command ran.*--force"):
+        with atomic_output_dir(out) as d:
+            (d / "f").write_text("new")
+            appear(out)
+    if appears == "file":
+        assert out.read_text() == "mine"
+    else:
+        assert [p.name for p in out.iterdir()] == (["notes.txt"] if appears == "folder" else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]      # no temp left
+
+    f = tmp_path / "a.txt"
+    real = fio.umask_mode
+
+    def umask_then_appear(path):                  # runs just before the final rename
+        real(path)
+        if not f.exists():
+            f.write_text("mine")
+    monkeypatch.setattr(fio, "umask_mode", umask_then_appear)
+    with pytest.raises(OutputExistsError, match="appeared while this command ran"):
+        atomic_write_text(f, "new")
+    assert f.read_text() == "mine"
+    atomic_write_text(f, "new", force=True)               # force still replaces
+    assert f.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "out"]
