@@ -31,7 +31,8 @@ import numpy as np
 
 from export import __version__
 from export import intmath as im
-from export.bundle import FORMAT_NAME, FORMAT_VERSION, Bundle, BundleError, model_hash, save_bundle
+from export.bundle import (FORMAT_NAME, FORMAT_VERSION, Bundle, BundleError, check_bundle_meta,
+                           model_hash, save_bundle)
 from nanomamba.audio import AUDIO_SUFFIXES, list_clips, load_audio
 from nanomamba.config import CLIP_SAMPLES, LABELS, N_FRAMES, NORM_EPS, SAMPLE_RATE
 from nanomamba.errors import AudioError, AudioWarning, KwsError
@@ -866,6 +867,8 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
         QuantizationError: an unknown width or option key or a value it does not allow, a
             bound that would overflow, or a classifier output count other than the 12
             labels (:func:`check_label_count`).
+        BundleError: the bundle it built fails :func:`export.bundle.check_bundle_meta`
+            (a quantizer bug: the message names the op or tensor).
     """
     W = check_widths(widths)
     check_label_count(cfg)
@@ -981,6 +984,9 @@ def build_bundle(state: dict, cfg, ranges: dict, frontend: dict, *, widths: dict
         arrays[f"frontend/{k}"] = np.asarray(v)
     for k, v in state.items():
         arrays[f"float/{k}"] = np.asarray(v, dtype=np.float32)
+    # the schema check every loaded bundle gets, on the metadata as it will be stored, so a
+    # bundle used in memory (simulator, generate) is held to the same contract as a file
+    check_bundle_meta(json.loads(json.dumps(meta, allow_nan=False)), arrays, "<in memory>")
     return Bundle(meta=meta, arrays=arrays)
 
 
