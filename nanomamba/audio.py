@@ -39,12 +39,12 @@ def float_to_int16(x: np.ndarray) -> np.ndarray:
 
 def _fit_length(x: np.ndarray, path: Path, n: int) -> np.ndarray:
     if len(x) < n:
-        warnings.warn(f"{path}: {len(x)} samples, zero-padded to {n} (1 s)", AudioWarning,
-                      stacklevel=3)
+        warnings.warn(f"{path}: {len(x)} samples, zero-padded to {n} ({n / SAMPLE_RATE:g} s)",
+                      AudioWarning, stacklevel=3)
         x = np.concatenate([x, np.zeros(n - len(x), dtype=x.dtype)])
     elif len(x) > n:
-        warnings.warn(f"{path}: {len(x)} samples, trimmed to the first {n} (1 s)", AudioWarning,
-                      stacklevel=3)
+        warnings.warn(f"{path}: {len(x)} samples, trimmed to the first {n} "
+                      f"({n / SAMPLE_RATE:g} s)", AudioWarning, stacklevel=3)
         x = x[:n]
     return x
 
