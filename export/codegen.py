@@ -959,6 +959,25 @@ _HASH_MACRO_RE = re.compile(r'#define\s+KWS_MODEL_SHA256\s+"([0-9a-fA-F]+)"')
 _BUNDLE_MACRO_RE = re.compile(r'#define\s+KWS_BUNDLE_SHA256\s+"([0-9a-fA-F]+)"')
 
 
+def _recorded_sha256(folder, macro: re.Pattern, section: str) -> str | None:
+    """A hash a generated folder records: ``macro`` in ``kws_model.h`` (what the compiled
+    code says), else ``SECTION.sha256`` of ``kws_model.json``; lower-case hex or None."""
+    folder = Path(folder)
+    header = folder / "kws_model.h"
+    if header.is_file():
+        m = macro.search(header.read_text(errors="replace"))
+        if m:
+            return m.group(1).lower()
+    mj = folder / MODEL_JSON
+    if mj.is_file():
+        try:
+            h = json.loads(mj.read_text()).get(section, {}).get("sha256")
+        except (ValueError, AttributeError):
+            return None
+        return h.lower() if isinstance(h, str) and h else None
+    return None
+
+
 def recorded_bundle_digest(folder) -> str | None:
     """The :func:`export.bundle.bundle_digest` of the bundle a generated folder's C code
     was made from: ``KWS_BUNDLE_SHA256`` in ``kws_model.h``, else ``bundle.sha256`` of
@@ -969,20 +988,7 @@ def recorded_bundle_digest(folder) -> str | None:
     Returns:
         lower-case hex sha256, or None.
     """
-    folder = Path(folder)
-    header = folder / "kws_model.h"
-    if header.is_file():
-        m = _BUNDLE_MACRO_RE.search(header.read_text(errors="replace"))
-        if m:
-            return m.group(1).lower()
-    mj = folder / MODEL_JSON
-    if mj.is_file():
-        try:
-            h = json.loads(mj.read_text()).get("bundle", {}).get("sha256")
-        except (ValueError, AttributeError):
-            return None
-        return h.lower() if isinstance(h, str) and h else None
-    return None
+    return _recorded_sha256(folder, _BUNDLE_MACRO_RE, "bundle")
 
 
 def recorded_model_hash(folder) -> str | None:
@@ -995,20 +1001,7 @@ def recorded_model_hash(folder) -> str | None:
         says), else ``model.sha256`` of ``kws_model.json``; None when neither records one
         (hand-written C, the stand-in model).
     """
-    folder = Path(folder)
-    header = folder / "kws_model.h"
-    if header.is_file():
-        m = _HASH_MACRO_RE.search(header.read_text(errors="replace"))
-        if m:
-            return m.group(1).lower()
-    mj = folder / MODEL_JSON
-    if mj.is_file():
-        try:
-            h = json.loads(mj.read_text()).get("model", {}).get("sha256")
-        except (ValueError, AttributeError):
-            return None
-        return h.lower() if isinstance(h, str) and h else None
-    return None
+    return _recorded_sha256(folder, _HASH_MACRO_RE, "model")
 
 
 def load_folder_bundle(folder) -> Bundle:
