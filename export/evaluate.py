@@ -431,7 +431,9 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
                                 f"is not part of this build (use --route float)") from None
     if out is not None:
         from export.fileio import check_output
-        check_output(out, force, expect="folder")
+        check_output(out, force, expect="folder",
+                     inputs=[x for x in (checkpoint, data, noise_dir, calib, bundle, cache_dir)
+                             if x is not None])
     if data is not None and generated:
         raise EvaluateError("give either --data or --generated, not both")
     model = load_checkpoint(checkpoint)

@@ -175,3 +175,23 @@ def test_cli_evaluate_int8_with_bundle(upstream_ckpt, speech_commands_test, tmp_
         assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), r.output
         assert needle in lines[0], r.output
         assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("where", ["data", "checkpoint"])
+def test_cli_evaluate_out_never_replaces_its_inputs(upstream_ckpt, tmp_path, where):
+    """--out DIR --force where DIR is (or holds) the dataset or the checkpoint: refused in
+    one line before any work, nothing deleted (it used to replace the folder)."""
+    import shutil
+    data = tmp_path / "ev"
+    (data / "yes").mkdir(parents=True)
+    (data / "yes" / "a.wav").write_bytes(b"RIFF")          # never read: refused before
+    ck = tmp_path / "cdir" / "ck.pt"
+    ck.parent.mkdir()
+    shutil.copyfile(upstream_ckpt("tiny"), ck)
+    out = data if where == "data" else ck.parent
+    before = sorted(p.name for p in out.rglob("*"))
+    res = CliRunner().invoke(main, ["evaluate", str(ck), "--data", str(data), "--noise", "",
+                                    "--snr", "", "--out", str(out), "--force"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert sorted(p.name for p in out.rglob("*")) == before
