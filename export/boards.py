@@ -35,6 +35,11 @@ CORES = {
     "cortex-m33": ("armv8-m.main", True),
     "cortex-m55": ("armv8.1-m.main", True),
 }
+#: Most external interrupts an architecture's NVIC can have (the vector table holds
+#: 16 + irq_count words): Armv6-M ARM (DDI 0419) B3.4: up to 32; Armv7-M ARM (DDI 0403)
+#: B3.4: up to 496; Armv8-M ARM (DDI 0553) B11 / ICTR.INTLINESNUM: up to 480.
+MAX_IRQS = {"armv6-m": 32, "armv7-m": 496, "armv7e-m": 496,
+            "armv8-m.main": 480, "armv8.1-m.main": 480}
 #: Output channels and the app templates that implement them.
 OUTPUTS = ("semihosting", "uart")
 #: UART drivers (firmware_templates/app/kws_io_uart_<driver>.c.j2, or kws_io_null.c.j2).
@@ -179,7 +184,10 @@ def parse_board(path: Path) -> Board:
         the :class:`Board`.
     Raises:
         BoardError: unreadable file, missing or ill-typed field, unknown core/output/UART
-            driver, overlapping memory regions, a stack that does not fit in RAM.
+            driver, ``irq_count`` outside 1..:data:`MAX_IRQS` of the core's architecture,
+            ``clock_hz`` not positive, overlapping memory regions, a stack that does not
+            fit in RAM. (The name-matches-file-stem rule is :func:`load_board`'s: a
+            build folder's copy ``BUILD/board.toml`` keeps its board's name.)
     """
     where = str(path)
     try:
@@ -209,13 +217,21 @@ def parse_board(path: Path) -> Board:
     if output == "semihosting" and not qemu:
         raise BoardError(f"{where}: semihosting output needs a [qemu] machine "
                          f"(a real board must use a UART)")
+    irq_count = _need(data, "irq_count", int, where)
+    limit = MAX_IRQS[CORES[core][0]]
+    if not 1 <= irq_count <= limit:
+        raise BoardError(f"{where}: irq_count {irq_count} must be 1..{limit} (external "
+                         f"interrupts an {CORES[core][0]} NVIC can have)")
+    clock_hz = _need(data, "clock_hz", int, where)
+    if clock_hz <= 0:
+        raise BoardError(f"{where}: clock_hz {clock_hz} must be a positive number of Hz")
     return Board(
         name=_need(data, "name", str, where),
         description=_need(data, "description", str, where),
         core=core,
         fpu=_need(data, "fpu", str, where),
-        clock_hz=_need(data, "clock_hz", int, where),
-        irq_count=_need(data, "irq_count", int, where),
+        clock_hz=clock_hz,
+        irq_count=irq_count,
         stack_size=stack,
         output=output,
         flash=flash,
@@ -232,11 +248,20 @@ def load_board(name: str) -> Board:
     """The board called ``name`` (a shipped board id, or a path to a ``.toml`` file).
 
     Raises:
-        BoardError: unknown name (the message lists the known boards), or a bad file.
+        BoardError: unknown name (the message lists the known boards), no such ``.toml``
+            file, a bad file, or a file whose ``name`` is not its file name's stem
+            (``docs/FIRMWARE.md``: adding a board).
     """
     path = Path(name)
-    if path.suffix == ".toml" and path.is_file():
-        return parse_board(path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise BoardError(f"{path}: no such board file")
+        board = parse_board(path)
+        if board.name != path.stem:
+            raise BoardError(f"{path}: name '{board.name}' does not match the file name "
+                             f"(rename the file {board.name}.toml or set name = "
+                             f"\"{path.stem}\")")
+        return board
     candidate = BOARDS_DIR / f"{name}.toml"
     if not candidate.is_file():
         raise BoardError(f"unknown board '{name}' (known: {', '.join(board_names())}; "

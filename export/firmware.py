@@ -65,6 +65,8 @@ CLIPS_FILE = "kws_clips.bin"
 MANIFEST = "firmware.json"
 #: Firmware file names in a build folder.
 ELF, BIN, HEX, MAP = "firmware.elf", "firmware.bin", "firmware.hex", "firmware.map"
+#: The build folder's copy of a user's board .toml (firmware.json: board_file, board_sha256).
+BOARD_COPY = "board.toml"
 #: Optimisation levels ``build`` accepts; the default is -O2 (docs/FIRMWARE.md: it runs
 #: the stand-in in fewer instructions for a few hundred bytes more flash than -Os).
 OPT_LEVELS = ("O2", "Os")
@@ -260,7 +262,9 @@ def resolve_model_source(source: Path, workdir: Path, *,
     """Turn ``kws-export build``'s SOURCE into model C sources.
 
     THE code generator hook: SOURCE is a folder of model C sources exposing kws_model.h
-    (built as it is, whatever ``precision``), or a checkpoint (``.pt``) or quantized bundle,
+    (built as it is: its precision is what its C is, ``KWS_PRECISION`` in kws_model.h,
+    int8 when absent; ``precision="float32"`` is refused for a folder that is not float32
+    C, since a C folder cannot be lowered), or a checkpoint (``.pt``) or quantized bundle,
     rendered into ``workdir/generated_model`` and built from there: by
     ``export.codegen.generate_c(source, out_dir)`` for ``precision="int8"``, by
     ``export.codegen_float.generate_float_c(source, out_dir)`` (the float32 C baseline of
@@ -271,14 +275,22 @@ def resolve_model_source(source: Path, workdir: Path, *,
         workdir: scratch folder for generated sources.
         precision: "int8" (default) or "float32" (see :data:`PRECISIONS`).
     Raises:
-        FirmwareError: SOURCE missing, an unknown precision, or a checkpoint/bundle while
-            the int8 generator is absent.
+        FirmwareError: SOURCE missing, an unknown precision, ``precision="float32"`` for
+            a C folder whose kws_model.h does not #define KWS_PRECISION "float32", or a
+            checkpoint/bundle while the int8 generator is absent.
     """
     source = Path(source)
     if precision not in PRECISIONS:
         raise FirmwareError(f"--precision {precision}: must be one of {', '.join(PRECISIONS)}")
     if source.is_dir():
-        return model_source_from_folder(source)
+        model = model_source_from_folder(source)
+        have = model.macros.get("KWS_PRECISION", "int8")
+        if precision == "float32" and have != "float32":
+            raise FirmwareError(f"{source}: --precision float32 needs a checkpoint or bundle "
+                                f"(rendered to float32 C) or a float32 C folder; this folder's "
+                                f"C is {have} (its kws_model.h does not #define KWS_PRECISION "
+                                f"\"float32\")")
+        return model
     if not source.exists():
         raise FirmwareError(f"{source}: no such model folder, checkpoint or bundle")
     if precision == "float32":
@@ -521,6 +533,11 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
         does not fit), AudioError (demo clip).
     """
     board = load_board(board_name)
+    # a board file of the user's (not a shipped one) is copied into the build folder
+    # (BOARD_COPY) and read back from there by run/bench/flash
+    board_src = (None if board.path is None or board.path.parent == BOARDS_DIR
+                 else Path(board.path))
+    board_bytes = board_src.read_bytes() if board_src is not None else None
     gcc = arm_gcc()
     objcopy = _objcopy(gcc)
     out = Path(out)
@@ -528,7 +545,8 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     # existing file is refused even with --force (it is not a folder); the output's folder
     # must be creatable; then an existing folder needs --force
     check_output(out, True, expect="folder",
-                 inputs=[Path(source)] + ([Path(demo_clip)] if demo_clip is not None else []))
+                 inputs=[Path(source)] + ([Path(demo_clip)] if demo_clip is not None else [])
+                 + ([board_src] if board_src is not None else []))
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
     if demo_clip is not None and board.output != "uart":
@@ -541,6 +559,7 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     def fill(tmp: Path) -> None:
         tmp = tmp.resolve()          # absolute, so -ffile-prefix-map matches the debug info
         model = resolve_model_source(Path(source), tmp, precision=precision)
+        from export.codegen import recorded_model_hash  # noqa: PLC0415
         src = tmp / "src"
         app_dir, model_dir, inc_dir = src / "app", src / "model", src / "include"
         render_app(board, model, app_dir, demo_clip=demo_clip)
@@ -582,12 +601,14 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
             "tool": f"kws-export {__version__}",
             "command": command,
             "board": board.name,
-            "board_file": (None if board.path is None or board.path.parent == BOARDS_DIR
-                           else str(board.path)),
+            "board_file": BOARD_COPY if board_bytes is not None else None,
+            "board_sha256": (hashlib.sha256(board_bytes).hexdigest()
+                             if board_bytes is not None else None),
             "board_kind": board.kind,
             "core": board.core,
             "model": {
                 "name": model.name, "source": str(source), "sha256": model.sha256,
+                "model_hash": recorded_model_hash(model.folder),
                 "precision": model.macros.get("KWS_PRECISION", precision),
                 "files": [p.name for p in model.c_files + model.headers],
                 "samples": model.macros["KWS_SAMPLES"], "hop": model.macros["KWS_HOP"],
@@ -606,6 +627,8 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
                         "unit": "instructions" if board.emulated else "cycles"},
             "sizes": sizes,
         }
+        if board_bytes is not None:
+            (tmp / BOARD_COPY).write_bytes(board_bytes)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         result["manifest"] = manifest
 
@@ -614,12 +637,41 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     return BuildResult(out, out / ELF, out / BIN, out / HEX, result["manifest"])
 
 
-def manifest_board(manifest: dict) -> Board:
-    """The board a build was made for (its own .toml when built from a board file)."""
-    path = manifest.get("board_file")
-    if path and Path(path).is_file():
-        return parse_board(Path(path))
-    return load_board(manifest["board"])
+def manifest_board(manifest: dict, build_dir: Path) -> Board:
+    """The board a build was made for.
+
+    A shipped board (no ``board_file``) is loaded by name; a build from a board .toml of
+    the user's reads the build folder's own copy (``board_file``, relative to the build
+    folder, normally ``board.toml``), checked against ``board_sha256``, so the build keeps
+    working from any folder and after the original .toml moved or changed.
+
+    Args:
+        manifest: a :func:`read_manifest` result.
+        build_dir: the build folder it was read from.
+    Returns:
+        the :class:`export.boards.Board`.
+    Raises:
+        BoardError: ``BUILD/board.toml: ...``: the copy is missing, its sha256 is not the
+            recorded one, it is not a valid board file, or it names another board than the
+            build's; or an unknown shipped board name.
+    """
+    rel = manifest.get("board_file")
+    if not rel:
+        return load_board(manifest["board"])
+    path = Path(build_dir) / rel
+    hint = "rebuild with kws-export build"
+    if not path.is_file():
+        raise BoardError(f"{path}: missing (this build's copy of its board file); {hint}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != manifest.get("board_sha256"):
+        raise BoardError(f"{path}: changed since the build (sha256 {digest[:12]}, "
+                         f"firmware.json records {str(manifest.get('board_sha256'))[:12]}); "
+                         f"{hint}")
+    board = parse_board(path)
+    if board.name != manifest["board"]:
+        raise BoardError(f"{path}: board '{board.name}', the build is for "
+                         f"'{manifest['board']}'; {hint}")
+    return board
 
 
 def read_manifest(build_dir: Path) -> dict:
@@ -671,11 +723,17 @@ def _is_num(v) -> bool:
 #: what it must be, test). Optional keys may be absent or null.
 MANIFEST_KEYS: tuple = (
     ("board", True, "a board name", lambda v: isinstance(v, str) and bool(v)),
-    ("board_file", False, "a board .toml path", lambda v: isinstance(v, str)),
+    ("board_file", False, "a board .toml path inside the build folder",
+     lambda v: (isinstance(v, str) and bool(v) and not Path(v).is_absolute()
+                and ".." not in Path(v).parts)),
+    ("board_sha256", False, "a sha256 hex string",
+     lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None),
     ("model", True, "an object", lambda v: isinstance(v, dict)),
     ("model.samples", True, "a positive integer", lambda v: _is_int(v) and v > 0),
     ("model.precision", False, "a string", lambda v: isinstance(v, str)),
     ("model.source", False, "a string", lambda v: isinstance(v, str)),
+    ("model.model_hash", False, "a sha256 hex string",
+     lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None),
     ("model.logit_scale", False, "a positive number", lambda v: _is_num(v) and v > 0),
     ("model.logit_zero_point", False, "an integer", _is_int),
     ("model.macs_per_inference", False, "a non-negative integer",
@@ -1370,11 +1428,11 @@ def _load_clips(paths: Sequence[Path], n_samples: int) -> list[np.ndarray]:
 def _emulated_board(build_dir: Path, board_name: str | None) -> tuple[dict, Board]:
     manifest = read_manifest(build_dir)
     built_for = manifest["board"]
-    if board_name is not None and board_name != built_for:
-        load_board(board_name)                       # unknown names: the usual error
+    if (board_name is not None and board_name != built_for
+            and load_board(board_name).name != built_for):   # unknown names: the usual error
         raise BoardError(f"{build_dir}: built for {built_for}, not {board_name} "
                          f"(rebuild with --board {board_name})")
-    board = manifest_board(manifest)
+    board = manifest_board(manifest, build_dir)
     if not board.emulated:
         qemu = "QEMU runs mps2-an386, mps2-an500, mps2-an505, mps3-an547"
         if board.flashable:
@@ -1605,8 +1663,10 @@ def bench_firmware(build_dir: Path, *, clip: Path | None = None,
     Raises:
         as :func:`run_firmware`; BoardError when the float build is for another board;
         FirmwareError when the float build's ``model.precision`` (firmware.json) is not
-        float32 (an int8 build as the baseline gave a meaningless 1.00x). Both are checked
-        before QEMU runs.
+        float32 (an int8 build as the baseline gave a meaningless 1.00x), or its
+        ``model.model_hash`` is not the int8 build's (another model's float build; absent
+        on both, e.g. the stand-in model, counts as equal). All are checked before QEMU
+        runs.
     """
     fcol = None
     main_m = read_manifest(build_dir)
@@ -1619,6 +1679,13 @@ def bench_firmware(build_dir: Path, *, clip: Path | None = None,
         if fprec != "float32":
             raise FirmwareError(f"{float_build}: --float-build needs a float32 build, this one is "
                                 f"{fprec} (make one with kws-export build --precision float32)")
+        have, want = float_m["model"].get("model_hash"), main_m["model"].get("model_hash")
+        if have != want:
+            def _h(v):
+                return v[:12] if v else "none recorded"
+            raise FirmwareError(f"{float_build}: float32 build of another model (model hash "
+                                f"{_h(have)}, the int8 build's {_h(want)}); build the float "
+                                f"baseline from the same checkpoint or bundle")
     col = bench_column(build_dir, clip=clip, timeout=timeout)
     if float_build is not None:
         fcol = bench_column(float_build, clip=clip, timeout=timeout)
@@ -1661,11 +1728,12 @@ def flash_plan(build_dir: Path, board_name: str) -> FlashPlan:
     """
     build_dir = Path(build_dir)
     manifest = read_manifest(build_dir)
-    board = (manifest_board(manifest) if board_name == manifest["board"]
-             else load_board(board_name))
-    if manifest["board"] != board.name:
-        raise BoardError(f"{build_dir}: built for {manifest['board']}, not {board.name} "
-                         f"(rebuild with --board {board.name})")
+    if board_name != manifest["board"]:
+        named = load_board(board_name).name          # unknown names: the usual error
+        if named != manifest["board"]:
+            raise BoardError(f"{build_dir}: built for {manifest['board']}, not {named} "
+                             f"(rebuild with --board {board_name})")
+    board = manifest_board(manifest, build_dir)
     if not board.flashable:
         hint = "use kws-export run" if board.emulated else "it is a build-only target"
         raise BoardError(f"board {board.name} has no pyOCD target ({hint})")

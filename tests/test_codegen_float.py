@@ -230,3 +230,19 @@ def test_float32_resolves_a_checkpoint_to_the_float_folder(tmp_path, random_ckpt
     assert ms.macros["KWS_PRECISION"] == "float32"
     assert ms.macros["KWS_MACS_PER_INFERENCE"] > 0
     assert [p.name for p in ms.c_files] == ["kws_float_weights.c", "kws_model.c"]
+
+
+def test_float32_c_folder_is_accepted_and_records_the_model_hash(tmp_path, random_ckpt):
+    """A float32 C folder (generate_float_c) builds with --precision float32 and records the
+    float model's hash (KWS_MODEL_SHA256), which bench --float-build compares with the int8
+    build's; an int8 C folder is refused (test_firmware_boardfile.py)."""
+    from export.bundle import model_hash
+    from export.codegen import recorded_model_hash
+    from export.codegen_float import generate_float_c, load_float_source
+    from export.firmware import resolve_model_source
+    folder = tmp_path / "fc"
+    generate_float_c(random_ckpt, folder)
+    ms = resolve_model_source(folder, tmp_path / "w", precision="float32")
+    want = model_hash(load_float_source(random_ckpt).state)
+    assert ms.macros["KWS_PRECISION"] == "float32"
+    assert recorded_model_hash(folder) == want
