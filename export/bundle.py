@@ -199,6 +199,9 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, *, force: bool = False)
             ``__bundle__`` or an array holds Python objects.
     """
     path = Path(path)
+    if os.path.lexists(path) and not path.exists() and not force:
+        raise BundleError(f"{path}: exists (a symlink to a missing target); use --force "
+                          f"to replace it")
     if path.exists() and not force:
         raise BundleError(f"{path}: already exists (use --force to overwrite)")
     if path.is_dir():

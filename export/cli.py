@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -71,11 +72,24 @@ class WidthOverride(click.ParamType):
 
 
 def _comma_floats(ctx, param, value: str) -> list[float]:
-    """click callback: a comma-separated list of numbers (``--snr``)."""
+    """click callback: a comma-separated list of finite numbers (``--snr``)."""
+    items = [s.strip() for s in value.split(",") if s.strip()]
     try:
-        return [float(s) for s in value.split(",") if s.strip()]
+        out = [float(s) for s in items]
     except ValueError:
         raise click.BadParameter(f"not a comma-separated list of numbers: {value!r}") from None
+    bad = [s for s, v in zip(items, out) if not math.isfinite(v)]
+    if bad:
+        raise click.BadParameter(f"{', '.join(bad)}: not a finite number (in {value!r})")
+    return out
+
+
+def _finite_seconds(ctx, param, value: float | None) -> float | None:
+    """click callback after ``FloatRange(min=0, min_open=True)``, which lets ``nan`` and
+    ``inf`` through (``--timeout``): a finite number of seconds > 0."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value!r}: expected a finite number of seconds > 0")
+    return value
 
 
 def _noise_kinds(ctx, param, value: str) -> list[str]:
@@ -276,7 +290,7 @@ def build(source: Path, board: str, out: Path, force: bool, opt: str,
                 type=click.Path(path_type=Path))
 @click.option("--board", "-b", default=None, help="Board (default: the one DIR was built for).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, help="Seconds without firmware output before it counts as hung.")
+              callback=_finite_seconds, show_default=True, help="Seconds without firmware output before it counts as hung.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write every clip's result to this JSON file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
@@ -304,7 +318,7 @@ def run(build_dir: Path, clips: tuple[Path, ...], board: str | None, timeout: fl
 @click.option("--macs", type=click.IntRange(min=1), default=None,
               help="MACs per inference for the MAC/2 bound (default: from kws_model.h).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, help="Seconds without firmware output before it counts as hung.")
+              callback=_finite_seconds, show_default=True, help="Seconds without firmware output before it counts as hung.")
 @handle_errors
 def bench(build_dir: Path, clip: Path | None, float_build: Path | None, macs: int | None,
           timeout: float) -> None:

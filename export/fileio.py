@@ -138,6 +138,9 @@ def _place_new(tmp: Path, path: Path) -> None:
 
 
 def _exists_message(path: Path, why: str = "") -> str:
+    if os.path.islink(path) and not path.exists():
+        why = f"a symlink to a missing target{'; ' + why if why else ''}"
+        return f"{path}: exists ({why}); use --force to replace it"
     kind = "folder" if path.is_dir() else "file" if path.exists() else "path"
     why = f" ({why})" if why else ""
     return f"{path}: output {kind} exists{why}; use --force to overwrite it"
@@ -146,7 +149,8 @@ def _exists_message(path: Path, why: str = "") -> str:
 def check_output(path: os.PathLike | str, force: bool, expect: str | None = None,
                  inputs: "list[os.PathLike | str] | tuple" = ()) -> Path:
     """Refuse an existing output unless ``force``, an output that is or contains one of the
-    ``inputs``, and an output whose folder cannot be created (:func:`check_parent_writable`).
+    ``inputs`` or the current folder, and an output whose folder cannot be created
+    (:func:`check_parent_writable`). A dangling symlink at ``path`` counts as existing.
 
     Args:
         path: the output file or folder.
@@ -157,11 +161,17 @@ def check_output(path: os.PathLike | str, force: bool, expect: str | None = None
             one of them, even with ``force``.
     Raises:
         OutputExistsError: ``path`` exists and not ``force`` (message names --force), or is
-            of the other kind than ``expect``, or is (or contains) an input.
+            of the other kind than ``expect``, or is (or contains) an input or the current
+            folder (replacing it would delete the folder the command runs in; ``--force``
+            does not help).
         OutputPathError: the folder of ``path`` cannot be created.
     """
     path = Path(path)
     out = Path(os.path.realpath(path))
+    cwd = Path(os.path.realpath(os.getcwd()))
+    if out == cwd or out in cwd.parents:
+        raise OutputExistsError(f"{path}: is the current folder (or contains it); "
+                                f"choose another output")
     for inp in inputs:
         if not isinstance(inp, (str, os.PathLike)):
             continue                      # an in-memory source (e.g. a Bundle object)
@@ -174,7 +184,7 @@ def check_output(path: os.PathLike | str, force: bool, expect: str | None = None
         raise OutputExistsError(f"{path}: is a directory, expected a file name")
     if expect == "folder" and path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path}: is a file, expected a folder name")
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:
         raise OutputExistsError(_exists_message(path))
     check_parent_writable(path)
     return path
@@ -241,6 +251,12 @@ def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterat
         umask_mode(tmp)
         if not force:
             _place_new(tmp, path)
+        elif os.path.islink(path):
+            # a symlink (to a folder, or dangling): the link itself is the output, replaced
+            # like a file; its target is left alone. rmtree refuses links, so a link moved
+            # aside as below was left behind as a hidden ``.NAME.XXXX.old``.
+            os.unlink(path)
+            os.replace(tmp, path)
         elif path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
             os.rmdir(old)

@@ -1406,7 +1406,9 @@ def collect_clips(inputs: Sequence[Path]) -> list[tuple[Path, str | None]]:
         else:
             raise AudioError(f"{p}: no such clip or folder")
     if not out:
-        raise FirmwareError(f"no audio clips in {', '.join(map(str, inputs))}")
+        from nanomamba.audio import AUDIO_SUFFIXES
+        raise FirmwareError(f"{', '.join(map(str, inputs))}: no audio clips "
+                            f"({', '.join(AUDIO_SUFFIXES)})")
     return out
 
 

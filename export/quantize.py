@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import os
 import shutil
 import subprocess
 import tempfile
@@ -763,10 +765,13 @@ def check_widths(widths: dict | None) -> dict:
     for k, v in (widths or {}).items():
         if k not in DEFAULT_WIDTHS:
             raise QuantizationError(f"unknown bit-width key '{k}' (known: {', '.join(DEFAULT_WIDTHS)})")
-        if isinstance(v, bool) or v not in ((8, 16) if k.startswith("w.") else (8, 16, 32)):
-            raise QuantizationError(f"bit width of '{k}' must be 8, 16" +
-                                    ("" if k.startswith("w.") else " or 32") + f", not {v}")
-        W[k] = v
+        allowed = "8, 16" + ("" if k.startswith("w.") else " or 32")
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise QuantizationError(f"bit width of '{k}' must be an int ({allowed}), not "
+                                    f"{v!r} (a {type(v).__name__})")
+        if v not in ((8, 16) if k.startswith("w.") else (8, 16, 32)):
+            raise QuantizationError(f"bit width of '{k}' must be {allowed}, not {v!r}")
+        W[k] = int(v)
     return W
 
 
@@ -1248,7 +1253,7 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    if folder.exists() and not force:
+    if os.path.lexists(folder) and not force:
         raise BundleError(f"{folder}: report folder already exists (use --force to overwrite)")
     from export.fileio import make_parent, umask_mode
     make_parent(folder)
@@ -1300,7 +1305,9 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
         fig.tight_layout()
         fig.savefig(tmp / "sqnr.png", dpi=120, metadata={"Software": None})
         plt.close(fig)
-        if folder.exists():
+        if os.path.islink(folder):        # the link is the output; its target is kept
+            os.unlink(folder)
+        elif folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
     finally:
@@ -1333,12 +1340,20 @@ def quantize_checkpoint(checkpoint, out, *, calib=None, force: bool = False, rep
     if out.exists() and not force:
         raise BundleError(f"{out}: already exists (use --force to overwrite)")
     report_dir = None if report is None else (Path(report) if report else out.with_name(out.name + ".report"))
-    if report_dir is not None and report_dir.exists() and not force:
+    if report_dir is not None and os.path.lexists(report_dir) and not force:
         raise BundleError(f"{report_dir}: report folder already exists (use --force to overwrite)")
     from export.fileio import check_output
     inputs = [Path(p) for p in (checkpoint, calib, eval_dir) if p is not None]
-    for dest in [out] + ([report_dir] if report_dir is not None else []):
-        check_output(dest, True, inputs=inputs)   # not an input; its folder can be made
+    check_output(out, force, expect="file", inputs=inputs)  # not an input; folder can be made
+    if report_dir is not None:
+        # all before calibrating: a bad report path used to surface only after the bundle
+        # had been written (report == bundle; --force with an existing file as report)
+        r_real, o_real = Path(os.path.realpath(report_dir)), Path(os.path.realpath(out))
+        if r_real == o_real or r_real in o_real.parents:
+            what = "is" if r_real == o_real else "contains"
+            raise BundleError(f"{report_dir}: the report folder {what} the bundle {out}; "
+                              f"choose another --report")
+        check_output(report_dir, True, expect="folder", inputs=inputs)
     check_widths(widths)                          # before loading and calibrating
     check_options(options)
     model = load_checkpoint(checkpoint)

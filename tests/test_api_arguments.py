@@ -183,3 +183,13 @@ def test_kws_errors_stay_kws_errors():
     """Bad data (not programming errors) keeps the project's KwsError, so the CLI prints it
     as one ``error:`` line."""
     assert issubclass(Q.CalibrationError, KwsError) and issubclass(VerifyError, KwsError)
+
+
+def test_collect_clips_empty_folder_message_names_the_folder_first(tmp_path):
+    """'no audio clips in fwA' did not follow the 'FILE: problem' form."""
+    from export.firmware import FirmwareError
+    (tmp_path / "fwA").mkdir()
+    (tmp_path / "fwA" / "notes.txt").write_text("x")
+    with pytest.raises(FirmwareError) as e:
+        collect_clips([tmp_path / "fwA"])
+    assert str(e.value) == f"{tmp_path / 'fwA'}: no audio clips (.wav, .f32, .flac)"

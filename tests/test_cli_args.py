@@ -15,11 +15,23 @@ from export.cli import main
     (["bench", "build", "--macs", "-5"], "--macs"),                 # was a negative ratio
     (["bench", "build", "--timeout", "0"], "--timeout"),
     (["run", "build", "clip.wav", "--timeout", "-1"], "--timeout"),
+    # nan/inf passed FloatRange(min=0, min_open=True): a ValueError traceback, exit 1
+    (["run", "build", "clip.wav", "--timeout", "nan"], "--timeout"),
+    (["run", "build", "clip.wav", "--timeout", "inf"], "--timeout"),
+    (["bench", "build", "--timeout", "nan"], "--timeout"),
+    (["bench", "build", "--timeout", "inf"], "--timeout"),
+    # a non-finite SNR was accepted and gave a meaningless grid cell
+    (["evaluate", "x.pt", "--snr", "0,nan"], "--snr"),
+    (["evaluate", "x.pt", "--snr", "inf"], "--snr"),
+    (["evaluate", "x.pt", "--snr", "-Infinity,5"], "--snr"),
+    (["evaluate", "x.pt", "--snr", "1e999"], "--snr"),
 ])
 def test_out_of_range_numbers_are_usage_errors(args, option):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2, r.output
     assert f"Invalid value for '{option}'" in r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
 
 
 def test_readme_lists_every_command():

@@ -197,3 +197,72 @@ def test_output_that_appears_meanwhile_is_never_replaced_without_force(
     atomic_write_text(f, "new", force=True)               # force still replaces
     assert f.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "out"]
+
+
+@pytest.mark.parametrize("rel", [".", "..", "../..", "./"])
+def test_output_that_is_or_contains_the_current_folder_is_refused(tmp_path, monkeypatch, rel):
+    """generate/build/evaluate -o . (or ..) --force were an 'OSError: Device or resource busy'
+    traceback after the work; --force never helps. Nothing is touched."""
+    from export.fileio import check_output
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    (cwd / "in.npz").write_text("x")
+    monkeypatch.chdir(cwd)
+    for force in (False, True):
+        with pytest.raises(OutputExistsError,
+                           match=r"is the current folder \(or contains it\); choose another output"):
+            check_output(rel, force, expect="folder", inputs=["in.npz"])
+        with pytest.raises(OutputExistsError, match="current folder"):
+            with atomic_output_dir(rel, force=force) as d:
+                (d / "f").write_text("y")
+    with pytest.raises(OutputExistsError, match="current folder"):
+        check_output(cwd, True)                       # absolute spelling too
+    assert sorted(p.name for p in cwd.iterdir()) == ["in.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    check_output("sub", True, inputs=["in.npz"])       # a folder below cwd is fine
+
+
+def test_output_that_is_an_ancestor_of_an_input_is_refused(tmp_path):
+    from export.fileio import check_output
+    deep = tmp_path / "x" / "y"
+    deep.mkdir(parents=True)
+    (deep / "in.pt").write_text("x")
+    with pytest.raises(OutputExistsError, match="the output contains the input"):
+        check_output(tmp_path / "x", True, inputs=[deep / "in.pt"])
+    with pytest.raises(OutputExistsError, match="the output contains the input"):
+        check_output(deep / "..", True, inputs=[deep / "in.pt"])
+
+
+def test_dangling_symlink_counts_as_existing(tmp_path):
+    """quantize -o DANGLING replaced the link without --force; generate refused it saying
+    it 'appeared while this command ran'."""
+    from export.fileio import check_output
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "missing")
+    for call in (lambda: check_output(link, False),
+                 lambda: atomic_write_text(link, "x"),
+                 lambda: atomic_output_dir(link).__enter__()):
+        with pytest.raises(OutputExistsError,
+                           match=r"out: exists \(a symlink to a missing target\); use --force"):
+            call()
+        assert os.path.islink(link) and not link.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with atomic_output_dir(link, force=True) as d:
+        (d / "f").write_text("new")
+    assert not os.path.islink(link) and (link / "f").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_force_over_a_symlink_to_a_folder_leaves_nothing_behind(tmp_path):
+    """generate -o LINK_TO_DIR --force left a hidden .LINK.XXXX.old symlink (rmtree refuses
+    links). The link is the output: it is replaced by the new folder; its target is kept."""
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep").write_text("k")
+    link = tmp_path / "lnk"
+    link.symlink_to(target)
+    with atomic_output_dir(link, force=True) as d:
+        (d / "f").write_text("new")
+    assert not os.path.islink(link) and (link / "f").read_text() == "new"
+    assert (target / "keep").read_text() == "k"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lnk", "target"]

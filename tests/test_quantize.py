@@ -221,3 +221,42 @@ def test_progress_bars_only_on_a_terminal(capsys):
                    progress=True)
     err = capsys.readouterr().err
     assert err == "", repr(err[:200])
+
+
+@needs_fixtures
+def test_cli_bad_report_path_refused_before_calibrating(tmp_path):
+    """--report equal to the bundle, an existing FILE (even with --force), or a folder that
+    contains the bundle: refused in one line before any work (an empty --calib would fail
+    later with 'no audio clips'), nothing written. A dangling symlink at -o counts as
+    existing."""
+    ckpt = SHARED / "upstream" / "nanomamba_tiny.pt"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "r.txt").write_text("keep")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    calib = ["--calib", str(tmp_path / "empty")]
+    runner = CliRunner()
+    for args, msg in [
+        (["-o", str(tmp_path / "b.npz"), "--report", str(tmp_path / "b.npz")],
+         "the report folder is the bundle"),
+        (["-o", str(tmp_path / "b.npz"), "--report", str(tmp_path / "r.txt"), "--force"],
+         "r.txt: is a file, expected a folder"),
+        (["-o", str(tmp_path / "sub" / "b.npz"), "--report", str(tmp_path / "sub"), "--force"],
+         "the report folder contains the bundle"),
+        (["-o", str(tmp_path / "dangling")], "exists (a symlink to a missing target)"),
+    ]:
+        r = runner.invoke(main, ["quantize", str(ckpt), *calib, *args])
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert r.exit_code == 1 and len(lines) == 1, r.output
+        assert lines[0].startswith("error: ") and msg in lines[0], r.output
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "empty", "r.txt", "sub"]
+        assert (tmp_path / "r.txt").read_text() == "keep" and not any((tmp_path / "sub").iterdir())
+    assert os.path.islink(tmp_path / "dangling")
+
+
+def test_check_widths_non_int_message():
+    with pytest.raises(Q.QuantizationError, match=r"must be an int \(8, 16 or 32\), not '32' \(a str\)"):
+        Q.check_widths({"h": "32"})
+    with pytest.raises(Q.QuantizationError, match=r"not 8\.0 \(a float\)"):
+        Q.check_widths({"w.in_proj": 8.0})
+    assert Q.check_widths({"h": np.int64(16)})["h"] == 16
