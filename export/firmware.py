@@ -547,7 +547,7 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     check_output(out, True, expect="folder",
                  inputs=[Path(source)] + ([Path(demo_clip)] if demo_clip is not None else [])
                  + ([board_src] if board_src is not None else []))
-    if out.exists() and not force:
+    if os.path.lexists(out) and not force:      # a dangling symlink counts as existing
         raise OutputExistsError(f"{out}: output folder exists (use --force to replace it)")
     if demo_clip is not None and board.output != "uart":
         _demo_clip(Path(demo_clip), 16000)        # a bad clip is still an error, not ignored

@@ -64,6 +64,20 @@ def test_build_never_replaces_a_folder_that_appears_while_it_runs(tmp_path, monk
     assert (out / "firmware.elf").is_file() and not (out / "notes.txt").exists()
 
 
+@needs_gcc
+def test_build_refuses_a_dangling_symlink_output_before_compiling(tmp_path, monkeypatch):
+    """A symlink to a missing target at -o counts as existing (it was only refused after
+    the whole compile)."""
+    def no_compile(*a, **k):
+        raise AssertionError("compiled before refusing the output")
+    monkeypatch.setattr(fw, "_run_tool", no_compile)
+    link = tmp_path / "fw"
+    link.symlink_to(tmp_path / "missing")
+    with pytest.raises(fw.OutputExistsError, match="exists"):
+        build_firmware(standin_model_dir(), "mps2-an386", link)
+    assert link.is_symlink() and not (tmp_path / "missing").exists()
+
+
 # --- 2. reproducible with a relative -o ---------------------------------------------------
 
 @needs_gcc
