@@ -526,7 +526,8 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     Returns:
         :class:`BuildResult`.
     Raises:
-        BoardError, OutputExistsError (``out`` exists, or appeared during the build,
+        BoardError (also: a board .toml of the user's that takes a shipped board's name),
+        OutputExistsError (``out`` exists, or appeared during the build,
         and not ``force``), ToolError (no arm-none-eabi-gcc: says how to install it),
         FirmwareError (bad model folder, a generated folder missing a listed ``.c`` file,
         compile or link error (a link error names the first undefined reference), image
@@ -537,6 +538,9 @@ def build_firmware(source: Path, board_name: str, out: Path, *, force: bool = Fa
     # (BOARD_COPY) and read back from there by run/bench/flash
     board_src = (None if board.path is None or board.path.parent == BOARDS_DIR
                  else Path(board.path))
+    if board_src is not None and (BOARDS_DIR / f"{board.name}.toml").is_file():
+        raise BoardError(f"{board_src}: board name '{board.name}' is a shipped board's; give "
+                         f"your board its own name (name = \"...\" and the file name)")
     board_bytes = board_src.read_bytes() if board_src is not None else None
     gcc = arm_gcc()
     objcopy = _objcopy(gcc)
@@ -1427,13 +1431,44 @@ def _load_clips(paths: Sequence[Path], n_samples: int) -> list[np.ndarray]:
     return data
 
 
+def check_board_arg(build_dir: Path, manifest: dict, board_name: str | None) -> None:
+    """``--board`` of run/bench/flash against the board a build was made for.
+
+    A name must be the build's board. A board .toml path must hold exactly the board file
+    the build was made with (its sha256 equals ``board_sha256``, or, for a build for a
+    shipped board, the shipped file's), so a same-named file with other contents is refused
+    instead of being silently ignored.
+
+    Raises:
+        BoardError: another board, another board file, or an unknown name / bad file.
+    """
+    if board_name is None:
+        return
+    built_for = manifest["board"]
+    rebuild = f"(rebuild with --board {board_name})"
+    path = Path(board_name)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise BoardError(f"{path}: no such board file")
+        recorded = manifest.get("board_sha256")
+        if recorded is None:
+            shipped = BOARDS_DIR / f"{built_for}.toml"
+            recorded = (hashlib.sha256(shipped.read_bytes()).hexdigest()
+                        if shipped.is_file() else None)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != recorded:
+            raise BoardError(f"{path}: not the board file {build_dir} was built with "
+                             f"(sha256 {digest[:12]}, the build's {str(recorded)[:12]}) "
+                             f"{rebuild}")
+        return
+    if board_name != built_for:
+        named = load_board(board_name).name          # unknown names: the usual error
+        raise BoardError(f"{build_dir}: built for {built_for}, not {named} {rebuild}")
+
+
 def _emulated_board(build_dir: Path, board_name: str | None) -> tuple[dict, Board]:
     manifest = read_manifest(build_dir)
-    built_for = manifest["board"]
-    if (board_name is not None and board_name != built_for
-            and load_board(board_name).name != built_for):   # unknown names: the usual error
-        raise BoardError(f"{build_dir}: built for {built_for}, not {board_name} "
-                         f"(rebuild with --board {board_name})")
+    check_board_arg(build_dir, manifest, board_name)
     board = manifest_board(manifest, build_dir)
     if not board.emulated:
         qemu = "QEMU runs mps2-an386, mps2-an500, mps2-an505, mps3-an547"
@@ -1665,7 +1700,8 @@ def bench_firmware(build_dir: Path, *, clip: Path | None = None,
     Raises:
         as :func:`run_firmware`; BoardError when the float build is for another board;
         FirmwareError when the float build's ``model.precision`` (firmware.json) is not
-        float32 (an int8 build as the baseline gave a meaningless 1.00x), or its
+        float32 (an int8 build as the baseline gave a meaningless 1.00x), or ``build_dir``
+        itself is a float32 build, or the float build's
         ``model.model_hash`` is not the int8 build's (another model's float build; absent
         on both, e.g. the stand-in model, counts as equal). All are checked before QEMU
         runs.
@@ -1677,6 +1713,10 @@ def bench_firmware(build_dir: Path, *, clip: Path | None = None,
         if float_m["board"] != main_m["board"]:
             raise BoardError(f"{float_build}: float32 build is for {float_m['board']}, the int8 "
                              f"build for {main_m['board']}; bench them on the same board")
+        mprec = main_m.get("model", {}).get("precision", "int8")
+        if mprec == "float32":
+            raise FirmwareError(f"{build_dir}: is a float32 build; --float-build compares an "
+                                f"int8 build (DIR) with its float32 baseline")
         fprec = float_m.get("model", {}).get("precision", "int8")
         if fprec != "float32":
             raise FirmwareError(f"{float_build}: --float-build needs a float32 build, this one is "
@@ -1730,11 +1770,7 @@ def flash_plan(build_dir: Path, board_name: str) -> FlashPlan:
     """
     build_dir = Path(build_dir)
     manifest = read_manifest(build_dir)
-    if board_name != manifest["board"]:
-        named = load_board(board_name).name          # unknown names: the usual error
-        if named != manifest["board"]:
-            raise BoardError(f"{build_dir}: built for {manifest['board']}, not {named} "
-                             f"(rebuild with --board {board_name})")
+    check_board_arg(build_dir, manifest, board_name)
     board = manifest_board(manifest, build_dir)
     if not board.flashable:
         hint = "use kws-export run" if board.emulated else "it is a build-only target"

@@ -168,3 +168,42 @@ def test_float_build_of_another_model_is_refused(tmp_path):
     line = one_line_error(r)
     assert f"{b}: float32 build of another model (model hash abababababab" in line
     assert "none recorded" in line
+
+
+@needs_gcc
+def test_board_path_given_to_run_or_flash_must_be_the_builds_board_file(tmp_path):
+    """A same-named .toml with other contents was accepted by name and ignored; the build's
+    own copy and the shipped file of a shipped board are accepted."""
+    src = _board_file(tmp_path / "b")
+    build = build_firmware(standin_model_dir(), str(src), tmp_path / "o").out
+    manifest = fw.read_manifest(build)
+    fw.check_board_arg(build, manifest, str(build / "board.toml"))
+    fw.check_board_arg(build, manifest, str(src))
+    fw.check_board_arg(build, manifest, "myb")
+    other = _board_file(tmp_path / "b3", clock_hz="50_000_000")
+    with pytest.raises(BoardError, match=rf"{other}: not the board file {build} was built with"):
+        fw.check_board_arg(build, manifest, str(other))
+    r = CliRunner().invoke(cli, ["flash", str(build), "--board", str(other), "--dry-run"])
+    assert f"{other}: not the board file" in one_line_error(r)
+    shipped = build_firmware(standin_model_dir(), "mps2-an386", tmp_path / "s").out
+    fw.check_board_arg(shipped, fw.read_manifest(shipped), str(BOARDS_DIR / "mps2-an386.toml"))
+    with pytest.raises(BoardError, match="not the board file"):
+        fw.check_board_arg(shipped, fw.read_manifest(shipped), str(src))
+
+
+@needs_gcc
+def test_a_board_file_may_not_take_a_shipped_boards_name(tmp_path):
+    path = _board_file(tmp_path / "b2", "mps2-an386", machine='"nosuchmachine"')
+    with pytest.raises(BoardError, match="board name 'mps2-an386' is a shipped board's"):
+        build_firmware(standin_model_dir(), str(path), tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+@needs_gcc
+def test_bench_refuses_a_float32_build_as_the_int8_side(tmp_path):
+    b = build_firmware(standin_model_dir(), "mps2-an386", tmp_path / "b").out
+    man = json.loads((b / "firmware.json").read_text())
+    man["model"]["precision"] = "float32"
+    (b / "firmware.json").write_text(json.dumps(man))
+    r = CliRunner().invoke(cli, ["bench", str(b), "--float-build", str(b)])
+    assert f"{b}: is a float32 build; --float-build compares an int8 build" in one_line_error(r)
