@@ -197,7 +197,7 @@ def test_arm_strict_compile(board, random_ckpt, tmp_path):
 
 @needs_qemu
 def test_firmware_build_run_bench_float32(upstream_ckpt, fixtures_dir, tmp_path):
-    from export.firmware import bench_firmware, build_firmware, run_firmware
+    from export.firmware import FirmwareError, bench_firmware, build_firmware, run_firmware
     ckpt = upstream_ckpt("tiny")
     out = tmp_path / "fw"
     res = build_firmware(ckpt, "mps2-an386", out, precision="float32")
@@ -211,11 +211,12 @@ def test_firmware_build_run_bench_float32(upstream_ckpt, fixtures_dir, tmp_path)
     rows = _run_driver(out / "src" / "model", _fixture_audio(fixtures_dir), tmp_path)
     for c, row in zip(run.clips, rows):
         assert np.abs(np.array(c.logits) - row["int8"]).max() <= 1
-    bench = bench_firmware(out, float_build=out)
-    col = bench.int8
+    col = bench_firmware(out).int8
     assert col.precision == "float32" and col.stream_matches
     assert col.instructions_frontend > 0 and col.instructions_network > 0
-    assert bench.float32.instructions_total == col.instructions_total   # deterministic
+    assert bench_firmware(out).int8.instructions_total == col.instructions_total  # deterministic
+    with pytest.raises(FirmwareError, match="is a float32 build; --float-build compares"):
+        bench_firmware(out, float_build=out)            # not a float-vs-int8 comparison
 
 
 def test_unknown_precision_is_an_error(tmp_path, random_ckpt):
