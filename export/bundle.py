@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.fileio import make_parent, umask_mode
+from export.fileio import make_parent, place_new, umask_mode
 from nanomamba.errors import KwsError
 
 FORMAT_NAME = "nanomamba-kws-bundle"
@@ -197,6 +197,8 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, *, force: bool = False)
     Raises:
         BundleError: ``path`` exists and not ``force``; an array key is the reserved
             ``__bundle__`` or an array holds Python objects.
+        OutputExistsError: without ``force``, a file that appeared at ``path`` while the
+            bundle was written (kept; :func:`export.fileio.place_new`).
     """
     path = Path(path)
     if os.path.lexists(path) and not path.exists() and not force:
@@ -235,7 +237,10 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, *, force: bool = False)
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, _npy_bytes(arr))
         umask_mode(tmp)
-        os.replace(tmp, path)
+        if force:
+            os.replace(tmp, path)
+        else:                             # never replaces a file that appeared meanwhile
+            place_new(Path(tmp), path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -101,7 +101,7 @@ def _renameat2_noreplace(src: str, dst: str) -> bool:
     raise OSError(code, os.strerror(code), dst)
 
 
-def _place_new(tmp: Path, path: Path) -> None:
+def place_new(tmp: Path, path: Path) -> None:
     """Rename the finished ``tmp`` (file or folder) to ``path`` only if ``path`` does not
     exist, as one step: a path that appeared since :func:`check_output` (even an empty
     folder, which a plain ``os.rename`` would silently replace) is never touched.
@@ -193,7 +193,7 @@ def check_output(path: os.PathLike | str, force: bool, expect: str | None = None
 def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, force: bool = False) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder, then rename it into
     place (``os.replace`` with ``force``; without it a rename that never replaces a file
-    that appeared meanwhile, :func:`_place_new`).
+    that appeared meanwhile, :func:`place_new`).
 
     Raises:
         OutputExistsError: ``path`` exists and not ``force`` (checked at the start and
@@ -213,7 +213,7 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, force: bool = Fa
         if force:
             os.replace(tmp, path)
         else:
-            _place_new(Path(tmp), path)
+            place_new(Path(tmp), path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -233,7 +233,7 @@ def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterat
     (if any, with ``force``) is replaced; on any exception the temp folder is deleted and
     the old one is untouched. Without ``force`` the final rename never replaces anything:
     a path that appeared while the folder was being filled (another run, a user's
-    ``mkdir``) is kept and the new output discarded (:func:`_place_new`).
+    ``mkdir``) is kept and the new output discarded (:func:`place_new`).
 
     Raises:
         OutputExistsError: ``path`` exists and not ``force`` (checked at the start and
@@ -250,7 +250,7 @@ def atomic_output_dir(path: os.PathLike | str, *, force: bool = False) -> Iterat
         yield tmp
         umask_mode(tmp)
         if not force:
-            _place_new(tmp, path)
+            place_new(tmp, path)
         elif os.path.islink(path):
             # a symlink (to a folder, or dangling): the link itself is the output, replaced
             # like a file; its target is left alone. rmtree refuses links, so a link moved
