@@ -807,7 +807,6 @@ def check_options(options: dict | None) -> dict:
         QuantizationError: an unknown key (lists the known ones), or a value outside the
             key's allowed set or range (names the key and what it allows).
     """
-    import numbers
     if options is not None and not isinstance(options, dict):
         raise QuantizationError(f"options: expected a dict of quantizer options, got "
                                 f"{type(options).__name__}")
@@ -1246,7 +1245,10 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
     ``report.json`` (everything), ``report.md`` (tables: per-tensor dtype/scale/zero_point,
     per-layer SQNR, agreement/accuracy), ``sqnr.png`` (per-layer SQNR bar chart).
 
-    Raises: BundleError when ``folder`` exists and not ``force``.
+    Raises:
+        BundleError: ``folder`` exists and not ``force``.
+        OutputExistsError: without ``force``, a path that appeared at ``folder`` while the
+            report was written (kept; :func:`export.fileio.atomic_output_dir`).
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -1255,11 +1257,10 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
     folder = Path(folder)
     if os.path.lexists(folder) and not force:
         raise BundleError(f"{folder}: report folder already exists (use --force to overwrite)")
-    from export.fileio import make_parent, umask_mode
-    make_parent(folder)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    umask_mode(tmp)
-    try:
+    from export.fileio import atomic_output_dir
+    # built in a temp sibling, swapped in at the end (a symlink at ``folder`` is replaced,
+    # its target kept; without force nothing that appeared meanwhile is replaced)
+    with atomic_output_dir(folder, force=force) as tmp:
         tens = bundle.meta["tensors"]
         sq = {}
         for res in results.values():
@@ -1305,14 +1306,6 @@ def write_report(folder, bundle: Bundle, results: dict, *, force: bool = False) 
         fig.tight_layout()
         fig.savefig(tmp / "sqnr.png", dpi=120, metadata={"Software": None})
         plt.close(fig)
-        if os.path.islink(folder):        # the link is the output; its target is kept
-            os.unlink(folder)
-        elif folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return folder
 
 
