@@ -39,7 +39,6 @@ falls back to it when numba is not installed.
 
 from __future__ import annotations
 
-import numbers
 import os
 from typing import Iterable
 
@@ -47,7 +46,7 @@ import numpy as np
 
 from export import frontend_fixed, sim_jit
 from export import intmath as im
-from nanomamba.errors import KwsError
+from nanomamba.errors import KwsError, positive_int
 
 _QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (im.INT32_MIN, im.INT32_MAX)}
 _NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32}
@@ -470,15 +469,6 @@ def _as_bundle(bundle):
     return bundle
 
 
-def _check_threads(threads) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise TypeError(f"threads: expected an int >= 1, got {threads!r} "
-                        f"({type(threads).__name__})")
-    if threads < 1:
-        raise SimulatorArgumentError(f"threads: expected an int >= 1, got {threads}")
-    return int(threads)
-
-
 class Simulator:
     """Integer execution of a :class:`export.bundle.Bundle`.
 
@@ -606,7 +596,7 @@ class Simulator:
                 ``frontend_intermediates=False``.
             TypeError: threads not an int; keep not a str or an iterable of str.
         """
-        threads = _check_threads(threads)
+        threads = positive_int(threads, "threads", error=SimulatorArgumentError)
         keep = self._check_keep(keep, frontend_intermediates)
         audio = np.asarray(audio)
         if audio.ndim == 1:

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from export.codegen import BUNDLE_COPY, MODEL_JSON
-from nanomamba.errors import KwsError
+from nanomamba.errors import KwsError, positive_int
 
 CLIP = 16_000
 
@@ -196,7 +196,8 @@ def read_folder(folder) -> tuple[dict, "object"]:
         CodegenError: its bundle copy is another model's than the generated code's
             (:func:`export.codegen.load_folder_bundle`).
     """
-    from export.codegen import load_folder_bundle, missing_c_sources
+    from export.codegen import (incomplete_folder_message, load_folder_bundle,
+                                missing_c_sources)
     folder = Path(folder)
     if folder.is_file():
         raise VerifyError(f"{folder}: is a file, expected a folder made by kws-export generate")
@@ -214,9 +215,7 @@ def read_folder(folder) -> tuple[dict, "object"]:
         raise VerifyError(f"{mj}: not a kws_model.json object; regenerate the folder")
     missing = missing_c_sources(folder, info, host=True)
     if missing:
-        raise VerifyError(f"{folder}: incomplete generated folder: {', '.join(missing)} "
-                          f"missing (listed in {MODEL_JSON}); regenerate it with "
-                          f"kws-export generate")
+        raise VerifyError(incomplete_folder_message(folder, missing))
     return info, load_folder_bundle(folder)
 
 
@@ -489,15 +488,10 @@ def verify_dir(folder, clips: np.ndarray | None = None, names: list[str] | None 
             both ``clips`` and ``audio``. These argument checks come before any work.
         ToolError (no host compiler: names the package), AudioError, BundleError.
     """
-    import numbers
-
     from export.fileio import path_list
     from export.simulator import Simulator
     audio = path_list(audio, "audio")
-    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral):
-        raise TypeError(f"chunk: expected an int >= 1, got {chunk!r}")
-    if chunk < 1:
-        raise ValueError(f"chunk: expected an int >= 1, got {chunk}")
+    chunk = positive_int(chunk, "chunk")
     if clips is not None and audio:
         raise ValueError("give clips or audio, not both")
     if names is not None and clips is None:

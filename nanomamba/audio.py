@@ -6,7 +6,6 @@ generated C and the firmware all see the same samples.
 
 from __future__ import annotations
 
-import numbers
 import os
 import warnings
 from math import gcd
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import CLIP_SAMPLES, SAMPLE_RATE
-from .errors import AudioError, AudioWarning
+from .errors import AudioError, AudioWarning, positive_int
 
 #: Sample rates the loader resamples from (Hz); anything else is refused.
 MIN_RATE, MAX_RATE = 8_000, 192_000
@@ -106,11 +105,7 @@ def load_audio(path: str | os.PathLike, *, dtype: str = "float32",
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a file path (str or PathLike), got "
                         f"{type(path).__name__}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
-        raise TypeError(f"n_samples: expected an int >= 1, got {n_samples!r}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples: expected an int >= 1 (samples per clip), got {n_samples}")
-    n_samples = int(n_samples)
+    n_samples = positive_int(n_samples, "n_samples", unit=" (samples per clip)")
     path = Path(path)
     if dtype not in ("float32", "int16"):
         raise ValueError(f"dtype must be 'float32' or 'int16', not {dtype!r}")

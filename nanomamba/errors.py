@@ -7,6 +7,8 @@ CLI can print it as ``error: <message>`` without a traceback.
 
 from __future__ import annotations
 
+import numbers
+
 
 class KwsError(Exception):
     """Base class of all user-facing errors; ``str(err)`` is a single line."""
@@ -25,3 +27,26 @@ class AudioError(KwsError):
 
 class AudioWarning(UserWarning):
     """An audio clip was altered to fit the model (resampled, downmixed, padded, trimmed)."""
+
+
+def positive_int(value, name: str, *, error: type[Exception] = ValueError,
+                 unit: str = "") -> int:
+    """An argument that must be an int >= 1 (a count: threads, clips per chunk, samples).
+
+    Args:
+        value: the argument (any integral type; bool is refused).
+        name: its name, first in the message.
+        error: the class raised for a value < 1 (a ValueError subclass, e.g. a stage's own).
+        unit: text after ">= 1" in that message, e.g. " (samples per clip)".
+    Returns:
+        ``int(value)``.
+    Raises:
+        TypeError: not an integer (``"{name}: expected an int >= 1, got ..."``).
+        ``error``: an integer < 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int >= 1, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < 1:
+        raise error(f"{name}: expected an int >= 1{unit}, got {value}")
+    return int(value)
