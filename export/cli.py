@@ -95,10 +95,11 @@ def _finite_seconds(ctx, param, value: float | None) -> float | None:
 def _noise_kinds(ctx, param, value: str) -> list[str]:
     """click callback: comma-separated noise types (``--noise``), each a generated kind,
     ``recorded`` or ``file:NAME``."""
+    from export.evaluate import is_recorded_kind
     from nanomamba.data.noise import GENERATED_KINDS
     kinds = [n.strip() for n in value.split(",") if n.strip()]
     for kind in kinds:
-        if kind not in GENERATED_KINDS and kind != "recorded" and not kind.startswith("file:"):
+        if kind not in GENERATED_KINDS and not is_recorded_kind(kind):
             raise click.BadParameter(f"unknown noise type {kind!r} (expected "
                                      f"{', '.join(GENERATED_KINDS)}, recorded or file:NAME)")
     return kinds
@@ -487,13 +488,13 @@ def evaluate(checkpoint, data, generated, data_seed, routes, noises, snrs, noise
              limit_per_class, out, cache, espeak, calib, bundle, force) -> None:
     """Accuracy over noise types x SNR (plus clean) for each route: a table, and with --out
     a JSON, a Markdown table and a PNG plot."""
-    from export.evaluate import run_evaluate
+    from export.evaluate import is_recorded_kind, run_evaluate
     if (data is None) == (generated is None):
         raise click.UsageError("give a dataset folder (--data) or a generated test split "
                                "(--generated N)" if data is None else
                                "give either --data or --generated, not both")
     for kind in noises:                   # an option combination: a usage error (exit 2)
-        if (kind == "recorded" or kind.startswith("file:")) and noise_dir is None:
+        if is_recorded_kind(kind) and noise_dir is None:
             raise click.UsageError(f"--noise {kind} needs --noise-dir (a folder of noise "
                                    "recordings)")
     run_evaluate(checkpoint, data=data, generated=generated, data_seed=data_seed, routes=routes,

@@ -38,6 +38,7 @@ as int16_t, int16 weights, SMLAD pairs on DSP cores, ``kws_nn_fast.c``) and ``"r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -226,6 +227,12 @@ class Plan:
     @property
     def const_bytes(self) -> int:
         return sum(c.nbytes for c in self.consts)
+
+    @functools.cached_property
+    def bundle_digest(self) -> str:
+        """:func:`export.bundle.bundle_digest` of the bundle (hashed once per plan: the
+        header and kws_model.json both record it)."""
+        return bundle_digest(self.bundle)
 
     @property
     def tap_words(self) -> int:
@@ -835,7 +842,7 @@ def render(plan: Plan, argv: Sequence[str] | None = None) -> dict[str, str]:
         "plan": plan, "cfg": cfg, "labels": meta["model"]["labels"],
         "labels_c": [_c_string(s) for s in meta["model"]["labels"]],
         "model_name": meta["model"].get("name") or "nanomamba",
-        "model_hash": mh, "bundle_hash": bundle_digest(b), "macs": macs,
+        "model_hash": mh, "bundle_hash": plan.bundle_digest, "macs": macs,
         "n_frames": int(meta["model"]["n_frames"]),
         "consts": [{"name": c.name, "ctype": c.ctype, "size": int(c.values.size),
                     "comment": c.comment.replace("*/", "* /"),
@@ -870,7 +877,7 @@ def model_json(plan: Plan) -> dict:
         "tool": f"kws-export {__version__}",
         "model": {"name": meta["model"].get("name"), "sha256": meta["model"]["sha256"],
                   "config": meta["model"]["config"], "labels": meta["model"]["labels"]},
-        "bundle": {"sha256": bundle_digest(plan.bundle)},
+        "bundle": {"sha256": plan.bundle_digest},
         "variant": plan.variant,
         "c_sources": c_sources(),
         "n_frames": int(meta["model"]["n_frames"]),
@@ -1074,3 +1081,10 @@ def missing_c_sources(folder, info: dict | None = None, *, host: bool = False) -
         raise CodegenError(f"{mj}: missing or invalid 'c_sources' (a list of the folder's "
                            f".c files); regenerate the folder with kws-export generate")
     return [n for n in names + ([HOST_MAIN] if host else []) if not (folder / n).is_file()]
+
+
+def incomplete_folder_message(folder, missing: list[str]) -> str:
+    """The one-line message for a generated folder missing the files ``missing`` (from
+    :func:`missing_c_sources`), raised by ``verify`` and ``build`` in their own error class."""
+    return (f"{folder}: incomplete generated folder: {', '.join(missing)} missing (listed in "
+            f"{MODEL_JSON}); regenerate it with kws-export generate")

@@ -384,6 +384,12 @@ def load_eval_clips(data: str | os.PathLike | None, *, generated: int | None = N
     raise EvaluateError("give a dataset folder (--data) or a generated test split (--generated N)")
 
 
+def is_recorded_kind(kind: str) -> bool:
+    """True for the noise types read from a ``--noise-dir`` of recordings: ``recorded``
+    (all files) and ``file:NAME`` (one file); the other types are generated."""
+    return kind == "recorded" or kind.startswith("file:")
+
+
 def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | None = None,
                  data_seed: int = 1, routes=("float",), noises=DEFAULT_NOISES,
                  snrs=DEFAULT_SNRS, seed: int = 0, noise_dir=None,
@@ -417,10 +423,10 @@ def run_evaluate(checkpoint: str | os.PathLike, *, data=None, generated: int | N
         if r not in ("float", "int8"):
             raise EvaluateError(f"--route: unknown route '{r}' (expected float or int8)")
     for kind in noises:
-        if kind not in GENERATED_KINDS and kind != "recorded" and not kind.startswith("file:"):
+        if kind not in GENERATED_KINDS and not is_recorded_kind(kind):
             raise EvaluateError(f"--noise: unknown noise type '{kind}' (expected "
                                 f"{', '.join(GENERATED_KINDS)}, recorded or file:<name>)")
-        if (kind == "recorded" or kind.startswith("file:")) and noise_dir is None:
+        if is_recorded_kind(kind) and noise_dir is None:
             raise EvaluateError(f"--noise {kind} needs --noise-dir (a folder of noise recordings)")
     if "int8" in routes:                       # fail before any slow work
         try:

@@ -236,13 +236,11 @@ def model_source_from_folder(folder: Path) -> ModelSource:
     for key in ("KWS_SAMPLES", "KWS_HOP", "KWS_N_CLASSES"):
         if not isinstance(macros.get(key), int) or macros[key] <= 0:
             raise FirmwareError(f"{header}: {key} must be #defined as a positive integer")
-    from export.codegen import (BUNDLE_COPY, load_folder_bundle,  # noqa: PLC0415
-                                missing_c_sources)
+    from export.codegen import (BUNDLE_COPY, incomplete_folder_message,  # noqa: PLC0415
+                                load_folder_bundle, missing_c_sources)
     missing = [n for n in missing_c_sources(folder) if "/" not in n]
     if missing:
-        raise FirmwareError(f"{folder}: incomplete generated folder: {', '.join(missing)} "
-                            f"missing (listed in kws_model.json); regenerate it with "
-                            f"kws-export generate")
+        raise FirmwareError(incomplete_folder_message(folder, missing))
     c_files = sorted(p for p in folder.glob("*.c")
                      if not _MAIN_RE.search(p.read_text(errors="replace")))
     if not c_files:
@@ -1373,7 +1371,6 @@ def check_timeout(timeout) -> float:
     Raises:
         TypeError: not a number. ValueError: not finite and > 0.
     """
-    import math
     import numbers
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise TypeError(f"timeout: expected seconds (a number > 0), got {timeout!r}")
